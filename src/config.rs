@@ -1,0 +1,357 @@
+//! The TOML configuration. Every key has a default (the constants below are
+//! the single source; `docs/CONFIG.md` and `edgeim.toml` list the same values,
+//! and a test checks the sample against them). Unknown keys are errors.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the server keeps its state (the users file among it).
+    pub data_dir: PathBuf,
+    /// `error`, `warn`, `info`, `debug` or `trace`; `EDGEIM_LOG` overrides it.
+    pub log_level: LogLevel,
+    pub http: Http,
+    pub websocket: WebSocket,
+    pub api: Api,
+    pub limits: Limits,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    pub listen: SocketAddr,
+    /// How long a browser cookie or an app token stays valid.
+    pub login_ttl_s: u64,
+    /// Worker threads answering HTTP requests.
+    pub workers: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSocket {
+    pub listen: SocketAddr,
+    /// The path clients connect to, without the leading slash.
+    pub context: String,
+    pub ping_interval_s: u64,
+    pub idle_timeout_s: u64,
+    /// Messages queued for one connection before it is closed as `slow`.
+    pub send_queue: usize,
+    /// A write to a client that blocks this long closes the connection.
+    pub write_timeout_s: u64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Api {
+    /// Bearer key for `POST /api/system/message`; unset disables it.
+    pub key: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub session_ttl_s: u64,
+    pub register_timeout_s: u64,
+    pub max_message_bytes: usize,
+    pub max_recipients: usize,
+    pub max_clients_per_user: usize,
+    pub rate_per_s: f64,
+    pub rate_burst: f64,
+    pub offline_per_user: usize,
+    pub retention_days: u64,
+    pub session_ids_per_s: f64,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+pub const DEFAULT_DATA_DIR: &str = "data";
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_LOGIN_TTL_S: u64 = 30 * 24 * 3600;
+pub const DEFAULT_HTTP_WORKERS: usize = 4;
+pub const DEFAULT_WS_LISTEN: &str = "127.0.0.1:8081";
+pub const DEFAULT_CONTEXT: &str = "websocket";
+pub const DEFAULT_PING_INTERVAL_S: u64 = 30;
+pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 90;
+pub const DEFAULT_SEND_QUEUE: usize = 1024;
+pub const DEFAULT_WRITE_TIMEOUT_S: u64 = 10;
+pub const DEFAULT_SESSION_TTL_S: u64 = 60;
+pub const DEFAULT_REGISTER_TIMEOUT_S: u64 = 10;
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+pub const DEFAULT_MAX_RECIPIENTS: usize = 100;
+pub const DEFAULT_MAX_CLIENTS_PER_USER: usize = 16;
+pub const DEFAULT_RATE_PER_S: f64 = 200.0;
+pub const DEFAULT_RATE_BURST: f64 = 400.0;
+pub const DEFAULT_OFFLINE_PER_USER: usize = 10_000;
+pub const DEFAULT_RETENTION_DAYS: u64 = 30;
+pub const DEFAULT_SESSION_IDS_PER_S: f64 = 500.0;
+
+fn addr(s: &str) -> SocketAddr {
+    // The defaults above are literals that parse.
+    s.parse()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            log_level: LogLevel::Info,
+            http: Http::default(),
+            websocket: WebSocket::default(),
+            api: Api::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            listen: addr(DEFAULT_HTTP_LISTEN),
+            login_ttl_s: DEFAULT_LOGIN_TTL_S,
+            workers: DEFAULT_HTTP_WORKERS,
+        }
+    }
+}
+
+impl Default for WebSocket {
+    fn default() -> Self {
+        WebSocket {
+            listen: addr(DEFAULT_WS_LISTEN),
+            context: DEFAULT_CONTEXT.to_string(),
+            ping_interval_s: DEFAULT_PING_INTERVAL_S,
+            idle_timeout_s: DEFAULT_IDLE_TIMEOUT_S,
+            send_queue: DEFAULT_SEND_QUEUE,
+            write_timeout_s: DEFAULT_WRITE_TIMEOUT_S,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            session_ttl_s: DEFAULT_SESSION_TTL_S,
+            register_timeout_s: DEFAULT_REGISTER_TIMEOUT_S,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_recipients: DEFAULT_MAX_RECIPIENTS,
+            max_clients_per_user: DEFAULT_MAX_CLIENTS_PER_USER,
+            rate_per_s: DEFAULT_RATE_PER_S,
+            rate_burst: DEFAULT_RATE_BURST,
+            offline_per_user: DEFAULT_OFFLINE_PER_USER,
+            retention_days: DEFAULT_RETENTION_DAYS,
+            session_ids_per_s: DEFAULT_SESSION_IDS_PER_S,
+        }
+    }
+}
+
+impl LogLevel {
+    pub fn to_filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+impl Limits {
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_ttl_s)
+    }
+    pub fn register_timeout(&self) -> Duration {
+        Duration::from_secs(self.register_timeout_s)
+    }
+    pub fn retention_ms(&self) -> u64 {
+        self.retention_days.saturating_mul(24 * 3600 * 1000)
+    }
+}
+
+/// A configuration that cannot be used, said in one line.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub why: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config {}: {}", self.path.display(), self.why)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let err = |why: String| ConfigError {
+            path: path.to_path_buf(),
+            why,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string().to_lowercase()))?;
+        let config = Config::parse(&text).map_err(err)?;
+        Ok(config)
+    }
+
+    /// Parses config text; the error is one line with the line number.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| text.get(..s.start).unwrap_or(text).matches('\n').count() + 1);
+            let msg = e.message().replace('\n', " ");
+            match line {
+                Some(l) => format!("line {l}: {msg}"),
+                None => msg,
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let l = &self.limits;
+        let ws = &self.websocket;
+        let positive: [(&str, u64); 9] = [
+            ("limits.session_ttl_s", l.session_ttl_s),
+            ("limits.register_timeout_s", l.register_timeout_s),
+            ("limits.max_message_bytes", l.max_message_bytes as u64),
+            ("limits.max_recipients", l.max_recipients as u64),
+            ("limits.max_clients_per_user", l.max_clients_per_user as u64),
+            ("websocket.ping_interval_s", ws.ping_interval_s),
+            ("websocket.idle_timeout_s", ws.idle_timeout_s),
+            ("websocket.send_queue", ws.send_queue as u64),
+            ("http.workers", self.http.workers as u64),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{key} must be greater than 0"));
+        }
+        for (key, v) in [
+            ("limits.rate_per_s", l.rate_per_s),
+            ("limits.rate_burst", l.rate_burst),
+            ("limits.session_ids_per_s", l.session_ids_per_s),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{key} must be a number greater than 0"));
+            }
+        }
+        if ws.context.is_empty()
+            || ws.context.starts_with('/')
+            || ws.context.contains(['?', '#', ' '])
+        {
+            return Err(
+                "websocket.context must be a path without a leading slash, like \"websocket\""
+                    .into(),
+            );
+        }
+        if self.api.key.as_deref().is_some_and(|k| k.len() < 16) {
+            return Err("api.key must be at least 16 characters".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_means_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback() {
+        let c = Config::default();
+        assert!(c.http.listen.ip().is_loopback());
+        assert!(c.websocket.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn the_sample_config_lists_every_key_at_its_default() {
+        // Uncommenting every `# key = value` line of the shipped sample must
+        // give exactly the built-in defaults.
+        let sample = include_str!("../edgeim.toml");
+        let uncommented: String = sample
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest,
+                Some(rest) if rest.starts_with('[') => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let parsed = Config::parse(&uncommented).unwrap();
+        let mut expected = Config::default();
+        expected.api.key = parsed.api.key.clone();
+        assert_eq!(parsed, expected);
+        let docs = include_str!("../docs/CONFIG.md");
+        for key in [
+            "data_dir",
+            "log_level",
+            "listen",
+            "login_ttl_s",
+            "workers",
+            "context",
+            "ping_interval_s",
+            "idle_timeout_s",
+            "send_queue",
+            "write_timeout_s",
+            "key",
+            "session_ttl_s",
+            "register_timeout_s",
+            "max_message_bytes",
+            "max_recipients",
+            "max_clients_per_user",
+            "rate_per_s",
+            "rate_burst",
+            "offline_per_user",
+            "retention_days",
+            "session_ids_per_s",
+        ] {
+            assert!(
+                docs.contains(&format!("`{key}`")),
+                "docs/CONFIG.md does not document `{key}`"
+            );
+            assert!(
+                uncommented.contains(&format!("{key} = ")),
+                "edgeim.toml lacks {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_one_line_naming_them() {
+        let e = Config::parse("[limits]\nmax_recipient = 5\n").unwrap_err();
+        assert!(
+            e.contains("max_recipient") && e.contains("line 2") && !e.contains('\n'),
+            "{e}"
+        );
+        let e = Config::parse("[limits]\n\nmax_recipients = \"many\"\n").unwrap_err();
+        assert!(e.contains("line 3") && !e.contains('\n'), "{e}");
+        let e = Config::parse("[http]\nlisten = \"nowhere\"\n").unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+        let e = Config::parse("[limits]\nmax_recipients = 0\n").unwrap_err();
+        assert!(e.contains("limits.max_recipients"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_file_names_the_path() {
+        let e = Config::load(Path::new("/nonexistent/edgeim.toml")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/edgeim.toml"));
+    }
+}

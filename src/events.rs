@@ -1,0 +1,123 @@
+//! Every message that crosses a thread boundary, in one place.
+//!
+//! - [`Event`]: connection and HTTP threads → the router.
+//! - [`Outbound`]: the router → one connection's writer (unbounded channel,
+//!   bounded by the `queued` counter so memory grows only with real use).
+//! - [`Ctrl`]: the reader or the router → one connection's writer
+//!   (small bounded channel; the writer drains it before `Outbound`).
+
+use std::borrow::Cow;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use crossbeam_channel::Sender;
+use tungstenite::Utf8Bytes;
+
+use crate::ids::{ClientName, UserId};
+use crate::protocol::{Register, Reject, Request};
+
+/// Identifies one WebSocket connection for its whole life.
+pub type ConnId = u64;
+
+/// What the router may tell a connection's writer to send.
+pub enum Outbound {
+    Frame(Utf8Bytes),
+    /// Redelivery after register: one queue slot for the whole backlog.
+    Batch(Vec<Utf8Bytes>),
+}
+
+/// Orders for a writer that bypass the router's queue.
+pub enum Ctrl {
+    /// Bytes the reader's WebSocket wants written (pongs, close replies).
+    Raw(Vec<u8>),
+    /// A 9001 the reader answered on its own (checks before the router).
+    Frame(Utf8Bytes),
+    /// Send a Close frame, then end the connection.
+    Close(u16, Cow<'static, str>),
+    /// The reader is gone: flush and stop.
+    Stop,
+}
+
+/// The state a connection's threads and the router share.
+pub struct ConnShared {
+    pub id: ConnId,
+    pub peer: SocketAddr,
+    /// Outbound items the router queued and the writer has not taken yet.
+    pub queued: AtomicUsize,
+    /// When the last frame arrived, in ms since the server started.
+    pub last_seen_ms: AtomicU64,
+    pub registered: AtomicBool,
+    /// For shutting the socket when the writer cannot (it may be blocked).
+    pub stream: Option<TcpStream>,
+}
+
+impl ConnShared {
+    pub fn new(id: ConnId, peer: SocketAddr, stream: Option<TcpStream>) -> ConnShared {
+        ConnShared {
+            id,
+            peer,
+            queued: AtomicUsize::new(0),
+            last_seen_ms: AtomicU64::new(0),
+            registered: AtomicBool::new(false),
+            stream,
+        }
+    }
+
+    /// Shuts the socket, which wakes a reader blocked in `read` and a
+    /// writer blocked in `write`.
+    pub fn kill(&self) {
+        if let Some(s) = &self.stream {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    pub fn is_registered(&self) -> bool {
+        self.registered.load(Ordering::Acquire)
+    }
+}
+
+/// The router's handle on one connection.
+#[derive(Clone)]
+pub struct ConnHandle {
+    pub shared: Arc<ConnShared>,
+    pub out: Sender<Outbound>,
+    pub ctrl: Sender<Ctrl>,
+}
+
+/// Who is online: user → its registered client names.
+pub type OnlineList = Vec<(UserId, Vec<ClientName>)>;
+
+/// Everything the router reacts to.
+pub enum Event {
+    /// A WebSocket handshake completed.
+    Opened(ConnHandle),
+    /// A register message passed the reader's checks. The router answers
+    /// on `reply` with the user id or the refusal.
+    Register {
+        conn: ConnId,
+        msg: Register,
+        reply: Sender<Result<UserId, Reject>>,
+    },
+    /// A checked message from a registered connection.
+    Request { conn: ConnId, req: Request },
+    /// The connection's reader has ended.
+    Closed { conn: ConnId },
+    /// `GET .../websocket/client/login/{clientName}`: a one-time session
+    /// id, or `None` when they are being asked for too fast.
+    IssueSession {
+        user: UserId,
+        client: ClientName,
+        reply: Sender<Option<String>>,
+    },
+    /// `POST /api/system/message`: the id of the accepted message.
+    SystemMessage {
+        to: Vec<UserId>,
+        body: String,
+        reply: Sender<Result<String, Reject>>,
+    },
+    /// `GET /api/websocket/online` and `/api/users`.
+    Online { reply: Sender<OnlineList> },
+    /// Stop: close every connection with 1001.
+    Shutdown,
+}

@@ -1,0 +1,180 @@
+//! The checks a connection makes on each text frame before the router sees
+//! it: shape (401), registered (402), this connection's rate (400), then
+//! type, from, to and body (403, 405, 406, 404). Plain data in, a decision
+//! out; the reader thread carries it out.
+
+use std::time::Instant;
+
+use tungstenite::Utf8Bytes;
+
+use crate::ids::UserId;
+use crate::protocol::{self, Register, Reject, Request, Rules, Status, TYPE_REGISTER};
+use crate::ratelimit::TokenBucket;
+
+/// What the reader does with one frame.
+#[derive(Debug)]
+pub enum Decision {
+    /// Answer this 9001 at once; the connection stays open.
+    Answer(Utf8Bytes),
+    /// Ask the router to register this connection.
+    Register(Register),
+    /// Hand a checked message to the router.
+    Route(Request),
+}
+
+/// Per-connection state the checks need.
+pub struct Inbound {
+    user: Option<UserId>,
+    bucket: TokenBucket,
+    max_recipients: usize,
+}
+
+impl Inbound {
+    pub fn new(rate_per_s: f64, burst: f64, max_recipients: usize, now: Instant) -> Inbound {
+        Inbound {
+            user: None,
+            bucket: TokenBucket::new(rate_per_s, burst, now),
+            max_recipients,
+        }
+    }
+
+    /// The router accepted the register.
+    pub fn registered(&mut self, user: UserId) {
+        self.user = Some(user);
+    }
+
+    pub fn user(&self) -> Option<&UserId> {
+        self.user.as_ref()
+    }
+
+    fn to(&self) -> &str {
+        self.user.as_ref().map_or("", UserId::as_str)
+    }
+
+    /// An error answer addressed to this connection.
+    pub fn reject(&self, id: Option<&str>, r: &Reject, now_ms: u64) -> Utf8Bytes {
+        let made;
+        let id = match id {
+            Some(id) => id,
+            None => {
+                made = protocol::server_id();
+                &made
+            }
+        };
+        protocol::send_status(id, self.to(), r.status, &r.msg, now_ms)
+    }
+
+    /// Decides what to do with one text frame.
+    pub fn frame(
+        &mut self,
+        text: &str,
+        user_exists: &dyn Fn(&str) -> bool,
+        now: Instant,
+        now_ms: u64,
+    ) -> Decision {
+        let env = match protocol::parse(text) {
+            Ok(env) => env,
+            Err((id, r)) => return Decision::Answer(self.reject(id.as_deref(), &r, now_ms)),
+        };
+        let refuse =
+            |me: &Self, r: Reject, id: &str| Decision::Answer(me.reject(Some(id), &r, now_ms));
+        if self.user.is_none() && env.kind != TYPE_REGISTER {
+            return refuse(
+                self,
+                Reject::new(Status::SessionError, "register first"),
+                &env.id,
+            );
+        }
+        if !self.bucket.take(now) {
+            return refuse(
+                self,
+                Reject::new(Status::Failed, "rate limit: too many messages, slow down"),
+                &env.id,
+            );
+        }
+        let id = env.id.clone();
+        let result = match &self.user {
+            None => protocol::check_register(env).map(Decision::Register),
+            Some(user) => {
+                let rules = Rules {
+                    user,
+                    max_recipients: self.max_recipients,
+                    user_exists,
+                };
+                protocol::check(env, &rules).map(Decision::Route)
+            }
+        };
+        result.unwrap_or_else(|r| refuse(self, r, &id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn status(d: &Decision) -> i64 {
+        let Decision::Answer(f) = d else {
+            panic!("expected an answer, got {d:?}")
+        };
+        let v: Value = serde_json::from_str(f).unwrap();
+        let body: Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
+        body["code"].as_i64().unwrap()
+    }
+
+    const TEXT: &str =
+        r#"{"id":"m","type":2001,"isSystem":false,"from":"alice","to":"bob","body":"hi"}"#;
+    const REG: &str = r#"{"id":"r","type":1000,"isSystem":false,"from":"alice","to":"SYSTEM","body":"{\"sessionId\":\"s\"}"}"#;
+
+    #[test]
+    fn before_register_only_register_passes() {
+        let now = Instant::now();
+        let mut i = Inbound::new(100.0, 100.0, 10, now);
+        assert_eq!(status(&i.frame(TEXT, &|_| true, now, 0)), 402);
+        assert_eq!(
+            status(&i.frame("nope", &|_| true, now, 0)),
+            401,
+            "shape is checked first"
+        );
+        assert!(matches!(
+            i.frame(REG, &|_| true, now, 0),
+            Decision::Register(_)
+        ));
+        i.registered(UserId::parse("alice").unwrap());
+        assert!(matches!(
+            i.frame(TEXT, &|_| true, now, 0),
+            Decision::Route(_)
+        ));
+        assert_eq!(status(&i.frame(REG, &|_| true, now, 0)), 403);
+    }
+
+    #[test]
+    fn the_rate_limit_answers_400_after_the_session_check() {
+        let now = Instant::now();
+        let mut i = Inbound::new(1.0, 2.0, 10, now);
+        i.registered(UserId::parse("alice").unwrap());
+        assert!(matches!(
+            i.frame(TEXT, &|_| true, now, 0),
+            Decision::Route(_)
+        ));
+        assert!(matches!(
+            i.frame(TEXT, &|_| true, now, 0),
+            Decision::Route(_)
+        ));
+        assert_eq!(status(&i.frame(TEXT, &|_| true, now, 0)), 400);
+        // A wrong type while limited is still 400: rate comes before type.
+        let bad_type = TEXT.replace("2001", "5");
+        assert_eq!(status(&i.frame(&bad_type, &|_| true, now, 0)), 400);
+    }
+
+    #[test]
+    fn answers_before_register_go_to_nobody() {
+        let now = Instant::now();
+        let mut i = Inbound::new(1.0, 1.0, 10, now);
+        let Decision::Answer(f) = i.frame(TEXT, &|_| true, now, 0) else {
+            panic!()
+        };
+        let v: Value = serde_json::from_str(&f).unwrap();
+        assert_eq!((v["id"].as_str(), v["to"].as_str()), (Some("m"), Some("")));
+    }
+}

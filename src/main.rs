@@ -1,0 +1,181 @@
+//! `edgeim`: parse arguments → load config → start the server → wait for
+//! SIGTERM/SIGINT → close every connection with 1001 → exit 0.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use edgeim::cli::{self, Command, UserAction};
+use edgeim::config::Config;
+use edgeim::{server, users};
+
+/// Exit code for a wrong command line or config.
+const EXIT_USAGE: u8 = 2;
+/// Exit code for a failure while running.
+const EXIT_FAILURE: u8 = 1;
+/// How long shutdown waits for clients to finish the close handshake.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+
+fn main() -> ExitCode {
+    let cmd = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("edgeim: {e}\n\n{}", cli::USAGE);
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match cmd {
+        Command::Help => {
+            print!("{}", cli::USAGE);
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("edgeim {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Serve { config } => match load(config.as_deref()) {
+            Ok(c) => serve(&c, None),
+            Err(code) => code,
+        },
+        Command::Demo { dir } => demo(dir),
+        Command::User { action, config } => match load(config.as_deref()) {
+            Ok(c) => user(action, &c),
+            Err(code) => code,
+        },
+    }
+}
+
+fn load(path: Option<&Path>) -> Result<Config, ExitCode> {
+    let Some(path) = path else {
+        return Ok(Config::default());
+    };
+    Config::load(path).map_err(|e| {
+        eprintln!("edgeim: {e}");
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+fn init_logging(config: &Config) {
+    let level = std::env::var("EDGEIM_LOG")
+        .ok()
+        .and_then(|l| l.parse::<log::LevelFilter>().ok())
+        .unwrap_or(config.log_level.to_filter());
+    // Timestamps come from journald; without a tty nobody needs colours.
+    let _ = simple_logger::SimpleLogger::new().with_level(level).init();
+}
+
+fn serve(config: &Config, banner: Option<&str>) -> ExitCode {
+    init_logging(config);
+    // Block the signals before any thread starts, so none of them gets
+    // SIGTERM's default action.
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("edgeim: cannot install signal handlers: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let running = match server::start(config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("edgeim: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    if let Some(b) = banner {
+        println!(
+            "{}",
+            b.replace("{http}", &running.http_addr().to_string())
+                .replace("{ws}", &running.ws_addr().to_string())
+        );
+    }
+    if let Some(sig) = signals.forever().next() {
+        log::info!("signal {sig}: shutting down");
+    }
+    running.shutdown(SHUTDOWN_GRACE);
+    log::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// Demo mode: the only way edgeim creates accounts with known passwords.
+fn demo(dir: Option<PathBuf>) -> ExitCode {
+    let dir = dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("edgeim-demo-{}", std::process::id()))
+    });
+    let config = Config {
+        data_dir: dir.clone(),
+        ..Config::default()
+    };
+    let path = users::path_in(&dir);
+    for (name, pass) in [("alice", "alice-demo"), ("bob", "bob-demo")] {
+        match users::add(&path, name, pass) {
+            Ok(()) | Err(users::UsersError::Exists(_)) => {}
+            Err(e) => {
+                eprintln!("edgeim: {e}");
+                return ExitCode::from(EXIT_FAILURE);
+            }
+        }
+    }
+    let banner = format!(
+        "edgeim demo is running (data in {}).\n\
+         HTTP: http://{{http}}   WebSocket: ws://{{ws}}/websocket\n\
+         Demo accounts (demo mode only): alice / alice-demo, bob / bob-demo\n\
+         Chat from two terminals: see \"Try it\" in README.md. Ctrl-C stops.",
+        dir.display()
+    );
+    serve(&config, Some(&banner))
+}
+
+fn user(action: UserAction, config: &Config) -> ExitCode {
+    let path = users::path_in(&config.data_dir);
+    let result = match action {
+        UserAction::List => users::list(&path).map(|names| {
+            for n in names {
+                println!("{n}");
+            }
+        }),
+        UserAction::Add(name) => match read_password(&format!("password for {name}: ")) {
+            Ok(p) => users::add(&path, &name, &p).map(|()| eprintln!("added {name}")),
+            Err(e) => return fail(&e),
+        },
+        UserAction::Passwd(name) => match read_password(&format!("new password for {name}: ")) {
+            Ok(p) => users::set_password(&path, &name, &p)
+                .map(|()| eprintln!("changed the password of {name}")),
+            Err(e) => return fail(&e),
+        },
+        UserAction::Remove(name) => {
+            users::remove(&path, &name).map(|()| eprintln!("removed {name}"))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+fn fail(e: &str) -> ExitCode {
+    eprintln!("edgeim: {e}");
+    ExitCode::from(EXIT_FAILURE)
+}
+
+/// One line from stdin, or a no-echo prompt (asked twice) on a terminal.
+fn read_password(prompt: &str) -> Result<String, String> {
+    if std::io::stdin().is_terminal() {
+        let a = rpassword::prompt_password(prompt).map_err(|e| e.to_string())?;
+        let b = rpassword::prompt_password("again: ").map_err(|e| e.to_string())?;
+        if a != b {
+            return Err("the passwords differ".into());
+        }
+        return Ok(a);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the password: {e}"))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}

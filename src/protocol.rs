@@ -1,0 +1,653 @@
+//! The wire format (PROTOCOL.md sections 3–5): parsing a client's text frame
+//! into a typed message, in the protocol's check order, and writing the
+//! server's frames. No I/O here: the connection threads and the router call
+//! these functions and unit tests drive them directly.
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tungstenite::Utf8Bytes;
+
+use crate::ids::{Origin, SYSTEM, UserId};
+
+/// Message type codes (section 4).
+pub const TYPE_REGISTER: i64 = 1000;
+pub const TYPE_TEXT: i64 = 2001;
+pub const TYPE_SEND_STATUS: i64 = 9001;
+pub const TYPE_RECEIVE_STATUS: i64 = 9101;
+
+/// Longest message id, in characters.
+pub const MAX_ID_CHARS: usize = 64;
+
+/// The status codes of section 5.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Success,
+    Failed,
+    MessageError,
+    SessionError,
+    TypeError,
+    BodyError,
+    FromError,
+    ToError,
+    ReceiveError,
+}
+
+impl Status {
+    pub fn code(self) -> u16 {
+        match self {
+            Status::Success => 200,
+            Status::Failed => 400,
+            Status::MessageError => 401,
+            Status::SessionError => 402,
+            Status::TypeError => 403,
+            Status::BodyError => 404,
+            Status::FromError => 405,
+            Status::ToError => 406,
+            Status::ReceiveError => 407,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Success => "SUCCESS",
+            Status::Failed => "FAILED",
+            Status::MessageError => "MESSAGE_ERROR",
+            Status::SessionError => "SESSION_ERROR",
+            Status::TypeError => "TYPE_ERROR",
+            Status::BodyError => "BODY_ERROR",
+            Status::FromError => "FROM_ERROR",
+            Status::ToError => "TO_ERROR",
+            Status::ReceiveError => "RECEIVE_ERROR",
+        }
+    }
+}
+
+/// A refusal: the status to answer with and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reject {
+    pub status: Status,
+    pub msg: Cow<'static, str>,
+}
+
+impl Reject {
+    pub fn new(status: Status, msg: impl Into<Cow<'static, str>>) -> Reject {
+        Reject {
+            status,
+            msg: msg.into(),
+        }
+    }
+}
+
+/// A frame that passed the shape checks (401): every required field is
+/// present with its type. The id is kept as the client sent it.
+#[derive(Debug)]
+pub struct Envelope {
+    pub id: String,
+    pub kind: i64,
+    pub is_system: bool,
+    pub from: String,
+    pub to: String,
+    pub body: Body,
+}
+
+/// `body` is a string on the wire; 1000 and 9101 also accept an object.
+#[derive(Debug)]
+pub enum Body {
+    Text(String),
+    Object(Map<String, Value>),
+}
+
+/// Parses a text frame. On failure, returns the id to answer with (the
+/// client's when it was a usable string) and the 401 refusal.
+pub fn parse(text: &str) -> Result<Envelope, (Option<String>, Reject)> {
+    let bad =
+        |id: Option<String>, why: &'static str| Err((id, Reject::new(Status::MessageError, why)));
+    let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(text) else {
+        return bad(None, "frame is not a JSON object");
+    };
+    // Echo the client's id whenever it is a usable string, even if another
+    // field is wrong, so the client can match the answer.
+    let id = match map.remove("id") {
+        Some(Value::String(s)) => s,
+        None => return bad(None, "missing field `id`"),
+        Some(_) => return bad(None, "field `id` must be a string"),
+    };
+    let echo = (!id.is_empty() && id.chars().count() <= MAX_ID_CHARS).then(|| id.clone());
+    let kind = match map.remove("type") {
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(k) => k,
+            None => return bad(echo, "field `type` must be an integer"),
+        },
+        None => return bad(echo, "missing field `type`"),
+        Some(_) => return bad(echo, "field `type` must be an integer"),
+    };
+    let is_system = match map.remove("isSystem") {
+        Some(Value::Bool(b)) => b,
+        None => return bad(echo, "missing field `isSystem`"),
+        Some(_) => return bad(echo, "field `isSystem` must be a boolean"),
+    };
+    let from = match map.remove("from") {
+        Some(Value::String(s)) => s,
+        None => return bad(echo, "missing field `from`"),
+        Some(_) => return bad(echo, "field `from` must be a string"),
+    };
+    let to = match map.remove("to") {
+        Some(Value::String(s)) => s,
+        None => return bad(echo, "missing field `to`"),
+        Some(_) => return bad(echo, "field `to` must be a string"),
+    };
+    let body = match map.remove("body") {
+        Some(Value::String(s)) => Body::Text(s),
+        Some(Value::Object(o)) => Body::Object(o),
+        None => return bad(echo, "missing field `body`"),
+        Some(_) => return bad(echo, "field `body` must be a string"),
+    };
+    if echo.is_none() {
+        return bad(None, "field `id` must be 1 to 64 characters");
+    }
+    Ok(Envelope {
+        id,
+        kind,
+        is_system,
+        from,
+        to,
+        body,
+    })
+}
+
+/// A register message (1000), checked as far as the reader can check it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Register {
+    pub id: String,
+    pub from: String,
+    pub session_id: String,
+}
+
+/// A text (2001) from a registered user, recipients normalised.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Text {
+    pub id: String,
+    pub to: Vec<UserId>,
+    pub body: String,
+}
+
+/// A receive status (9101): `to` names the original sender, `body` is the
+/// StatusBody as the string that is forwarded.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub id: String,
+    pub to: Origin,
+    pub body: String,
+}
+
+/// What a message from a registered client asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request {
+    Text(Text),
+    Receipt(Receipt),
+}
+
+/// Checks a register message (the only message allowed before register):
+/// `isSystem` (405), then the body (404). The session id and `from` are the
+/// router's to check, since only it knows whose session it is.
+pub fn check_register(env: Envelope) -> Result<Register, Reject> {
+    if env.is_system {
+        return Err(Reject::new(
+            Status::FromError,
+            "isSystem must be false on a client's message",
+        ));
+    }
+    let session_id = match body_object(env.body) {
+        Some(mut o) => match o.remove("sessionId") {
+            Some(Value::String(s)) if !s.is_empty() => s,
+            _ => {
+                return Err(Reject::new(
+                    Status::BodyError,
+                    "body must be {\"sessionId\": \"...\"}",
+                ));
+            }
+        },
+        None => {
+            return Err(Reject::new(
+                Status::BodyError,
+                "body must be {\"sessionId\": \"...\"}",
+            ));
+        }
+    };
+    Ok(Register {
+        id: env.id,
+        from: env.from,
+        session_id,
+    })
+}
+
+/// What `check` needs to know about the world.
+pub struct Rules<'a> {
+    pub user: &'a UserId,
+    pub max_recipients: usize,
+    pub user_exists: &'a dyn Fn(&str) -> bool,
+}
+
+/// Checks a message from a registered client in the protocol's order after
+/// the rate limit: type (403) → from/isSystem (405) → to (406) → body (404).
+pub fn check(env: Envelope, rules: &Rules) -> Result<Request, Reject> {
+    match env.kind {
+        TYPE_TEXT | TYPE_RECEIVE_STATUS => {}
+        TYPE_REGISTER => {
+            return Err(Reject::new(
+                Status::TypeError,
+                "this connection is already registered",
+            ));
+        }
+        TYPE_SEND_STATUS => {
+            return Err(Reject::new(
+                Status::TypeError,
+                "type 9001 is sent by the server only",
+            ));
+        }
+        other => {
+            return Err(Reject::new(
+                Status::TypeError,
+                format!("unknown type {other}"),
+            ));
+        }
+    }
+    if env.is_system {
+        return Err(Reject::new(
+            Status::FromError,
+            "isSystem must be false on a client's message",
+        ));
+    }
+    if env.from != rules.user.as_str() {
+        return Err(Reject::new(
+            Status::FromError,
+            "from is not the registered user",
+        ));
+    }
+    if env.kind == TYPE_TEXT {
+        let to = recipients(&env.to, rules.max_recipients, rules.user_exists)?;
+        let body = match env.body {
+            Body::Text(s) if !s.is_empty() => s,
+            Body::Text(_) => return Err(Reject::new(Status::BodyError, "body is empty")),
+            Body::Object(_) => {
+                return Err(Reject::new(
+                    Status::BodyError,
+                    "a text body must be a string",
+                ));
+            }
+        };
+        return Ok(Request::Text(Text {
+            id: env.id,
+            to,
+            body,
+        }));
+    }
+    let to = match Origin::parse(env.to.trim()) {
+        Some(o) => o,
+        None => {
+            return Err(Reject::new(
+                Status::ToError,
+                "to must name the original sender",
+            ));
+        }
+    };
+    let body = status_body(env.body).ok_or_else(|| {
+        Reject::new(
+            Status::BodyError,
+            "body must be a StatusBody {code, status, msg}",
+        )
+    })?;
+    Ok(Request::Receipt(Receipt {
+        id: env.id,
+        to,
+        body,
+    }))
+}
+
+/// Splits and normalises `to`: trimmed, duplicates once, first-seen order;
+/// then the count (at most `max`) and that every user exists.
+pub fn recipients(
+    to: &str,
+    max: usize,
+    user_exists: &dyn Fn(&str) -> bool,
+) -> Result<Vec<UserId>, Reject> {
+    if to.trim().is_empty() {
+        return Err(Reject::new(Status::ToError, "to is empty"));
+    }
+    let mut out: Vec<UserId> = Vec::new();
+    for part in to.split(',') {
+        let part = part.trim();
+        let Some(user) = UserId::parse(part) else {
+            return Err(Reject::new(
+                Status::ToError,
+                if part.is_empty() {
+                    "to has an empty entry".to_string()
+                } else {
+                    format!("to has a malformed user id: {}", printable(part))
+                },
+            ));
+        };
+        if !out.contains(&user) {
+            out.push(user);
+        }
+        if out.len() > max {
+            return Err(Reject::new(
+                Status::ToError,
+                format!("too many recipients (at most {max})"),
+            ));
+        }
+    }
+    let unknown: Vec<&str> = out
+        .iter()
+        .map(UserId::as_str)
+        .filter(|u| !user_exists(u))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Reject::new(
+            Status::ToError,
+            format!("unknown user: {}", unknown.join(",")),
+        ));
+    }
+    Ok(out)
+}
+
+/// Echoes at most a short, printable prefix of client text in an error.
+fn printable(s: &str) -> String {
+    s.chars()
+        .take(MAX_ID_CHARS)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+fn body_object(body: Body) -> Option<Map<String, Value>> {
+    match body {
+        Body::Object(o) => Some(o),
+        Body::Text(s) => match serde_json::from_str(&s) {
+            Ok(Value::Object(o)) => Some(o),
+            _ => None,
+        },
+    }
+}
+
+/// Validates a StatusBody and returns it as the string that is forwarded.
+fn status_body(body: Body) -> Option<String> {
+    let (text, obj) = match body {
+        Body::Text(s) => {
+            let o = match serde_json::from_str(&s) {
+                Ok(Value::Object(o)) => o,
+                _ => return None,
+            };
+            (Some(s), o)
+        }
+        Body::Object(o) => (None, o),
+    };
+    let ok = obj.get("code").is_some_and(|c| c.as_i64().is_some())
+        && obj.get("status").is_some_and(Value::is_string)
+        && obj.get("msg").is_some_and(Value::is_string);
+    if !ok {
+        return None;
+    }
+    Some(text.unwrap_or_else(|| Value::Object(obj).to_string()))
+}
+
+#[derive(Serialize)]
+struct WireOut<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: i64,
+    #[serde(rename = "isSystem")]
+    is_system: bool,
+    from: &'a str,
+    to: &'a str,
+    body: &'a str,
+    timestamp: u64,
+}
+
+#[derive(Serialize)]
+struct StatusBody<'a> {
+    code: u16,
+    status: &'a str,
+    msg: &'a str,
+}
+
+/// A message as the server writes it.
+pub struct Outgoing<'a> {
+    pub id: &'a str,
+    pub kind: i64,
+    pub is_system: bool,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub body: &'a str,
+    pub timestamp: u64,
+}
+
+impl Outgoing<'_> {
+    /// Serialises once; the result is shared by every recipient.
+    pub fn frame(&self) -> Utf8Bytes {
+        let wire = WireOut {
+            id: self.id,
+            kind: self.kind,
+            is_system: self.is_system,
+            from: self.from,
+            to: self.to,
+            body: self.body,
+            timestamp: self.timestamp,
+        };
+        // Serialising plain strings and numbers cannot fail.
+        serde_json::to_string(&wire).unwrap_or_default().into()
+    }
+}
+
+/// The 9001 answer to a client message. `to` is the client's user id, or
+/// empty before register.
+pub fn send_status(id: &str, to: &str, status: Status, msg: &str, now_ms: u64) -> Utf8Bytes {
+    let body = serde_json::to_string(&StatusBody {
+        code: status.code(),
+        status: status.name(),
+        msg,
+    })
+    .unwrap_or_default();
+    Outgoing {
+        id,
+        kind: TYPE_SEND_STATUS,
+        is_system: true,
+        from: SYSTEM,
+        to,
+        body: &body,
+        timestamp: now_ms,
+    }
+    .frame()
+}
+
+/// A fresh id for answers to frames that carried no usable id.
+pub fn server_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(json: &str) -> Envelope {
+        parse(json).expect("valid envelope")
+    }
+
+    fn rules_for(user: &UserId) -> Rules<'_> {
+        Rules {
+            user,
+            max_recipients: 3,
+            user_exists: &|u| u != "ghost",
+        }
+    }
+
+    fn text(to: &str, body: &str) -> String {
+        serde_json::json!({"id":"m1","type":2001,"isSystem":false,"from":"alice","to":to,"body":body}).to_string()
+    }
+
+    #[test]
+    fn shape_errors_are_401_and_echo_usable_ids() {
+        for bad in ["", "[]", "42", "{", "\"x\""] {
+            assert_eq!(
+                parse(bad).unwrap_err().1.status,
+                Status::MessageError,
+                "{bad}"
+            );
+        }
+        let (id, r) =
+            parse(r#"{"id":"x1","type":"2001","isSystem":false,"from":"a","to":"b","body":"c"}"#)
+                .unwrap_err();
+        assert_eq!(
+            (id.as_deref(), r.status),
+            (Some("x1"), Status::MessageError)
+        );
+        assert!(r.msg.contains("type"));
+        let (id, _) =
+            parse(r#"{"type":2001,"isSystem":false,"from":"a","to":"b","body":"c"}"#).unwrap_err();
+        assert_eq!(id, None);
+        let long = "i".repeat(65);
+        let (id, r) = parse(&format!(
+            r#"{{"id":"{long}","type":2001,"isSystem":false,"from":"a","to":"b","body":"c"}}"#
+        ))
+        .unwrap_err();
+        assert_eq!((id, r.status), (None, Status::MessageError));
+        for missing in ["isSystem", "from", "to", "body"] {
+            let mut v: Value = serde_json::from_str(&text("bob", "hi")).unwrap();
+            v.as_object_mut().unwrap().remove(missing);
+            let (_, r) = parse(&v.to_string()).unwrap_err();
+            assert!(r.msg.contains(missing), "{missing}: {}", r.msg);
+        }
+        let (_, r) =
+            parse(r#"{"id":"a","type":2001,"isSystem":false,"from":"a","to":"b","body":7}"#)
+                .unwrap_err();
+        assert_eq!(r.status, Status::MessageError);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_ids_count_characters() {
+        let id = "é".repeat(64);
+        let e = env(&format!(
+            r#"{{"id":"{id}","type":2001,"isSystem":false,"from":"a","to":"b","body":"c","x":[1]}}"#
+        ));
+        assert_eq!(e.id, id);
+    }
+
+    #[test]
+    fn check_order_type_then_from_then_to_then_body() {
+        let alice = UserId::parse("alice").unwrap();
+        let r = rules_for(&alice);
+        let all_wrong = r#"{"id":"1","type":7,"isSystem":true,"from":"eve","to":"","body":""}"#;
+        assert_eq!(
+            check(env(all_wrong), &r).unwrap_err().status,
+            Status::TypeError
+        );
+        let from_wrong =
+            r#"{"id":"1","type":2001,"isSystem":false,"from":"eve","to":"","body":""}"#;
+        assert_eq!(
+            check(env(from_wrong), &r).unwrap_err().status,
+            Status::FromError
+        );
+        let system =
+            r#"{"id":"1","type":2001,"isSystem":true,"from":"alice","to":"bob","body":"x"}"#;
+        assert_eq!(
+            check(env(system), &r).unwrap_err().status,
+            Status::FromError
+        );
+        assert_eq!(
+            check(env(&text("", "")), &r).unwrap_err().status,
+            Status::ToError
+        );
+        assert_eq!(
+            check(env(&text("bob", "")), &r).unwrap_err().status,
+            Status::BodyError
+        );
+        let nine =
+            r#"{"id":"1","type":9001,"isSystem":false,"from":"alice","to":"bob","body":"x"}"#;
+        assert_eq!(check(env(nine), &r).unwrap_err().status, Status::TypeError);
+    }
+
+    #[test]
+    fn recipients_are_trimmed_deduplicated_and_in_first_seen_order() {
+        let alice = UserId::parse("alice").unwrap();
+        let r = rules_for(&alice);
+        let Request::Text(t) = check(env(&text(" carol , bob,carol ", "hi")), &r).unwrap() else {
+            panic!()
+        };
+        let names: Vec<&str> = t.to.iter().map(UserId::as_str).collect();
+        assert_eq!(names, ["carol", "bob"]);
+    }
+
+    #[test]
+    fn bad_recipient_lists_are_406() {
+        let alice = UserId::parse("alice").unwrap();
+        let r = rules_for(&alice);
+        for (to, why) in [
+            ("bob,,carol", "empty entry"),
+            ("bob, ", "empty entry"),
+            ("bob carol", "malformed"),
+            ("SYSTEM", "malformed"),
+            ("a,b,c,d", "too many"),
+            ("bob,ghost", "unknown user: ghost"),
+        ] {
+            let e = check(env(&text(to, "hi")), &r).unwrap_err();
+            assert_eq!(e.status, Status::ToError, "{to}");
+            assert!(e.msg.contains(why), "{to}: {}", e.msg);
+        }
+        assert!(
+            check(env(&text("a,b,c,a", "hi")), &r).is_ok(),
+            "duplicates count once"
+        );
+    }
+
+    #[test]
+    fn receipts_need_a_status_body_as_string_or_object() {
+        let alice = UserId::parse("alice").unwrap();
+        let r = rules_for(&alice);
+        let ok = r#"{"id":"m","type":9101,"isSystem":false,"from":"alice","to":"bob","body":"{\"code\":200,\"status\":\"SUCCESS\",\"msg\":\"received\"}"}"#;
+        let Request::Receipt(rc) = check(env(ok), &r).unwrap() else {
+            panic!()
+        };
+        assert_eq!(rc.to, Origin::parse("bob").unwrap());
+        assert!(rc.body.contains("received"));
+        let obj = r#"{"id":"m","type":9101,"isSystem":false,"from":"alice","to":"SYSTEM","body":{"code":200,"status":"SUCCESS","msg":"ok"}}"#;
+        let Request::Receipt(rc) = check(env(obj), &r).unwrap() else {
+            panic!()
+        };
+        assert_eq!(rc.to, Origin::System);
+        assert_eq!(
+            serde_json::from_str::<Value>(&rc.body).unwrap()["msg"],
+            "ok"
+        );
+        let bad = r#"{"id":"m","type":9101,"isSystem":false,"from":"alice","to":"bob","body":"{\"code\":\"x\"}"}"#;
+        assert_eq!(check(env(bad), &r).unwrap_err().status, Status::BodyError);
+    }
+
+    #[test]
+    fn register_body_needs_a_session_id() {
+        let ok = r#"{"id":"r","type":1000,"isSystem":false,"from":"alice","to":"SYSTEM","body":"{\"sessionId\":\"abc\"}"}"#;
+        assert_eq!(check_register(env(ok)).unwrap().session_id, "abc");
+        let obj = r#"{"id":"r","type":1000,"isSystem":false,"from":"alice","to":"SYSTEM","body":{"sessionId":"abc"}}"#;
+        assert_eq!(check_register(env(obj)).unwrap().session_id, "abc");
+        let bad =
+            r#"{"id":"r","type":1000,"isSystem":false,"from":"alice","to":"SYSTEM","body":"{}"}"#;
+        assert_eq!(
+            check_register(env(bad)).unwrap_err().status,
+            Status::BodyError
+        );
+    }
+
+    #[test]
+    fn status_frames_carry_a_status_body_string() {
+        let f = send_status("m1", "alice", Status::ToError, "unknown user: x", 5);
+        let v: Value = serde_json::from_str(&f).unwrap();
+        assert_eq!(v["type"], 9001);
+        assert_eq!(v["isSystem"], true);
+        assert_eq!(v["from"], "SYSTEM");
+        assert_eq!(v["to"], "alice");
+        let b: Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            (b["code"].as_i64(), b["status"].as_str()),
+            (Some(406), Some("TO_ERROR"))
+        );
+    }
+}

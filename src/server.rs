@@ -1,0 +1,161 @@
+//! Starting and stopping the whole server: the router thread, the
+//! WebSocket listener and the HTTP listener, wired by channels.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use crate::auth::{Logins, hash_secret};
+use crate::config::Config;
+use crate::connection::{ConnEnv, ws_config};
+use crate::events::Event;
+use crate::http::{HttpEnv, HttpServer};
+use crate::router::{Router, RouterConfig};
+use crate::store::StoreLimits;
+use crate::users::{self, Directory};
+use crate::websocket::Listener;
+
+/// Events waiting for the router; a full queue slows the senders down
+/// (readers block), which is the back-pressure a flood deserves.
+const ROUTER_QUEUE: usize = 16 * 1024;
+/// Days before a client that never registers again is forgotten (the
+/// durable store makes this configurable).
+const FORGET_CLIENT_DAYS: u64 = 7;
+
+/// A server that failed to start, said in one line.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A running server.
+pub struct Running {
+    http: Option<HttpServer>,
+    ws: Listener,
+    router_tx: Sender<Event>,
+    router: Option<JoinHandle<()>>,
+    /// Every connection thread holds a sender; disconnected means all ended.
+    alive: Option<Sender<()>>,
+    alive_rx: Receiver<()>,
+    http_addr: SocketAddr,
+}
+
+impl Running {
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn ws_addr(&self) -> SocketAddr {
+        self.ws.addr()
+    }
+
+    /// Closes every connection with 1001 and stops, waiting at most `grace`
+    /// for connections to finish their close handshake.
+    pub fn shutdown(mut self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        self.ws.stop();
+        let _ = self.router_tx.send(Event::Shutdown);
+        if let Some(r) = self.router.take() {
+            let _ = r.join();
+        }
+        if let Some(h) = self.http.take() {
+            h.stop();
+        }
+        drop(self.alive.take());
+        // Returns when the last connection thread drops its sender.
+        let _ = self.alive_rx.recv_deadline(deadline);
+    }
+}
+
+/// Starts everything the config describes.
+pub fn start(config: &Config) -> Result<Running, StartError> {
+    let err = |what: &str, e: &dyn std::fmt::Display| StartError(format!("{what}: {e}"));
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| err(&format!("data_dir {}", config.data_dir.display()), &e))?;
+    let users = Arc::new(
+        Directory::open(users::path_in(&config.data_dir)).map_err(|e| StartError(e.to_string()))?,
+    );
+    if users.is_empty() {
+        log::warn!(
+            "no users yet: add one with `edgeim user add NAME` (users file {})",
+            users::path_in(&config.data_dir).display()
+        );
+    }
+    let limits = &config.limits;
+    let (router_tx, router_rx) = bounded(ROUTER_QUEUE);
+    let router = Router::new(RouterConfig {
+        session_ttl_ms: limits.session_ttl_s.saturating_mul(1000),
+        session_ids_per_s: limits.session_ids_per_s,
+        max_clients_per_user: limits.max_clients_per_user,
+        send_queue: config.websocket.send_queue,
+        store: StoreLimits {
+            offline_per_user: limits.offline_per_user,
+            retention_ms: limits.retention_ms(),
+            forget_client_ms: FORGET_CLIENT_DAYS * 24 * 3600 * 1000,
+        },
+    });
+    let router = std::thread::Builder::new()
+        .name("router".into())
+        .spawn(move || router.run(router_rx))
+        .map_err(|e| err("cannot start the router thread", &e))?;
+
+    let healthy = Arc::new(AtomicBool::new(true));
+    let ws = &config.websocket;
+    let conn_env = Arc::new(ConnEnv {
+        context_path: format!("/{}", ws.context),
+        ws_config: ws_config(limits.max_message_bytes),
+        register_timeout: limits.register_timeout(),
+        ping_interval: Duration::from_secs(ws.ping_interval_s),
+        idle_timeout: Duration::from_secs(ws.idle_timeout_s),
+        write_timeout: Duration::from_secs(ws.write_timeout_s.max(1)),
+        rate_per_s: limits.rate_per_s,
+        rate_burst: limits.rate_burst,
+        max_recipients: limits.max_recipients,
+        router: router_tx.clone(),
+        users: users.clone(),
+        started: Instant::now(),
+    });
+    let (alive, alive_rx) = bounded(1);
+    let listener = TcpListener::bind(ws.listen)
+        .map_err(|e| err(&format!("websocket listen {}", ws.listen), &e))?;
+    let ws_listener = Listener::start(listener, conn_env, alive.clone(), healthy.clone())
+        .map_err(|e| err("websocket listener", &e))?;
+
+    let http_env = Arc::new(HttpEnv {
+        users,
+        logins: Arc::new(Logins::new(config.http.login_ttl_s.saturating_mul(1000))),
+        router: router_tx.clone(),
+        api_key: config.api.key.as_deref().map(hash_secret),
+        max_message_bytes: limits.max_message_bytes,
+        max_recipients: limits.max_recipients,
+        healthy,
+    });
+    let http = HttpServer::start(config.http.listen, config.http.workers, http_env)
+        .map_err(|e| err(&format!("http listen {}", config.http.listen), &e))?;
+    let http_addr = http.addr().unwrap_or(config.http.listen);
+    log::info!("http listening on {http_addr}");
+    log::info!(
+        "websocket listening on ws://{}/{}",
+        ws_listener.addr(),
+        ws.context
+    );
+    Ok(Running {
+        http: Some(http),
+        ws: ws_listener,
+        router_tx,
+        router: Some(router),
+        alive: Some(alive),
+        alive_rx,
+        http_addr,
+    })
+}

@@ -1,0 +1,335 @@
+//! The users file: one `userId:argon2id-PHC-string` line per user, never a
+//! password in clear. The server rereads it when it changes, so
+//! `edgeim user add` takes effect without a restart.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{OnceLock, RwLock};
+use std::time::SystemTime;
+
+use argon2::Argon2;
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use crate::ids::UserId;
+
+/// The users file inside `data_dir`.
+pub fn path_in(data_dir: &Path) -> PathBuf {
+    data_dir.join("users")
+}
+
+#[derive(Debug)]
+pub enum UsersError {
+    Io(PathBuf, io::Error),
+    Syntax(PathBuf, usize),
+    BadName(String),
+    Exists(String),
+    Missing(String),
+    EmptyPassword,
+}
+
+impl fmt::Display for UsersError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UsersError::Io(p, e) => write!(f, "users file {}: {e}", p.display()),
+            UsersError::Syntax(p, line) => write!(
+                f,
+                "users file {} line {line}: expected `userId:$argon2id$...`",
+                p.display()
+            ),
+            UsersError::BadName(n) => write!(
+                f,
+                "invalid user id {n:?}: use 1 to 64 of A-Z a-z 0-9 . _ @ -, not SYSTEM"
+            ),
+            UsersError::Exists(n) => {
+                write!(f, "user {n} already exists (use `edgeim user passwd {n}`)")
+            }
+            UsersError::Missing(n) => write!(f, "no user {n}"),
+            UsersError::EmptyPassword => write!(f, "the password is empty"),
+        }
+    }
+}
+
+impl std::error::Error for UsersError {}
+
+type Entries = BTreeMap<UserId, String>;
+
+fn read(path: &Path) -> Result<Entries, UsersError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Entries::new()),
+        Err(e) => return Err(UsersError::Io(path.to_path_buf(), e)),
+    };
+    let mut out = Entries::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parsed = line.split_once(':').and_then(|(name, phc)| {
+            Some((
+                UserId::parse(name)?,
+                PasswordHash::new(phc).ok().map(|_| phc)?,
+            ))
+        });
+        let (name, phc) = parsed.ok_or_else(|| UsersError::Syntax(path.to_path_buf(), n + 1))?;
+        out.insert(name, phc.to_string());
+    }
+    Ok(out)
+}
+
+fn write(path: &Path, entries: &Entries) -> Result<(), UsersError> {
+    let io_err = |e| UsersError::Io(path.to_path_buf(), e);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_err)?;
+    }
+    let mut text = String::from("# edgeim users: userId:argon2id hash. Edit with `edgeim user`.\n");
+    for (name, phc) in entries {
+        text.push_str(&format!("{name}:{phc}\n"));
+    }
+    // Write beside and rename, so a running server never reads half a file.
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(&tmp).map_err(io_err)?;
+        f.write_all(text.as_bytes()).map_err(io_err)?;
+        f.sync_all().map_err(io_err)?;
+    }
+    std::fs::rename(&tmp, path).map_err(io_err)
+}
+
+/// Hashes a password as an argon2id PHC string (m=19456 KiB, t=2, p=1).
+pub fn hash_password(password: &str) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    // Hashing with default parameters and a fresh salt only fails on
+    // impossible sizes; an empty string then fails every verify.
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .unwrap_or_default()
+}
+
+fn parse_name(name: &str) -> Result<UserId, UsersError> {
+    UserId::parse(name).ok_or_else(|| UsersError::BadName(name.to_string()))
+}
+
+/// `edgeim user add`.
+pub fn add(path: &Path, name: &str, password: &str) -> Result<(), UsersError> {
+    let name = parse_name(name)?;
+    if password.is_empty() {
+        return Err(UsersError::EmptyPassword);
+    }
+    let mut entries = read(path)?;
+    if entries.contains_key(&name) {
+        return Err(UsersError::Exists(name.to_string()));
+    }
+    entries.insert(name, hash_password(password));
+    write(path, &entries)
+}
+
+/// `edgeim user passwd`.
+pub fn set_password(path: &Path, name: &str, password: &str) -> Result<(), UsersError> {
+    let name = parse_name(name)?;
+    if password.is_empty() {
+        return Err(UsersError::EmptyPassword);
+    }
+    let mut entries = read(path)?;
+    let Some(slot) = entries.get_mut(&name) else {
+        return Err(UsersError::Missing(name.to_string()));
+    };
+    *slot = hash_password(password);
+    write(path, &entries)
+}
+
+/// `edgeim user remove`.
+pub fn remove(path: &Path, name: &str) -> Result<(), UsersError> {
+    let name = parse_name(name)?;
+    let mut entries = read(path)?;
+    if entries.remove(&name).is_none() {
+        return Err(UsersError::Missing(name.to_string()));
+    }
+    write(path, &entries)
+}
+
+/// `edgeim user list`.
+pub fn list(path: &Path) -> Result<Vec<UserId>, UsersError> {
+    Ok(read(path)?.into_keys().collect())
+}
+
+/// The server's view of the users file, reloaded when the file changes.
+pub struct Directory {
+    path: PathBuf,
+    state: RwLock<Loaded>,
+    /// argon2 takes 19 MiB and tens of ms per verify: two at a time.
+    permits: (Sender<()>, Receiver<()>),
+}
+
+struct Loaded {
+    entries: Entries,
+    version: Option<(SystemTime, u64)>,
+}
+
+fn version(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+impl Directory {
+    /// Loads the users file; a missing file is an empty directory.
+    pub fn open(path: PathBuf) -> Result<Directory, UsersError> {
+        let version = version(&path);
+        let entries = read(&path)?;
+        let permits = bounded(2);
+        for _ in 0..2 {
+            let _ = permits.0.send(());
+        }
+        Ok(Directory {
+            path,
+            state: RwLock::new(Loaded { entries, version }),
+            permits,
+        })
+    }
+
+    /// Rereads the file if it changed since the last look. Called on login
+    /// and directory requests, never on the message path.
+    pub fn refresh(&self) {
+        let now = version(&self.path);
+        let stale = self.state.read().map(|s| s.version != now).unwrap_or(true);
+        if !stale {
+            return;
+        }
+        match read(&self.path) {
+            Ok(entries) => {
+                if let Ok(mut s) = self.state.write() {
+                    log::info!("users file changed: {} users", entries.len());
+                    *s = Loaded {
+                        entries,
+                        version: now,
+                    };
+                }
+            }
+            Err(e) => log::error!("{e}; keeping the previous users"),
+        }
+    }
+
+    pub fn exists(&self, user: &str) -> bool {
+        let Some(id) = UserId::parse(user) else {
+            return false;
+        };
+        self.state
+            .read()
+            .map(|s| s.entries.contains_key(&id))
+            .unwrap_or(false)
+    }
+
+    pub fn all(&self) -> Vec<UserId> {
+        self.state
+            .read()
+            .map(|s| s.entries.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.state.read().map(|s| s.entries.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Checks a password. An unknown user costs the same as a wrong
+    /// password, so timing does not tell which names exist.
+    pub fn verify(&self, name: &str, password: &str) -> Option<UserId> {
+        self.refresh();
+        let found = UserId::parse(name).and_then(|id| {
+            let s = self.state.read().ok()?;
+            s.entries.get(&id).map(|phc| (id, phc.clone()))
+        });
+        let phc = match &found {
+            Some((_, phc)) => phc.as_str(),
+            None => dummy_hash(),
+        };
+        let ok = {
+            let _permit = self.permits.1.recv();
+            let ok = PasswordHash::new(phc)
+                .map(|h| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &h)
+                        .is_ok()
+                })
+                .unwrap_or(false);
+            let _ = self.permits.0.send(());
+            ok
+        };
+        found.filter(|_| ok).map(|(id, _)| id)
+    }
+}
+
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("no user has this password"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_file(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("edgeim-users-{tag}-{}", uuid::Uuid::new_v4()));
+        path_in(&dir)
+    }
+
+    #[test]
+    fn add_verify_passwd_remove_round_trip() {
+        let path = temp_file("rt");
+        add(&path, "alice", "s3cret pass").unwrap();
+        assert!(matches!(
+            add(&path, "alice", "x"),
+            Err(UsersError::Exists(_))
+        ));
+        assert!(matches!(
+            add(&path, "SYSTEM", "x"),
+            Err(UsersError::BadName(_))
+        ));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("alice:$argon2id$") && !text.contains("s3cret"),
+            "{text}"
+        );
+        let dir = Directory::open(path.clone()).unwrap();
+        assert_eq!(
+            dir.verify("alice", "s3cret pass").map(|u| u.to_string()),
+            Some("alice".into())
+        );
+        assert_eq!(dir.verify("alice", "wrong"), None);
+        assert_eq!(dir.verify("nobody", "s3cret pass"), None);
+        set_password(&path, "alice", "new").unwrap();
+        assert_eq!(
+            dir.verify("alice", "new").map(|u| u.to_string()),
+            Some("alice".into())
+        );
+        remove(&path, "alice").unwrap();
+        dir.refresh();
+        assert!(!dir.exists("alice"));
+        assert!(list(&path).unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_garbled_line_is_an_error_naming_it() {
+        let path = temp_file("bad");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "# c\nalice:plaintext\n").unwrap();
+        let e = Directory::open(path.clone()).err().unwrap().to_string();
+        assert!(e.contains("line 2"), "{e}");
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+}

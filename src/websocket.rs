@@ -1,0 +1,87 @@
+//! The WebSocket listener: accepts TCP connections and gives each its own
+//! reader thread (which starts its writer).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Sender;
+
+use crate::connection::{self, ConnEnv};
+
+/// Readers parse JSON, which needs stack for nested input; a stack
+/// overflow would abort the whole process.
+const READER_STACK: usize = 256 * 1024;
+
+pub struct Listener {
+    addr: SocketAddr,
+    stopping: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Listener {
+    /// Binds and starts accepting. `alive` is cloned into every connection
+    /// thread, so its receiver learns when the last one has ended.
+    pub fn start(
+        listener: TcpListener,
+        env: Arc<ConnEnv>,
+        alive: Sender<()>,
+        healthy: Arc<AtomicBool>,
+    ) -> std::io::Result<Listener> {
+        let addr = listener.local_addr()?;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop = stopping.clone();
+        let thread = std::thread::Builder::new()
+            .name("ws-accept".into())
+            .spawn(move || {
+                let mut next_id = 1u64;
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    let tcp = match stream {
+                        Ok(s) => s,
+                        Err(e) => {
+                            // EMFILE and friends: keep going, the next accept may work.
+                            log::warn!("websocket accept failed: {e}");
+                            continue;
+                        }
+                    };
+                    let id = next_id;
+                    next_id += 1;
+                    let env = env.clone();
+                    let alive = alive.clone();
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("ws-r{id}"))
+                        .stack_size(READER_STACK)
+                        .spawn(move || {
+                            connection::serve(tcp, id, &env);
+                            drop(alive);
+                        });
+                    if let Err(e) = spawned {
+                        log::warn!("cannot start a thread for a connection: {e}");
+                    }
+                }
+                healthy.store(false, Ordering::Release);
+            })?;
+        Ok(Listener {
+            addr,
+            stopping,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting: `accept` has no timeout, so connect to wake it.
+    pub fn stop(&mut self) {
+        self.stopping.store(true, Ordering::Release);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! Test harness: a real server on ephemeral loopback ports, a real HTTP
+//! client (ureq) and a real WebSocket client (tungstenite).
+//!
+//! Every wait has a timeout; nothing sleeps to wait for a condition.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use edgeim::config::Config;
+use edgeim::server::{self, Running};
+use serde_json::{Value, json};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Users every test server knows; each one's password is `pw-<name>`.
+pub const USERS: &[&str] = &["alice", "bob", "carol", "dave", "erin"];
+
+pub fn password(user: &str) -> String {
+    format!("pw-{user}")
+}
+
+/// The users file, hashed once per test binary (argon2 is slow on purpose).
+fn users_file() -> &'static str {
+    static FILE: OnceLock<String> = OnceLock::new();
+    FILE.get_or_init(|| {
+        USERS
+            .iter()
+            .map(|u| format!("{u}:{}\n", edgeim::users::hash_password(&password(u))))
+            .collect()
+    })
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("edgeim-test-{tag}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// A config for tests: ephemeral loopback ports, a fresh data dir with
+/// the test users, generous rate limits unless a test lowers them.
+pub fn test_config(tag: &str) -> Config {
+    let dir = temp_dir(tag);
+    std::fs::write(edgeim::users::path_in(&dir), users_file()).expect("write users");
+    let mut c = Config {
+        data_dir: dir,
+        ..Config::default()
+    };
+    c.http.listen = "127.0.0.1:0".parse().unwrap();
+    c.websocket.listen = "127.0.0.1:0".parse().unwrap();
+    c.limits.rate_per_s = 100_000.0;
+    c.limits.rate_burst = 100_000.0;
+    c.limits.session_ids_per_s = 100_000.0;
+    c
+}
+
+pub struct TestServer {
+    running: Option<Running>,
+    pub config: Config,
+    pub http: String,
+    pub ws: String,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        TestServer::start_with(|_| {})
+    }
+
+    pub fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = test_config("srv");
+        adjust(&mut config);
+        let running = server::start(&config).expect("server starts");
+        let http = format!("http://{}", running.http_addr());
+        let ws = format!("ws://{}/{}", running.ws_addr(), config.websocket.context);
+        TestServer {
+            running: Some(running),
+            config,
+            http,
+            ws,
+        }
+    }
+
+    /// Stops the server as SIGTERM would.
+    pub fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown(Duration::from_secs(2));
+        }
+    }
+
+    /// Logs in as an app; returns the token.
+    pub fn token(&self, user: &str) -> String {
+        let (status, body) = post_json(
+            &format!("{}/app/login", self.http),
+            &[],
+            json!({"username": user, "password": password(user)}),
+        );
+        assert_eq!(status, 200, "login {user}: {body}");
+        body["token"].as_str().expect("token").to_string()
+    }
+
+    /// A one-time session id for `client` of `user`.
+    pub fn session_id(&self, user: &str, client: &str) -> String {
+        let token = self.token(user);
+        let (status, body) = get(
+            &format!("{}/app/websocket/client/login/{client}", self.http),
+            &[("token", &token)],
+        );
+        assert_eq!(status, 200, "session id: {body}");
+        body["sessionId"].as_str().expect("sessionId").to_string()
+    }
+
+    /// Connect, log in and register `user` as `client`; asserts SUCCESS.
+    pub fn client(&self, user: &str, client: &str) -> Client {
+        let sid = self.session_id(user, client);
+        let mut c = Client::open(&self.ws, user);
+        c.register(&sid);
+        let st = c.status("reg");
+        assert_eq!(st.0, 200, "register {user}/{client}: {st:?}");
+        c
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.config.data_dir);
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(WAIT))
+        .build()
+        .into()
+}
+
+fn finish(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+    let mut resp = resp.expect("http request");
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// GET with headers; returns status and JSON body (or the text as a string).
+pub fn get(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut rq = agent().get(url);
+    for (k, v) in headers {
+        rq = rq.header(*k, *v);
+    }
+    finish(rq.call())
+}
+
+pub fn post_json(url: &str, headers: &[(&str, &str)], body: Value) -> (u16, Value) {
+    let mut rq = agent().post(url);
+    for (k, v) in headers {
+        rq = rq.header(*k, *v);
+    }
+    finish(
+        rq.header("Content-Type", "application/json")
+            .send(body.to_string()),
+    )
+}
+
+/// POST returning the raw response, for header checks.
+pub fn post_raw(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> ureq::http::Response<ureq::Body> {
+    let mut rq = agent().post(url);
+    for (k, v) in headers {
+        rq = rq.header(*k, *v);
+    }
+    rq.send(body).expect("http request")
+}
+
+pub fn get_raw(url: &str, headers: &[(&str, &str)]) -> ureq::http::Response<ureq::Body> {
+    let mut rq = agent().get(url);
+    for (k, v) in headers {
+        rq = rq.header(*k, *v);
+    }
+    rq.call().expect("http request")
+}
+
+/// A WebSocket client speaking the protocol.
+pub struct Client {
+    pub ws: WebSocket<MaybeTlsStream<TcpStream>>,
+    pub user: String,
+}
+
+impl Client {
+    /// Opens the socket without registering.
+    pub fn open(url: &str, user: &str) -> Client {
+        let (ws, _) = tungstenite::connect(url).expect("websocket connect");
+        if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+            s.set_read_timeout(Some(WAIT)).expect("read timeout");
+        }
+        Client {
+            ws,
+            user: user.to_string(),
+        }
+    }
+
+    pub fn send_raw(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).expect("send");
+    }
+
+    pub fn send_json(&mut self, v: Value) {
+        self.send_raw(&v.to_string());
+    }
+
+    pub fn register(&mut self, session_id: &str) {
+        let reg = json!({"id": "reg", "type": 1000, "isSystem": false, "from": self.user, "to": "SYSTEM",
+            "body": json!({"sessionId": session_id}).to_string()});
+        self.send_json(reg);
+    }
+
+    /// Sends a text (2001) from this client's user.
+    pub fn text(&mut self, id: &str, to: &str, body: &str) {
+        let user = self.user.clone();
+        self.send_json(json!({"id": id, "type": 2001, "isSystem": false, "from": user, "to": to, "body": body}));
+    }
+
+    /// Acknowledges a received message (9101).
+    pub fn ack(&mut self, id: &str, original_sender: &str) {
+        let user = self.user.clone();
+        self.send_json(
+            json!({"id": id, "type": 9101, "isSystem": false, "from": user, "to": original_sender,
+            "body": "{\"code\":200,\"status\":\"SUCCESS\",\"msg\":\"received\"}"}),
+        );
+    }
+
+    /// The next message; panics on timeout or close.
+    pub fn recv(&mut self) -> Value {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Text(t)) => return serde_json::from_str(&t).expect("server sent JSON"),
+                Ok(Message::Close(c)) => panic!("{}: unexpected close {c:?}", self.user),
+                Ok(_) => continue,
+                Err(e) => panic!("{}: read failed (timeout?): {e}", self.user),
+            }
+        }
+    }
+
+    /// The next 9001 for `id`, as (code, msg). Other messages in between
+    /// are skipped.
+    pub fn status(&mut self, id: &str) -> (i64, String) {
+        loop {
+            let m = self.recv();
+            if m["type"] == 9001 && m["id"] == id {
+                let body: Value = serde_json::from_str(m["body"].as_str().expect("body string"))
+                    .expect("StatusBody");
+                return (
+                    body["code"].as_i64().expect("code"),
+                    body["msg"].as_str().unwrap_or_default().to_string(),
+                );
+            }
+        }
+    }
+
+    /// The next 9001 whatever its id: (id, code, msg).
+    pub fn any_status(&mut self) -> (String, i64, String) {
+        loop {
+            let m = self.recv();
+            if m["type"] == 9001 {
+                let body: Value = serde_json::from_str(m["body"].as_str().expect("body string"))
+                    .expect("StatusBody");
+                return (
+                    m["id"].as_str().unwrap_or_default().to_string(),
+                    body["code"].as_i64().expect("code"),
+                    body["msg"].as_str().unwrap_or_default().to_string(),
+                );
+            }
+        }
+    }
+
+    /// The next message that is not a 9001.
+    pub fn next_message(&mut self) -> Value {
+        loop {
+            let m = self.recv();
+            if m["type"] != 9001 {
+                return m;
+            }
+        }
+    }
+
+    /// Waits for the server's Close frame; returns (code, reason).
+    pub fn expect_close(&mut self) -> (u16, String) {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Close(Some(f))) => return (u16::from(f.code), f.reason.to_string()),
+                Ok(Message::Close(None)) => return (1005, String::new()),
+                Ok(_) => continue,
+                Err(e) => panic!("{}: no close frame: {e}", self.user),
+            }
+        }
+    }
+}
