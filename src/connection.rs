@@ -96,9 +96,7 @@ pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
     // tungstenite has no handshake timeout: a read timeout stands in, for
     // the handshake only.
     let _ = tcp.set_read_timeout(Some(env.register_timeout));
-    let (Ok(read_half), Ok(write_half), Ok(kill_half)) =
-        (tcp.try_clone(), tcp.try_clone(), tcp.try_clone())
-    else {
+    let (Ok(read_half), Ok(write_half)) = (tcp.try_clone(), tcp.try_clone()) else {
         return;
     };
     let path = env.context_path.as_str();
@@ -124,10 +122,11 @@ pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
         }
     };
     let _ = tcp.set_read_timeout(None);
+    let _ = tcp.set_write_timeout(Some(env.write_timeout));
 
     let (out_tx, out_rx) = unbounded();
     let (ctrl_tx, ctrl_rx) = bounded(CTRL_QUEUE);
-    let shared = Arc::new(ConnShared::new(id, peer, Some(kill_half)));
+    let shared = Arc::new(ConnShared::new(id, peer, Some(tcp)));
     shared
         .last_seen_ms
         .store(env.started.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -142,7 +141,6 @@ pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
         idle_timeout_ms: env.idle_timeout.as_millis() as u64,
         started: env.started,
     };
-    let _ = tcp.set_write_timeout(Some(env.write_timeout));
     let spawned = std::thread::Builder::new()
         .name(format!("ws-w{id}"))
         .stack_size(WRITER_STACK)
