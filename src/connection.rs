@@ -190,7 +190,6 @@ impl Reader<'_> {
             env.max_recipients,
             Instant::now(),
         );
-        let (reply_tx, reply_rx) = bounded(1);
         let user_exists = |u: &str| env.users.exists(u);
         loop {
             let msg = match self.ws.read() {
@@ -234,10 +233,13 @@ impl Reader<'_> {
                 }
                 Decision::Register(msg) => {
                     let id = msg.id.clone();
+                    // A fresh reply channel: if the router stops, the sender
+                    // drops with the queued event and `recv` returns.
+                    let (reply_tx, reply_rx) = bounded(1);
                     let ev = Event::Register {
                         conn: self.id,
                         msg,
-                        reply: reply_tx.clone(),
+                        reply: reply_tx,
                     };
                     let outcome = match env.router.send(ev) {
                         Ok(()) => reply_rx.recv().ok(),
