@@ -100,6 +100,8 @@ pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
         return;
     };
     let path = env.context_path.as_str();
+    // tungstenite's callback signature fixes this error type.
+    #[allow(clippy::result_large_err)]
     let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         if req.uri().path() == path {
             Ok(resp)
