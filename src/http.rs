@@ -280,9 +280,11 @@ fn printable(s: &str) -> String {
     s.chars().take(64).filter(|c| !c.is_control()).collect()
 }
 
-/// `{"username","password"}` from a JSON or form body.
+/// `{"username","password"}` from a JSON or form body. A body that starts
+/// with `{` is JSON whatever its Content-Type (`curl -d` says "form").
 fn credentials(req: &HttpRequest) -> Option<(String, String)> {
-    if req.form {
+    let looks_json = req.body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if req.form && !looks_json {
         let text = std::str::from_utf8(&req.body).ok()?;
         let mut user = None;
         let mut pass = None;
