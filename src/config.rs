@@ -212,7 +212,9 @@ impl Config {
     /// Parses config text; the error is one line with the line number.
     pub fn parse(text: &str) -> Result<Config, String> {
         let config: Config = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text.get(..s.start).unwrap_or(text).matches('\n').count() + 1);
+            let line = e
+                .span()
+                .map(|s| text.get(..s.start).unwrap_or(text).matches('\n').count() + 1);
             let msg = e.message().replace('\n', " ");
             match line {
                 Some(l) => format!("line {l}: {msg}"),

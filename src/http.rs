@@ -56,6 +56,8 @@ pub struct HttpRequest {
     pub cookie: Option<String>,
     /// From `token:` or `Authorization: Bearer`.
     pub token: Option<String>,
+    /// From `Authorization: Bearer` only (the system API key).
+    pub bearer: Option<String>,
     pub form: bool,
     pub body: Vec<u8>,
 }
@@ -327,9 +329,10 @@ fn system_message(env: &HttpEnv, req: &HttpRequest) -> Reply {
     let Some(key) = env.api_key else {
         return Reply::error(404, "no api key is configured");
     };
-    if req.token.as_deref().map(hash_secret) != Some(key) {
+    if req.bearer.as_deref().map(hash_secret) != Some(key) {
         return Reply::error(401, "wrong or missing api key");
     }
+    env.users.refresh();
     let parsed: Option<(String, String)> = serde_json::from_slice::<Value>(&req.body)
         .ok()
         .and_then(|v| {
@@ -397,11 +400,14 @@ fn read_request(rq: &mut tiny_http::Request, limit: usize) -> Result<HttpRequest
                 .map(str::to_string)
         })
     });
-    let token = header("token").or_else(|| {
-        header("Authorization")?
-            .strip_prefix("Bearer ")
-            .map(|t| t.trim().to_string())
+    // The auth scheme is case-insensitive (RFC 9110).
+    let bearer = header("Authorization").and_then(|a| {
+        let (scheme, value) = a.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| value.trim().to_string())
     });
+    let token = header("token").or_else(|| bearer.clone());
     let form =
         header("Content-Type").is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
     let mut body = Vec::new();
@@ -422,6 +428,7 @@ fn read_request(rq: &mut tiny_http::Request, limit: usize) -> Result<HttpRequest
         path,
         cookie,
         token,
+        bearer,
         form,
         body,
     })
@@ -527,6 +534,7 @@ mod tests {
             path: "/api/login".into(),
             cookie: None,
             token: None,
+            bearer: None,
             form: true,
             body: b"username=alice&password=p%26ss+word".to_vec(),
         };
