@@ -3,6 +3,11 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use crate::ids::UserId;
+
+use crate::chat;
+use crate::ids::ClientName;
+
 pub const USAGE: &str = "\
 edgeim: a small instant-messaging server
 
@@ -13,22 +18,32 @@ USAGE:
     edgeim user passwd NAME [--config FILE]
     edgeim user remove NAME [--config FILE]
     edgeim user list [--config FILE]
+    edgeim chat USER [--server URL] [--ws URL] [--client NAME]
+                                       chat from a terminal as USER
 
 Passwords are read from standard input (one line) when it is not a
 terminal, and asked for without echo when it is.
 
+In chat, `bob: hello` sends to bob, `bob,carol: hi` to both, and a line
+without a name goes to the previous recipients; /who lists the users,
+/quit (or the end of input) leaves.
+
 OPTIONS:
     -c, --config FILE   the TOML config (see docs/CONFIG.md); without it,
                         the built-in defaults are used
+    --server URL        chat: the HTTP address (default http://127.0.0.1:8080)
+    --ws URL            chat: the WebSocket address
+                        (default ws://127.0.0.1:8081/websocket)
+    --client NAME       chat: this client's name (default terminal)
     -h, --help          this text
     -V, --version       the version
 ";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum UserAction {
-    Add(String),
-    Passwd(String),
-    Remove(String),
+    Add(UserId),
+    Passwd(UserId),
+    Remove(UserId),
     List,
 }
 
@@ -44,8 +59,16 @@ pub enum Command {
         action: UserAction,
         config: Option<PathBuf>,
     },
+    Chat(chat::Options),
     Help,
     Version,
+}
+
+/// Checks a user name at the edge, before any password is read.
+fn user_id(name: &str) -> Result<UserId, String> {
+    UserId::parse(name).ok_or_else(|| {
+        format!("invalid user id {name:?}: use 1 to 64 of A-Z a-z 0-9 . _ @ -, not SYSTEM")
+    })
 }
 
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
@@ -54,12 +77,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
     let mut words: Vec<String> = Vec::new();
     let mut config = None;
     let mut dir = None;
+    let (mut server, mut ws, mut client) = (None, None, None);
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
             Short('c') | Long("config") => {
                 config = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?))
             }
             Long("dir") => dir = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
+            Long("server") => server = Some(string(p.value())?),
+            Long("ws") => ws = Some(string(p.value())?),
+            Long("client") => client = Some(string(p.value())?),
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
             Value(v) => words.push(
@@ -72,20 +99,27 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
     if dir.is_some() && words.first().map(String::as_str) != Some("demo") {
         return Err("--dir is for `edgeim demo` only".into());
     }
+    let chatting = words.first().map(String::as_str) == Some("chat");
+    if !chatting && (server.is_some() || ws.is_some() || client.is_some()) {
+        return Err("--server, --ws and --client are for `edgeim chat` only".into());
+    }
+    if chatting && config.is_some() {
+        return Err("`edgeim chat` takes no --config".into());
+    }
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let cmd = match words.as_slice() {
         [] | ["serve"] => Command::Serve { config },
         ["demo"] => Command::Demo { dir },
         ["user", "add", name] => Command::User {
-            action: UserAction::Add(name.to_string()),
+            action: UserAction::Add(user_id(name)?),
             config,
         },
         ["user", "passwd", name] => Command::User {
-            action: UserAction::Passwd(name.to_string()),
+            action: UserAction::Passwd(user_id(name)?),
             config,
         },
         ["user", "remove", name] => Command::User {
-            action: UserAction::Remove(name.to_string()),
+            action: UserAction::Remove(user_id(name)?),
             config,
         },
         ["user", "list"] => Command::User {
@@ -95,9 +129,30 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         ["user", ..] => {
             return Err("usage: edgeim user add|passwd|remove NAME, or edgeim user list".into());
         }
+        ["chat", user] => {
+            let client = client.unwrap_or_else(|| chat::DEFAULT_CLIENT.into());
+            if ClientName::parse(&client).is_none() {
+                return Err("--client must be 1 to 64 of A-Z a-z 0-9 . _ -".into());
+            }
+            Command::Chat(chat::Options {
+                user: user.to_string(),
+                server: server.unwrap_or_else(|| chat::DEFAULT_SERVER.into()),
+                ws: ws.unwrap_or_else(|| chat::DEFAULT_WS.into()),
+                client,
+            })
+        }
+        ["chat", ..] => {
+            return Err("usage: edgeim chat USER [--server URL] [--ws URL] [--client NAME]".into());
+        }
         [other, ..] => return Err(format!("unknown command {other:?}")),
     };
     Ok(cmd)
+}
+
+fn string(v: Result<OsString, lexopt::Error>) -> Result<String, String> {
+    v.map_err(|e| e.to_string())?
+        .into_string()
+        .map_err(|v| format!("argument {v:?} is not UTF-8"))
 }
 
 #[cfg(test)]
@@ -126,7 +181,7 @@ mod tests {
         assert_eq!(
             p(&["user", "add", "bob", "--config", "x"]),
             Ok(Command::User {
-                action: UserAction::Add("bob".into()),
+                action: UserAction::Add(UserId::parse("bob").unwrap()),
                 config: Some("x".into())
             })
         );
@@ -139,8 +194,51 @@ mod tests {
         );
         assert_eq!(p(&["demo"]), Ok(Command::Demo { dir: None }));
         assert!(p(&["user"]).is_err());
+        assert!(
+            p(&["user", "add", "SYSTEM"]).is_err(),
+            "names are checked before a password is asked for"
+        );
         assert!(p(&["frobnicate"]).is_err());
         assert!(p(&["--bogus"]).is_err());
         assert!(p(&["serve", "--dir", "x"]).is_err());
+    }
+
+    #[test]
+    fn chat_parses_with_defaults_and_options() {
+        let opts = |user: &str, server: &str, ws: &str, client: &str| {
+            Ok(Command::Chat(chat::Options {
+                user: user.into(),
+                server: server.into(),
+                ws: ws.into(),
+                client: client.into(),
+            }))
+        };
+        assert_eq!(
+            p(&["chat", "alice"]),
+            opts(
+                "alice",
+                "http://127.0.0.1:8080",
+                "ws://127.0.0.1:8081/websocket",
+                "terminal"
+            )
+        );
+        assert_eq!(
+            p(&[
+                "chat",
+                "bob",
+                "--server",
+                "http://h:1",
+                "--ws",
+                "ws://h:2/im",
+                "--client",
+                "t2"
+            ]),
+            opts("bob", "http://h:1", "ws://h:2/im", "t2")
+        );
+        assert!(p(&["chat"]).is_err());
+        assert!(p(&["chat", "alice", "bob"]).is_err());
+        assert!(p(&["chat", "alice", "--client", "a b"]).is_err());
+        assert!(p(&["chat", "alice", "--config", "x"]).is_err());
+        assert!(p(&["serve", "--server", "http://h:1"]).is_err());
     }
 }

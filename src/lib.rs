@@ -8,6 +8,7 @@
 //! writers. [`events`] names every message between threads.
 
 pub mod auth;
+pub mod chat;
 pub mod cli;
 pub mod clock;
 pub mod config;

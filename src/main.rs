@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use edgeim::cli::{self, Command, UserAction};
 use edgeim::config::Config;
-use edgeim::{server, users};
+use edgeim::{chat, server, users};
 
 /// Exit code for a wrong command line or config.
 const EXIT_USAGE: u8 = 2;
@@ -43,6 +43,7 @@ fn main() -> ExitCode {
             Ok(c) => user(action, &c),
             Err(code) => code,
         },
+        Command::Chat(opts) => chat(&opts),
     }
 }
 
@@ -62,7 +63,12 @@ fn init_logging(config: &Config) {
         .and_then(|l| l.parse::<log::LevelFilter>().ok())
         .unwrap_or(config.log_level.to_filter());
     // Timestamps come from journald; without a tty nobody needs colours.
-    let _ = simple_logger::SimpleLogger::new().with_level(level).init();
+    // tungstenite traces every frame, session ids and texts included: its
+    // log stops at debug whatever the level.
+    let _ = simple_logger::SimpleLogger::new()
+        .with_level(level)
+        .with_module_level("tungstenite", level.min(log::LevelFilter::Debug))
+        .init();
 }
 
 fn serve(config: &Config, banner: Option<&str>) -> ExitCode {
@@ -138,17 +144,19 @@ fn user(action: UserAction, config: &Config) -> ExitCode {
                 println!("{n}");
             }
         }),
-        UserAction::Add(name) => match read_password(&format!("password for {name}: ")) {
-            Ok(p) => users::add(&path, &name, &p).map(|()| eprintln!("added {name}")),
+        UserAction::Add(name) => match read_password(&format!("password for {name}: "), true) {
+            Ok(p) => users::add(&path, name.as_str(), &p).map(|()| eprintln!("added {name}")),
             Err(e) => return fail(&e),
         },
-        UserAction::Passwd(name) => match read_password(&format!("new password for {name}: ")) {
-            Ok(p) => users::set_password(&path, &name, &p)
-                .map(|()| eprintln!("changed the password of {name}")),
-            Err(e) => return fail(&e),
-        },
+        UserAction::Passwd(name) => {
+            match read_password(&format!("new password for {name}: "), true) {
+                Ok(p) => users::set_password(&path, name.as_str(), &p)
+                    .map(|()| eprintln!("changed the password of {name}")),
+                Err(e) => return fail(&e),
+            }
+        }
         UserAction::Remove(name) => {
-            users::remove(&path, &name).map(|()| eprintln!("removed {name}"))
+            users::remove(&path, name.as_str()).map(|()| eprintln!("removed {name}"))
         }
     };
     match result {
@@ -157,15 +165,31 @@ fn user(action: UserAction, config: &Config) -> ExitCode {
     }
 }
 
+/// The terminal client; after a piped password, the rest of stdin is the chat.
+fn chat(opts: &chat::Options) -> ExitCode {
+    let password = match read_password(&format!("password for {}: ", opts.user), false) {
+        Ok(p) => p,
+        Err(e) => return fail(&format!("chat: {e}")),
+    };
+    match chat::run(opts, &password, std::io::BufReader::new(std::io::stdin())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("chat: {e}")),
+    }
+}
+
 fn fail(e: &str) -> ExitCode {
     eprintln!("edgeim: {e}");
     ExitCode::from(EXIT_FAILURE)
 }
 
-/// One line from stdin, or a no-echo prompt (asked twice) on a terminal.
-fn read_password(prompt: &str) -> Result<String, String> {
+/// One line from stdin, or a no-echo prompt on a terminal (asked twice
+/// when `confirm`, for a new password).
+fn read_password(prompt: &str, confirm: bool) -> Result<String, String> {
     if std::io::stdin().is_terminal() {
         let a = rpassword::prompt_password(prompt).map_err(|e| e.to_string())?;
+        if !confirm {
+            return Ok(a);
+        }
         let b = rpassword::prompt_password("again: ").map_err(|e| e.to_string())?;
         if a != b {
             return Err("the passwords differ".into());
