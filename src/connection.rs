@@ -21,6 +21,7 @@ use tungstenite::{Error as WsError, Message, WebSocket, error::CapacityError};
 use crate::clock::now_ms;
 use crate::events::{ConnHandle, ConnId, ConnShared, Ctrl, Event, Outbound};
 use crate::inbound::{Decision, Inbound};
+use crate::protocol::{Reject, Status};
 use crate::users::Directory;
 
 /// Settings every connection shares.
@@ -213,10 +214,7 @@ impl Reader<'_> {
             let text = match msg {
                 Message::Text(t) => t,
                 Message::Binary(_) => {
-                    let r = crate::protocol::Reject::new(
-                        crate::protocol::Status::MessageError,
-                        "binary frames are not supported",
-                    );
+                    let r = Reject::new(Status::MessageError, "binary frames are not supported");
                     self.send(Ctrl::Frame(inbound.reject(None, &r, now_ms())));
                     continue;
                 }
@@ -224,6 +222,9 @@ impl Reader<'_> {
             };
             match inbound.frame(&text, &user_exists, Instant::now(), now_ms()) {
                 Decision::Answer(frame) => self.send(Ctrl::Frame(frame)),
+                Decision::RegisterRefused { id, reject } => {
+                    return self.refuse_register(&inbound, &id, &reject);
+                }
                 Decision::Route(req) => {
                     if env
                         .router
@@ -249,17 +250,20 @@ impl Reader<'_> {
                     };
                     match outcome {
                         Some(Ok(user)) => inbound.registered(user),
-                        Some(Err(r)) => {
-                            log::info!("conn {} register refused: {}", self.id, r.msg);
-                            self.send(Ctrl::Frame(inbound.reject(Some(&id), &r, now_ms())));
-                            self.send(Ctrl::Close(1008, r.status.name().into()));
-                            return self.drain("register refused");
-                        }
+                        Some(Err(r)) => return self.refuse_register(&inbound, &id, &r),
                         None => return "server stopped".into(),
                     }
                 }
             }
         }
+    }
+
+    /// A failed register: its 9001, then Close 1008 naming the status.
+    fn refuse_register(self, inbound: &Inbound, id: &str, r: &Reject) -> String {
+        log::info!("conn {} register refused: {}", self.id, r.msg);
+        self.send(Ctrl::Frame(inbound.reject(Some(id), r, now_ms())));
+        self.send(Ctrl::Close(1008, r.status.name().into()));
+        self.drain("register refused")
     }
 
     fn send(&self, c: Ctrl) {

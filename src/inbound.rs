@@ -18,6 +18,8 @@ pub enum Decision {
     Answer(Utf8Bytes),
     /// Ask the router to register this connection.
     Register(Register),
+    /// A register that failed here: answer, then close (1008).
+    RegisterRefused { id: String, reject: Reject },
     /// Hand a checked message to the router.
     Route(Request),
 }
@@ -85,16 +87,21 @@ impl Inbound {
                 &env.id,
             );
         }
+        let registering = self.user.is_none();
         if !self.bucket.take(now) {
-            return refuse(
-                self,
-                Reject::new(Status::Failed, "rate limit: too many messages, slow down"),
-                &env.id,
-            );
+            let reject = Reject::new(Status::Failed, "rate limit: too many messages, slow down");
+            if registering {
+                return Decision::RegisterRefused { id: env.id, reject };
+            }
+            return refuse(self, reject, &env.id);
         }
         let id = env.id.clone();
         let result = match &self.user {
-            None => protocol::check_register(env).map(Decision::Register),
+            None => {
+                return protocol::check_register(env)
+                    .map(Decision::Register)
+                    .unwrap_or_else(|reject| Decision::RegisterRefused { id, reject });
+            }
             Some(user) => {
                 let rules = Rules {
                     user,
@@ -146,6 +153,18 @@ mod tests {
             Decision::Route(_)
         ));
         assert_eq!(status(&i.frame(REG, &|_| true, now, 0)), 403);
+    }
+
+    #[test]
+    fn a_register_refused_here_is_marked_for_closing() {
+        let now = Instant::now();
+        let mut i = Inbound::new(100.0, 100.0, 10, now);
+        let no_session = REG.replace(r#"{\"sessionId\":\"s\"}"#, "{}");
+        let Decision::RegisterRefused { id, reject } = i.frame(&no_session, &|_| true, now, 0)
+        else {
+            panic!("expected a refusal")
+        };
+        assert_eq!((id.as_str(), reject.status), ("r", Status::BodyError));
     }
 
     #[test]
