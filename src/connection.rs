@@ -6,6 +6,7 @@
 //! `WebSocket` therefore writes into [`ReaderStream`], which hands the bytes
 //! to the writer; the writer flushes its own frames before writing them.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub struct ConnEnv {
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Most frames written before one flush.
 const WRITE_BATCH: usize = 64;
+/// Backlog frames written between two looks for answers to send.
+const BACKLOG_CHUNK: usize = 16;
 /// Writer control queue: reader pongs and local answers; full means stuck.
 const CTRL_QUEUE: usize = 64;
 const WRITER_STACK: usize = 64 * 1024;
@@ -138,6 +141,7 @@ pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
         shared: shared.clone(),
         ctrl: ctrl_rx,
         out: out_rx,
+        deferred: VecDeque::new(),
         closing: None,
         register_deadline: Some(Instant::now() + env.register_timeout),
         ping_interval: env.ping_interval,
@@ -295,6 +299,8 @@ struct Writer {
     shared: Arc<ConnShared>,
     ctrl: Receiver<Ctrl>,
     out: Receiver<Outbound>,
+    /// Messages that arrived while a backlog was being written.
+    deferred: VecDeque<Outbound>,
     /// Set once our Close is sent: when to give up on the peer's reply.
     closing: Option<Instant>,
     register_deadline: Option<Instant>,
@@ -321,6 +327,9 @@ impl Writer {
             while let Ok(c) = self.ctrl.try_recv() {
                 self.control(c)?;
             }
+            while let Some(item) = self.deferred.pop_front() {
+                self.outbound(item)?;
+            }
             self.flush()?;
             let now = Instant::now();
             let deadline = [Some(next_ping), self.register_deadline, self.closing]
@@ -337,7 +346,12 @@ impl Writer {
                     Ok(item) => {
                         self.outbound(item)?;
                         for item in out.try_iter().take(WRITE_BATCH) {
-                            self.outbound(item)?;
+                            // Behind a backlog's deferred messages, keep order.
+                            if self.deferred.is_empty() {
+                                self.outbound(item)?;
+                            } else {
+                                self.deferred.push_back(item);
+                            }
                         }
                     }
                     // The router dropped us; wait for the reader's Stop.
@@ -383,14 +397,32 @@ impl Writer {
     fn outbound(&mut self, item: Outbound) -> Result<(), Done> {
         self.shared.queued.fetch_sub(1, Ordering::AcqRel);
         match item {
-            Outbound::Frame(f) => self.write(Message::Text(f)),
+            Outbound::Frame(f) | Outbound::Answer(f) => self.write(Message::Text(f)),
             Outbound::Batch(fs) => {
-                for f in fs {
-                    self.write(Message::Text(f))?;
+                for chunk in fs.chunks(BACKLOG_CHUNK) {
+                    for f in chunk {
+                        self.write(Message::Text(f.clone()))?;
+                    }
+                    self.between_backlog_chunks()?;
                 }
                 Ok(())
             }
         }
+    }
+
+    /// While a backlog is being written, the client reads and acknowledges
+    /// it: send the answers now, keep newer messages for after the backlog.
+    fn between_backlog_chunks(&mut self) -> Result<(), Done> {
+        while let Ok(c) = self.ctrl.try_recv() {
+            self.control(c)?;
+        }
+        while let Ok(item) = self.out.try_recv() {
+            match item {
+                Outbound::Answer(_) => self.outbound(item)?,
+                other => self.deferred.push_back(other),
+            }
+        }
+        self.flush()
     }
 
     fn write(&mut self, m: Message) -> Result<(), Done> {
@@ -414,6 +446,7 @@ impl Writer {
         if self.closing.is_some() {
             return Ok(());
         }
+        self.shared.closing.store(true, Ordering::Release);
         let frame = CloseFrame {
             code: CloseCode::from(code),
             reason: reason.into().into(),

@@ -22,7 +22,11 @@ pub type ConnId = u64;
 
 /// What the router may tell a connection's writer to send.
 pub enum Outbound {
+    /// A message for the client (text, copy, receipt).
     Frame(Utf8Bytes),
+    /// A 9001 answer: the writer may send it ahead of a backlog in
+    /// progress, so a client acknowledging its backlog is not starved.
+    Answer(Utf8Bytes),
     /// Redelivery after register: one queue slot for the whole backlog.
     Batch(Vec<Utf8Bytes>),
 }
@@ -48,6 +52,8 @@ pub struct ConnShared {
     /// When the last frame arrived, in ms since the server started.
     pub last_seen_ms: AtomicU64,
     pub registered: AtomicBool,
+    /// Set once a Close was asked for: nothing more is queued.
+    pub closing: AtomicBool,
     /// For shutting the socket when the writer cannot (it may be blocked).
     pub stream: Option<TcpStream>,
 }
@@ -60,6 +66,7 @@ impl ConnShared {
             queued: AtomicUsize::new(0),
             last_seen_ms: AtomicU64::new(0),
             registered: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             stream,
         }
     }
@@ -70,6 +77,15 @@ impl ConnShared {
         if let Some(s) = &self.stream {
             let _ = s.shutdown(Shutdown::Both);
         }
+    }
+
+    /// Marks the connection as closing; true only for the first caller.
+    pub fn start_closing(&self) -> bool {
+        !self.closing.swap(true, Ordering::AcqRel)
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
     }
 
     pub fn is_registered(&self) -> bool {

@@ -256,7 +256,7 @@ impl Router {
             "registered",
             now,
         );
-        self.push(conn_id, Outbound::Frame(ok));
+        self.push(conn_id, Outbound::Answer(ok));
         let backlog = self.store.attach(&key, now);
         if !backlog.is_empty() {
             self.push(conn_id, Outbound::Batch(backlog));
@@ -407,7 +407,7 @@ impl Router {
 
     fn answer(&mut self, conn_id: ConnId, id: &str, to: &str, status: Status, msg: &str, now: u64) {
         let frame = protocol::send_status(id, to, status, msg, now);
-        self.push(conn_id, Outbound::Frame(frame));
+        self.push(conn_id, Outbound::Answer(frame));
     }
 
     /// Queues for one connection without ever blocking. A connection whose
@@ -418,6 +418,9 @@ impl Router {
             return;
         };
         let shared = &conn.handle.shared;
+        if shared.is_closing() {
+            return;
+        }
         if shared.queued.load(Ordering::Acquire) >= self.config.send_queue {
             log::warn!(
                 "conn {conn_id} ({}) is not reading: closing as slow",
@@ -460,9 +463,12 @@ impl Router {
     }
 }
 
-/// Asks a writer to close; if its control queue is full, the writer is
-/// stuck, so the socket is shut instead.
+/// Asks a writer to close, once; if its control queue is full, the writer
+/// is stuck, so the socket is shut instead.
 fn close(handle: &ConnHandle, code: u16, reason: &'static str) {
+    if !handle.shared.start_closing() {
+        return;
+    }
     if handle
         .ctrl
         .try_send(Ctrl::Close(code, reason.into()))
@@ -475,7 +481,7 @@ fn close(handle: &ConnHandle, code: u16, reason: &'static str) {
 /// Helper for unit tests and the server: the frames a writer would get.
 pub fn frames_of(item: Outbound) -> Vec<Utf8Bytes> {
     match item {
-        Outbound::Frame(f) => vec![f],
+        Outbound::Frame(f) | Outbound::Answer(f) => vec![f],
         Outbound::Batch(fs) => fs,
     }
 }
@@ -603,7 +609,7 @@ mod tests {
         let p = open(r, id);
         let sid = session(r, user, client, NOW);
         register(r, id, user, &sid, NOW).unwrap();
-        let Ok(Outbound::Frame(first)) = p.out.try_recv() else {
+        let Ok(Outbound::Answer(first)) = p.out.try_recv() else {
             panic!("no register answer")
         };
         p.shared.queued.fetch_sub(1, Ordering::AcqRel);
@@ -720,9 +726,14 @@ mod tests {
             old.texts().is_empty(),
             "the replaced connection gets nothing more"
         );
-        // A message the replaced connection had in flight is refused, not lost.
-        send(&mut r, 1, "late", &["bob"]);
-        assert_eq!(status_code(&old.frames()[0]), 402);
+        // A message the replaced connection had in flight is not accepted:
+        // that connection is closing, so it is not answered either.
+        send(&mut r, 1, "late", &["alice"]);
+        assert!(old.frames().is_empty());
+        assert!(
+            new.texts().is_empty(),
+            "nothing from a replaced connection is delivered"
+        );
     }
 
     #[test]
