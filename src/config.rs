@@ -228,27 +228,46 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         let l = &self.limits;
         let ws = &self.websocket;
-        let positive: [(&str, u64); 9] = [
+        let positive: [(&str, u64); 12] = [
             ("limits.session_ttl_s", l.session_ttl_s),
             ("limits.register_timeout_s", l.register_timeout_s),
             ("limits.max_message_bytes", l.max_message_bytes as u64),
             ("limits.max_recipients", l.max_recipients as u64),
             ("limits.max_clients_per_user", l.max_clients_per_user as u64),
+            ("limits.offline_per_user", l.offline_per_user as u64),
             ("websocket.ping_interval_s", ws.ping_interval_s),
             ("websocket.idle_timeout_s", ws.idle_timeout_s),
             ("websocket.send_queue", ws.send_queue as u64),
+            ("websocket.write_timeout_s", ws.write_timeout_s),
             ("http.workers", self.http.workers as u64),
+            ("http.login_ttl_s", self.http.login_ttl_s),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{key} must be greater than 0"));
         }
-        for (key, v) in [
-            ("limits.rate_per_s", l.rate_per_s),
-            ("limits.rate_burst", l.rate_burst),
-            ("limits.session_ids_per_s", l.session_ids_per_s),
+        // A bucket must hold one whole token to ever let anything through.
+        for (key, v, ok, want) in [
+            (
+                "limits.rate_per_s",
+                l.rate_per_s,
+                l.rate_per_s > 0.0,
+                "greater than 0",
+            ),
+            (
+                "limits.rate_burst",
+                l.rate_burst,
+                l.rate_burst >= 1.0,
+                "at least 1",
+            ),
+            (
+                "limits.session_ids_per_s",
+                l.session_ids_per_s,
+                l.session_ids_per_s >= 1.0,
+                "at least 1",
+            ),
         ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(format!("{key} must be a number greater than 0"));
+            if !(v.is_finite() && ok) {
+                return Err(format!("{key} must be a number {want}"));
             }
         }
         if ws.context.is_empty()
@@ -347,6 +366,11 @@ mod tests {
         assert!(e.contains("line 3") && !e.contains('\n'), "{e}");
         let e = Config::parse("[http]\nlisten = \"nowhere\"\n").unwrap_err();
         assert!(e.contains("line 2"), "{e}");
+        let e = Config::parse("[limits]\nrate_burst = 0.5\n").unwrap_err();
+        assert!(
+            e.contains("limits.rate_burst must be a number at least 1"),
+            "{e}"
+        );
         let e = Config::parse("[limits]\nmax_recipients = 0\n").unwrap_err();
         assert!(e.contains("limits.max_recipients"), "{e}");
     }

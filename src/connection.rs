@@ -226,9 +226,6 @@ impl Reader<'_> {
             };
             match inbound.frame(&text, &user_exists, Instant::now(), now_ms()) {
                 Decision::Answer(frame) => self.send(Ctrl::Frame(frame)),
-                Decision::RegisterRefused { id, reject } => {
-                    return self.refuse_register(&inbound, &id, &reject);
-                }
                 Decision::Route(req) => {
                     if env
                         .router
@@ -238,7 +235,7 @@ impl Reader<'_> {
                         return "server stopped".into();
                     }
                 }
-                Decision::Register(msg) => {
+                Decision::Register { msg, refused } => {
                     let id = msg.id.clone();
                     // A fresh reply channel: if the router stops, the sender
                     // drops with the queued event and `recv` returns.
@@ -246,6 +243,7 @@ impl Reader<'_> {
                     let ev = Event::Register {
                         conn: self.id,
                         msg,
+                        refused,
                         reply: reply_tx,
                     };
                     let outcome = match env.router.send(ev) {

@@ -108,11 +108,13 @@ pub type OnlineList = Vec<(UserId, Vec<ClientName>)>;
 pub enum Event {
     /// A WebSocket handshake completed.
     Opened(ConnHandle),
-    /// A register message passed the reader's checks. The router answers
-    /// on `reply` with the user id or the refusal.
+    /// A register attempt. `refused` is set when the reader's checks
+    /// already failed it; the router still uses the session id up. The
+    /// router answers on `reply` with the user id or the refusal.
     Register {
         conn: ConnId,
         msg: Register,
+        refused: Option<Reject>,
         reply: Sender<Result<UserId, Reject>>,
     },
     /// A checked message from a registered connection.

@@ -16,10 +16,12 @@ use crate::ratelimit::TokenBucket;
 pub enum Decision {
     /// Answer this 9001 at once; the connection stays open.
     Answer(Utf8Bytes),
-    /// Ask the router to register this connection.
-    Register(Register),
-    /// A register that failed here: answer, then close (1008).
-    RegisterRefused { id: String, reject: Reject },
+    /// Ask the router to register this connection; `refused` says it
+    /// already failed here (the router still uses its session id up).
+    Register {
+        msg: Register,
+        refused: Option<Reject>,
+    },
     /// Hand a checked message to the router.
     Route(Request),
 }
@@ -87,31 +89,26 @@ impl Inbound {
                 &env.id,
             );
         }
-        let registering = self.user.is_none();
-        if !self.bucket.take(now) {
-            let reject = Reject::new(Status::Failed, "rate limit: too many messages, slow down");
-            if registering {
-                return Decision::RegisterRefused { id: env.id, reject };
-            }
-            return refuse(self, reject, &env.id);
-        }
-        let id = env.id.clone();
-        let result = match &self.user {
-            None => {
-                return protocol::check_register(env)
-                    .map(Decision::Register)
-                    .unwrap_or_else(|reject| Decision::RegisterRefused { id, reject });
-            }
-            Some(user) => {
-                let rules = Rules {
-                    user,
-                    max_recipients: self.max_recipients,
-                    user_exists,
-                };
-                protocol::check(env, &rules).map(Decision::Route)
-            }
+        let limited = !self.bucket.take(now);
+        let rate = || Reject::new(Status::Failed, "rate limit: too many messages, slow down");
+        let Some(user) = &self.user else {
+            let (msg, refused) = protocol::check_register(env);
+            let refused = if limited { Some(rate()) } else { refused };
+            return Decision::Register { msg, refused };
         };
-        result.unwrap_or_else(|r| refuse(self, r, &id))
+        let id = env.id.clone();
+        if limited {
+            return refuse(self, rate(), &id);
+        }
+        let rules = Rules {
+            user,
+            max_recipients: self.max_recipients,
+            user_exists,
+        };
+        match protocol::check(env, &rules) {
+            Ok(req) => Decision::Route(req),
+            Err(r) => refuse(self, r, &id),
+        }
     }
 }
 
@@ -145,7 +142,7 @@ mod tests {
         );
         assert!(matches!(
             i.frame(REG, &|_| true, now, 0),
-            Decision::Register(_)
+            Decision::Register { refused: None, .. }
         ));
         i.registered(UserId::parse("alice").unwrap());
         assert!(matches!(
@@ -160,11 +157,14 @@ mod tests {
         let now = Instant::now();
         let mut i = Inbound::new(100.0, 100.0, 10, now);
         let no_session = REG.replace(r#"{\"sessionId\":\"s\"}"#, "{}");
-        let Decision::RegisterRefused { id, reject } = i.frame(&no_session, &|_| true, now, 0)
+        let Decision::Register {
+            msg,
+            refused: Some(reject),
+        } = i.frame(&no_session, &|_| true, now, 0)
         else {
             panic!("expected a refusal")
         };
-        assert_eq!((id.as_str(), reject.status), ("r", Status::BodyError));
+        assert_eq!((msg.id.as_str(), reject.status), ("r", Status::BodyError));
     }
 
     #[test]

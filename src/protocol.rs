@@ -189,37 +189,35 @@ pub enum Request {
 }
 
 /// Checks a register message (the only message allowed before register):
-/// `isSystem` (405), then the body (404). The session id and `from` are the
-/// router's to check, since only it knows whose session it is.
-pub fn check_register(env: Envelope) -> Result<Register, Reject> {
-    if env.is_system {
-        return Err(Reject::new(
+/// `isSystem` (405), then the body (404). Returns the attempt and, if it
+/// already failed here, why. The session id is taken whenever the body has
+/// one, so the router can use it up: every register attempt spends its id.
+/// The session id and `from` are the router's to check, since only it
+/// knows whose session it is.
+pub fn check_register(env: Envelope) -> (Register, Option<Reject>) {
+    let session_id = body_object(env.body).and_then(|mut o| match o.remove("sessionId") {
+        Some(Value::String(s)) if !s.is_empty() => Some(s),
+        _ => None,
+    });
+    let refused = if env.is_system {
+        Some(Reject::new(
             Status::FromError,
             "isSystem must be false on a client's message",
-        ));
-    }
-    let session_id = match body_object(env.body) {
-        Some(mut o) => match o.remove("sessionId") {
-            Some(Value::String(s)) if !s.is_empty() => s,
-            _ => {
-                return Err(Reject::new(
-                    Status::BodyError,
-                    "body must be {\"sessionId\": \"...\"}",
-                ));
-            }
-        },
-        None => {
-            return Err(Reject::new(
-                Status::BodyError,
-                "body must be {\"sessionId\": \"...\"}",
-            ));
-        }
+        ))
+    } else if session_id.is_none() {
+        Some(Reject::new(
+            Status::BodyError,
+            "body must be {\"sessionId\": \"...\"}",
+        ))
+    } else {
+        None
     };
-    Ok(Register {
+    let msg = Register {
         id: env.id,
         from: env.from,
-        session_id,
-    })
+        session_id: session_id.unwrap_or_default(),
+    };
+    (msg, refused)
 }
 
 /// What `check` needs to know about the world.
@@ -625,14 +623,20 @@ mod tests {
     #[test]
     fn register_body_needs_a_session_id() {
         let ok = r#"{"id":"r","type":1000,"isSystem":false,"from":"alice","to":"SYSTEM","body":"{\"sessionId\":\"abc\"}"}"#;
-        assert_eq!(check_register(env(ok)).unwrap().session_id, "abc");
+        assert_eq!(check_register(env(ok)).0.session_id, "abc");
         let obj = r#"{"id":"r","type":1000,"isSystem":false,"from":"alice","to":"SYSTEM","body":{"sessionId":"abc"}}"#;
-        assert_eq!(check_register(env(obj)).unwrap().session_id, "abc");
+        assert_eq!(check_register(env(obj)).0.session_id, "abc");
         let bad =
             r#"{"id":"r","type":1000,"isSystem":false,"from":"alice","to":"SYSTEM","body":"{}"}"#;
         assert_eq!(
-            check_register(env(bad)).unwrap_err().status,
-            Status::BodyError
+            check_register(env(bad)).1.map(|r| r.status),
+            Some(Status::BodyError)
+        );
+        let system = ok.replace("\"isSystem\":false", "\"isSystem\":true");
+        let (msg, refused) = check_register(env(&system));
+        assert_eq!(
+            (msg.session_id.as_str(), refused.map(|r| r.status)),
+            ("abc", Some(Status::FromError))
         );
     }
 

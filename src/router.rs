@@ -157,8 +157,13 @@ impl Router {
                     },
                 );
             }
-            Event::Register { conn, msg, reply } => {
-                let result = self.register(conn, msg, now);
+            Event::Register {
+                conn,
+                msg,
+                refused,
+                reply,
+            } => {
+                let result = self.register(conn, msg, refused, now);
                 let _ = reply.send(result);
             }
             Event::Request { conn, req } => match req {
@@ -200,8 +205,18 @@ impl Router {
         Flow::Continue
     }
 
-    fn register(&mut self, conn_id: ConnId, msg: Register, now: u64) -> Result<UserId, Reject> {
-        let Some(key) = self.sessions.take(&msg.session_id, now) else {
+    fn register(
+        &mut self,
+        conn_id: ConnId,
+        msg: Register,
+        refused: Option<Reject>,
+        now: u64,
+    ) -> Result<UserId, Reject> {
+        let key = self.sessions.take(&msg.session_id, now);
+        if let Some(r) = refused {
+            return Err(r);
+        }
+        let Some(key) = key else {
             return Err(Reject::new(
                 Status::SessionError,
                 "unknown, expired or used session id",
@@ -598,6 +613,7 @@ mod tests {
             Event::Register {
                 conn,
                 msg,
+                refused: None,
                 reply: tx,
             },
             now,
@@ -678,6 +694,34 @@ mod tests {
             register(&mut r, 1, "alice", "made-up", NOW)
                 .unwrap_err()
                 .status,
+            Status::SessionError
+        );
+    }
+
+    #[test]
+    fn a_register_refused_by_the_reader_still_uses_its_session_id_up() {
+        let mut r = router();
+        open(&mut r, 1);
+        let sid = session(&mut r, "alice", "web", NOW);
+        let (tx, rx) = bounded(1);
+        let msg = Register {
+            id: "reg".into(),
+            from: "alice".into(),
+            session_id: sid.clone(),
+        };
+        let refused = Some(Reject::new(Status::FromError, "isSystem"));
+        r.handle(
+            Event::Register {
+                conn: 1,
+                msg,
+                refused,
+                reply: tx,
+            },
+            NOW,
+        );
+        assert_eq!(rx.recv().unwrap().unwrap_err().status, Status::FromError);
+        assert_eq!(
+            register(&mut r, 1, "alice", &sid, NOW).unwrap_err().status,
             Status::SessionError
         );
     }

@@ -117,7 +117,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         register_timeout: limits.register_timeout(),
         ping_interval: Duration::from_secs(ws.ping_interval_s),
         idle_timeout: Duration::from_secs(ws.idle_timeout_s),
-        write_timeout: Duration::from_secs(ws.write_timeout_s.max(1)),
+        write_timeout: Duration::from_secs(ws.write_timeout_s),
         rate_per_s: limits.rate_per_s,
         rate_burst: limits.rate_burst,
         max_recipients: limits.max_recipients,

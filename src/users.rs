@@ -103,8 +103,24 @@ fn write(path: &Path, entries: &Entries) -> Result<(), UsersError> {
         f.write_all(text.as_bytes()).map_err(io_err)?;
         f.sync_all().map_err(io_err)?;
     }
+    keep_owner_of_dir(&tmp, path.parent());
     std::fs::rename(&tmp, path).map_err(io_err)
 }
+
+/// `sudo edgeim user add` must not leave a root-owned file that the
+/// service's own user cannot read: give it the data directory's owner.
+#[cfg(unix)]
+fn keep_owner_of_dir(file: &Path, dir: Option<&Path>) {
+    use std::os::unix::fs::MetadataExt;
+    let Some(meta) = dir.and_then(|d| std::fs::metadata(d).ok()) else {
+        return;
+    };
+    // Only root may give files away; for anyone else this is a no-op.
+    let _ = std::os::unix::fs::chown(file, Some(meta.uid()), Some(meta.gid()));
+}
+
+#[cfg(not(unix))]
+fn keep_owner_of_dir(_file: &Path, _dir: Option<&Path>) {}
 
 /// Hashes a password as an argon2id PHC string (m=19456 KiB, t=2, p=1).
 pub fn hash_password(password: &str) -> String {
@@ -220,14 +236,23 @@ impl Directory {
         }
     }
 
+    /// Whether a user exists. A miss rereads a changed users file first,
+    /// so a user added a moment ago can be written to at once; a hit costs
+    /// no system call (this is on the message path).
     pub fn exists(&self, user: &str) -> bool {
         let Some(id) = UserId::parse(user) else {
             return false;
         };
-        self.state
-            .read()
-            .map(|s| s.entries.contains_key(&id))
-            .unwrap_or(false)
+        let known = |d: &Self| {
+            d.state
+                .read()
+                .map(|s| s.entries.contains_key(&id))
+                .unwrap_or(false)
+        };
+        known(self) || {
+            self.refresh();
+            known(self)
+        }
     }
 
     pub fn all(&self) -> Vec<UserId> {

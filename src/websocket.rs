@@ -13,6 +13,9 @@ use crate::connection::{self, ConnEnv};
 /// Readers parse JSON, which needs stack for nested input; a stack
 /// overflow would abort the whole process.
 const READER_STACK: usize = 256 * 1024;
+/// Pause after a failed accept (EMFILE): long enough not to spin, short
+/// enough to recover quickly when descriptors free up.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub struct Listener {
     addr: SocketAddr,
@@ -43,8 +46,10 @@ impl Listener {
                     let tcp = match stream {
                         Ok(s) => s,
                         Err(e) => {
-                            // EMFILE and friends: keep going, the next accept may work.
+                            // Out of file descriptors (or similar): retrying
+                            // at once would spin, so pause before the next accept.
                             log::warn!("websocket accept failed: {e}");
+                            std::thread::sleep(ACCEPT_BACKOFF);
                             continue;
                         }
                     };
