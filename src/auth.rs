@@ -5,9 +5,13 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use std::time::Duration;
+
 use blake2::{Blake2s256, Digest};
+use crossbeam_channel::{Sender, bounded};
 
 use crate::ids::UserId;
+use crate::store::StoreOp;
 
 /// The hash under which a token, cookie or session id is stored.
 pub type SecretHash = [u8; 32];
@@ -31,33 +35,69 @@ struct Login {
     expires_ms: u64,
 }
 
-/// Valid browser and app logins, by hash of their secret.
+/// Valid browser and app logins, by hash of their secret. With a store,
+/// they are also kept on disk and survive a restart.
 pub struct Logins {
     ttl_ms: u64,
     map: Mutex<HashMap<SecretHash, Login>>,
+    store: Option<Sender<StoreOp>>,
 }
 
+/// How long a login waits for the store to commit it.
+const SAVE_WAIT: Duration = Duration::from_secs(10);
+
 impl Logins {
+    /// Logins in memory only.
     pub fn new(ttl_ms: u64) -> Logins {
         Logins {
             ttl_ms,
             map: Mutex::new(HashMap::new()),
+            store: None,
+        }
+    }
+
+    /// Logins kept in the store, starting with those it had.
+    pub fn stored(
+        ttl_ms: u64,
+        store: Sender<StoreOp>,
+        saved: Vec<(SecretHash, UserId, u64)>,
+    ) -> Logins {
+        let map = saved
+            .into_iter()
+            .map(|(hash, user, expires_ms)| (hash, Login { user, expires_ms }))
+            .collect();
+        Logins {
+            ttl_ms,
+            map: Mutex::new(map),
+            store: Some(store),
         }
     }
 
     /// Starts a login; returns the secret (given to the client once) and
-    /// when it expires (ms since the epoch).
-    pub fn create(&self, user: UserId, now_ms: u64) -> (String, u64) {
+    /// when it expires (ms since the epoch). `None`: it could not be stored.
+    pub fn create(&self, user: UserId, now_ms: u64) -> Option<(String, u64)> {
         let secret = new_secret();
         let expires_ms = now_ms.saturating_add(self.ttl_ms);
+        let hash = hash_secret(&secret);
+        if let Some(store) = &self.store {
+            let (tx, rx) = bounded(1);
+            let op = StoreOp::SaveLogin {
+                hash,
+                user: user.clone(),
+                expires_ms,
+                reply: tx,
+            };
+            store.send(op).ok()?;
+            rx.recv_timeout(SAVE_WAIT).ok().filter(|saved| *saved)?;
+        }
         if let Ok(mut map) = self.map.lock() {
             // Sweep expired logins now and then rather than on a timer.
             if map.len() >= 1024 && map.len().is_power_of_two() {
                 map.retain(|_, l| l.expires_ms > now_ms);
             }
-            map.insert(hash_secret(&secret), Login { user, expires_ms });
+            map.insert(hash, Login { user, expires_ms });
         }
-        (secret, expires_ms)
+        Some((secret, expires_ms))
     }
 
     /// The user a secret logs in, if it is valid.
@@ -70,16 +110,25 @@ impl Logins {
 
     /// Revokes a login; false if it was not valid.
     pub fn revoke(&self, secret: &str) -> bool {
-        self.map
+        let hash = hash_secret(secret);
+        let found = self
+            .map
             .lock()
-            .map(|mut m| m.remove(&hash_secret(secret)).is_some())
-            .unwrap_or(false)
+            .map(|mut m| m.remove(&hash).is_some())
+            .unwrap_or(false);
+        if found && let Some(store) = &self.store {
+            let _ = store.send(StoreOp::RevokeLogin { hash });
+        }
+        found
     }
 
     /// Revokes every login of a user (removed from the users file).
     pub fn revoke_user(&self, user: &UserId) {
         if let Ok(mut m) = self.map.lock() {
             m.retain(|_, l| &l.user != user);
+        }
+        if let Some(store) = &self.store {
+            let _ = store.send(StoreOp::RevokeUser { user: user.clone() });
         }
     }
 
@@ -96,7 +145,7 @@ mod tests {
     fn logins_expire_and_revoke() {
         let logins = Logins::new(1000);
         let alice = UserId::parse("alice").unwrap();
-        let (secret, exp) = logins.create(alice.clone(), 5000);
+        let (secret, exp) = logins.create(alice.clone(), 5000).unwrap();
         assert_eq!(exp, 6000);
         assert_eq!(secret.len(), 64);
         assert_eq!(logins.check(&secret, 5999), Some(alice));

@@ -65,6 +65,7 @@ pub struct Limits {
     pub rate_burst: f64,
     pub offline_per_user: usize,
     pub retention_days: u64,
+    pub forget_client_days: u64,
     pub session_ids_per_s: f64,
 }
 
@@ -97,6 +98,7 @@ pub const DEFAULT_RATE_PER_S: f64 = 200.0;
 pub const DEFAULT_RATE_BURST: f64 = 400.0;
 pub const DEFAULT_OFFLINE_PER_USER: usize = 10_000;
 pub const DEFAULT_RETENTION_DAYS: u64 = 30;
+pub const DEFAULT_FORGET_CLIENT_DAYS: u64 = 7;
 pub const DEFAULT_SESSION_IDS_PER_S: f64 = 500.0;
 
 fn addr(s: &str) -> SocketAddr {
@@ -153,6 +155,7 @@ impl Default for Limits {
             rate_burst: DEFAULT_RATE_BURST,
             offline_per_user: DEFAULT_OFFLINE_PER_USER,
             retention_days: DEFAULT_RETENTION_DAYS,
+            forget_client_days: DEFAULT_FORGET_CLIENT_DAYS,
             session_ids_per_s: DEFAULT_SESSION_IDS_PER_S,
         }
     }
@@ -342,6 +345,7 @@ mod tests {
             "rate_burst",
             "offline_per_user",
             "retention_days",
+            "forget_client_days",
             "session_ids_per_s",
         ] {
             assert!(

@@ -7,6 +7,7 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -18,8 +19,9 @@ use serde_json::{Value, json};
 use crate::auth::{COOKIE, Logins, SecretHash, hash_secret};
 use crate::clock::now_ms;
 use crate::events::Event;
-use crate::ids::{ClientName, UserId};
+use crate::ids::{ClientName, Origin, SYSTEM, UserId};
 use crate::protocol::{self, Status};
+use crate::store;
 use crate::users::Directory;
 
 /// Largest login request body; login bodies are tiny.
@@ -34,6 +36,9 @@ pub struct HttpEnv {
     pub logins: Arc<Logins>,
     pub router: Sender<Event>,
     pub api_key: Option<SecretHash>,
+    /// The database, read directly for history (WAL: readers never block
+    /// the store's writer).
+    pub db_path: PathBuf,
     pub max_message_bytes: usize,
     pub max_recipients: usize,
     /// False once a listener thread has died: `/healthz` then fails, so
@@ -53,6 +58,8 @@ pub enum Method {
 pub struct HttpRequest {
     pub method: Method,
     pub path: String,
+    /// The raw query string, without `?`.
+    pub query: String,
     pub cookie: Option<String>,
     /// From `token:` or `Authorization: Bearer`.
     pub token: Option<String>,
@@ -101,6 +108,7 @@ enum Route<'a> {
     SessionId { client: &'a str, app: bool },
     Online,
     Users,
+    History,
     SystemMessage,
 }
 
@@ -114,6 +122,7 @@ fn route(path: &str) -> Option<(Method, Route<'_>)> {
         "/app/logout" => (Post, Route::AppLogout),
         "/api/websocket/online" => (Get, Route::Online),
         "/api/users" => (Get, Route::Users),
+        "/api/message/history" => (Get, Route::History),
         "/api/system/message" => (Post, Route::SystemMessage),
         _ => {
             if let Some(client) = path.strip_prefix("/api/websocket/client/login/") {
@@ -225,7 +234,70 @@ pub fn handle(env: &HttpEnv, req: &HttpRequest) -> Reply {
                 .collect();
             Reply::ok(json!({"users": users}))
         }
+        Route::History => {
+            let secret = req
+                .cookie
+                .as_deref()
+                .into_iter()
+                .chain(req.token.as_deref());
+            let Some(me) = secret.into_iter().find_map(|s| logged_in(env, s, now)) else {
+                return Reply::error(401, "not logged in");
+            };
+            history(env, &me, &req.query)
+        }
         Route::SystemMessage => system_message(env, req),
+    }
+}
+
+/// Default and largest page of history.
+const HISTORY_LIMIT: usize = 50;
+const HISTORY_MAX: usize = 200;
+
+/// `GET /api/message/history?with=&before=&limit=`: texts between the caller
+/// and `with`, newest first.
+fn history(env: &HttpEnv, me: &UserId, query: &str) -> Reply {
+    let mut with = None;
+    let mut before = i64::MAX as u64;
+    let mut limit = HISTORY_LIMIT;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = form_decode(v).unwrap_or_default();
+        match k {
+            "with" => match Origin::parse(&v) {
+                Some(o) => with = Some(o),
+                None => return Reply::error(400, "with must be a user id or SYSTEM"),
+            },
+            "before" => match v.parse::<u64>() {
+                Ok(b) => before = b.min(i64::MAX as u64),
+                Err(_) => return Reply::error(400, "before must be a time in ms since the epoch"),
+            },
+            "limit" => match v.parse::<usize>() {
+                Ok(n) if n > 0 => limit = n.min(HISTORY_MAX),
+                _ => return Reply::error(400, "limit must be a positive whole number"),
+            },
+            _ => {}
+        }
+    }
+    let Some(with) = with else {
+        return Reply::error(400, "with is required: ?with=<userId>");
+    };
+    let found = store::open_reader(&env.db_path)
+        .and_then(|conn| store::history(&conn, me, &with, before, limit));
+    match found {
+        Ok(messages) => {
+            let messages: Vec<Value> = messages
+                .iter()
+                .map(|m| {
+                    json!({"id": m.id, "type": protocol::TYPE_TEXT, "isSystem": m.origin == SYSTEM,
+                        "from": m.origin, "to": m.recipients, "body": m.body, "timestamp": m.ts})
+                })
+                .collect();
+            Reply::ok(json!({ "messages": messages }))
+        }
+        Err(e) => {
+            log::error!("history: {e}");
+            Reply::error(503, "storage failure").header("Retry-After", "1".into())
+        }
     }
 }
 
@@ -262,7 +334,9 @@ fn login(env: &HttpEnv, req: &HttpRequest, app: bool, now: u64) -> Reply {
         log::info!("login failed for {:?}", printable(&username));
         return Reply::error(401, "wrong username or password");
     };
-    let (secret, expires_ms) = env.logins.create(user.clone(), now);
+    let Some((secret, expires_ms)) = env.logins.create(user.clone(), now) else {
+        return busy("storage failure: could not save the login");
+    };
     log::info!(
         "{} logged in ({})",
         user,
@@ -384,7 +458,8 @@ fn read_request(rq: &mut tiny_http::Request, limit: usize) -> Result<HttpRequest
         _ => Method::Other,
     };
     let url = rq.url();
-    let path = url.split('?').next().unwrap_or(url).to_string();
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let (path, query) = (path.to_string(), query.to_string());
     let headers = rq.headers();
     let header = |name: &'static str| {
         headers
@@ -426,6 +501,7 @@ fn read_request(rq: &mut tiny_http::Request, limit: usize) -> Result<HttpRequest
     Ok(HttpRequest {
         method,
         path,
+        query,
         cookie,
         token,
         bearer,
@@ -532,6 +608,7 @@ mod tests {
         let req = HttpRequest {
             method: Method::Post,
             path: "/api/login".into(),
+            query: String::new(),
             cookie: None,
             token: None,
             bearer: None,

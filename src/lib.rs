@@ -21,6 +21,7 @@ pub mod protocol;
 pub mod ratelimit;
 pub mod router;
 pub mod server;
+pub mod sessions;
 pub mod store;
 pub mod users;
 pub mod websocket;

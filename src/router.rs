@@ -1,24 +1,24 @@
-//! The router: one thread that owns the session table, the pending session
-//! ids and the store, and decides who gets what. Connections and HTTP
-//! handlers talk to it only through [`Event`]s. Its decisions are methods
-//! on [`Router`], driven by unit tests through plain channels.
+//! The router: one thread that owns the session table and the pending
+//! session ids, and decides who gets what. Connections and HTTP handlers
+//! talk to it through [`Event`]s; the store answers its ops with [`Done`]s
+//! after they are committed, and only then does the router answer 9001 and
+//! deliver. Its decisions are methods on [`Router`], driven by unit tests
+//! through plain channels.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crossbeam_channel::{Receiver, select, tick};
+use crossbeam_channel::{Receiver, Sender, select};
 use tungstenite::Utf8Bytes;
 
-use crate::auth::{SecretHash, hash_secret};
 use crate::clock::now_ms;
 use crate::events::{ConnHandle, ConnId, Ctrl, Event, OnlineList, Outbound};
 use crate::ids::{ClientKey, ClientName, Origin, UserId};
-use crate::protocol::{
-    self, Outgoing, Receipt, Register, Reject, Request, Status, TYPE_RECEIVE_STATUS, Text,
-};
+use crate::protocol::{self, Outgoing, Register, Reject, Request, Status, TYPE_RECEIVE_STATUS};
 use crate::ratelimit::TokenBucket;
-use crate::store::{Accepted, NewMessage, ReceiptOutcome, Refused, Store, StoreLimits};
+use crate::sessions::PendingSessions;
+use crate::store::{Accepted, Done, NewMessage, ReceiptOutcome, StoreOp};
 
 /// The router's settings, from the config.
 #[derive(Clone, Debug)]
@@ -27,77 +27,29 @@ pub struct RouterConfig {
     pub session_ids_per_s: f64,
     pub max_clients_per_user: usize,
     pub send_queue: usize,
-    pub store: StoreLimits,
 }
 
-/// How often the store is purged of expired messages and forgotten clients.
-const PURGE_EVERY: Duration = Duration::from_secs(600);
-
-/// Most events handled per wake-up before purging gets a look in.
+/// Most events handled per wake-up before the store's answers get a look in.
 const BATCH: usize = 512;
 
 struct Conn {
     handle: ConnHandle,
     client: Option<ClientKey>,
-}
-
-struct PendingSession {
-    key: ClientKey,
-    expires_ms: u64,
-}
-
-/// One-time session ids, stored by hash, expiring in issue order.
-struct PendingSessions {
-    ttl_ms: u64,
-    by_hash: HashMap<SecretHash, PendingSession>,
-    order: VecDeque<(u64, SecretHash)>,
-}
-
-impl PendingSessions {
-    fn sweep(&mut self, now_ms: u64) {
-        while let Some((expires, hash)) = self.order.front().copied() {
-            if expires > now_ms {
-                break;
-            }
-            self.order.pop_front();
-            if self
-                .by_hash
-                .get(&hash)
-                .is_some_and(|p| p.expires_ms == expires)
-            {
-                self.by_hash.remove(&hash);
-            }
-        }
-    }
-
-    fn issue(&mut self, key: ClientKey, now_ms: u64) -> String {
-        self.sweep(now_ms);
-        let id = uuid::Uuid::new_v4().to_string();
-        let hash = hash_secret(&id);
-        let expires_ms = now_ms.saturating_add(self.ttl_ms);
-        self.by_hash
-            .insert(hash, PendingSession { key, expires_ms });
-        self.order.push_back((expires_ms, hash));
-        id
-    }
-
-    /// Uses the id up, whatever the register's outcome.
-    fn take(&mut self, id: &str, now_ms: u64) -> Option<ClientKey> {
-        self.sweep(now_ms);
-        self.by_hash
-            .remove(&hash_secret(id))
-            .filter(|p| p.expires_ms > now_ms)
-            .map(|p| p.key)
-    }
+    /// The store has sent its backlog: live messages may flow. Until then
+    /// they are in the backlog, so delivering them live would duplicate them.
+    attached: bool,
 }
 
 pub struct Router {
     config: RouterConfig,
     conns: HashMap<ConnId, Conn>,
+    /// Registered clients per user (attached or not yet).
     clients: HashMap<UserId, Vec<(ClientName, ConnId)>>,
     sessions: PendingSessions,
     session_bucket: TokenBucket,
-    store: Store,
+    store: Sender<StoreOp>,
+    /// Ops sent to the store and not answered yet.
+    in_flight: usize,
 }
 
 /// Whether the router loop goes on.
@@ -108,27 +60,29 @@ pub enum Flow {
 }
 
 impl Router {
-    pub fn new(config: RouterConfig) -> Router {
+    pub fn new(config: RouterConfig, store: Sender<StoreOp>) -> Router {
         let rate = config.session_ids_per_s;
         Router {
-            sessions: PendingSessions {
-                ttl_ms: config.session_ttl_ms,
-                by_hash: HashMap::new(),
-                order: VecDeque::new(),
-            },
+            sessions: PendingSessions::new(config.session_ttl_ms),
             session_bucket: TokenBucket::new(rate, rate.max(1.0), Instant::now()),
-            store: Store::new(config.store.clone()),
             conns: HashMap::new(),
             clients: HashMap::new(),
+            store,
+            in_flight: 0,
             config,
         }
     }
 
-    /// Runs the router until [`Event::Shutdown`] or until every sender is gone.
-    pub fn run(mut self, events: Receiver<Event>) {
-        let purge = tick(PURGE_EVERY);
+    /// Runs until [`Event::Shutdown`] or until every sender is gone.
+    pub fn run(mut self, events: Receiver<Event>, done: Receiver<Done>) {
         loop {
             select! {
+                recv(done) -> d => if let Ok(d) = d {
+                    self.done(d, now_ms());
+                    for d in done.try_iter().take(BATCH) {
+                        self.done(d, now_ms());
+                    }
+                },
                 recv(events) -> ev => {
                     let Ok(ev) = ev else { return };
                     if self.handle(ev, now_ms()) == Flow::Stop {
@@ -141,9 +95,13 @@ impl Router {
                         }
                     }
                 }
-                recv(purge) -> _ => self.purge(now_ms()),
             }
         }
+    }
+
+    /// Ops the store has not answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
     }
 
     pub fn handle(&mut self, ev: Event, now: u64) -> Flow {
@@ -154,6 +112,7 @@ impl Router {
                     Conn {
                         handle,
                         client: None,
+                        attached: false,
                     },
                 );
             }
@@ -166,11 +125,34 @@ impl Router {
                 let result = self.register(conn, msg, refused, now);
                 let _ = reply.send(result);
             }
-            Event::Request { conn, req } => match req {
-                Request::Text(t) => self.text(conn, t, now),
-                Request::Receipt(r) => self.receipt(conn, r, now),
-            },
-            Event::Closed { conn } => self.closed(conn, now),
+            Event::Request { conn, req } => {
+                let Some(key) = self.client_of(conn) else {
+                    let id = match &req {
+                        Request::Text(t) => &t.id,
+                        Request::Receipt(r) => &r.id,
+                    };
+                    return self.unregistered(conn, &id.clone(), now);
+                };
+                let op = match req {
+                    Request::Text(t) => {
+                        let msg = NewMessage {
+                            origin: Origin::User(key.user.clone()),
+                            id: t.id,
+                            to: t.to,
+                            body: t.body,
+                        };
+                        StoreOp::Accept {
+                            conn: Some(conn),
+                            sender: Some(key),
+                            msg,
+                            reply: None,
+                        }
+                    }
+                    Request::Receipt(receipt) => StoreOp::Receipt { conn, key, receipt },
+                };
+                self.send_to_store(op);
+            }
+            Event::Closed { conn } => self.closed(conn),
             Event::IssueSession {
                 user,
                 client,
@@ -183,14 +165,18 @@ impl Router {
                 let _ = reply.send(id);
             }
             Event::SystemMessage { to, body, reply } => {
-                let id = protocol::server_id();
                 let msg = NewMessage {
                     origin: Origin::System,
-                    id: id.clone(),
+                    id: protocol::server_id(),
                     to,
                     body,
                 };
-                let _ = reply.send(self.accept(msg, None, now).map(|()| id));
+                self.send_to_store(StoreOp::Accept {
+                    conn: None,
+                    sender: None,
+                    msg,
+                    reply: Some(reply),
+                });
             }
             Event::Online { reply } => {
                 let _ = reply.send(self.online());
@@ -205,6 +191,146 @@ impl Router {
         Flow::Continue
     }
 
+    /// A committed op: answer and deliver.
+    pub fn done(&mut self, d: Done, now: u64) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        match d {
+            Done::Accepted {
+                conn,
+                sender,
+                id,
+                result,
+                reply,
+            } => {
+                let answer = match result {
+                    Ok(Accepted::New { frame, targets }) => {
+                        let mut to: Vec<ConnId> = Vec::new();
+                        for t in &targets {
+                            let Some(conns) = self.clients.get(&t.user) else {
+                                continue;
+                            };
+                            let skip_sender = t.copy.then_some(conn).flatten();
+                            to.extend(
+                                conns
+                                    .iter()
+                                    .map(|(_, c)| *c)
+                                    .filter(|c| Some(*c) != skip_sender),
+                            );
+                        }
+                        for c in to {
+                            if self.conns.get(&c).is_some_and(|c| c.attached) {
+                                self.push(c, Outbound::Frame(frame.clone()));
+                            }
+                        }
+                        Ok(())
+                    }
+                    Ok(Accepted::Duplicate) => Ok(()),
+                    Err(r) => Err(r),
+                };
+                if let Some(reply) = reply {
+                    let _ = reply.send(answer.clone().map(|()| id.clone()));
+                }
+                if let (Some(conn), Some(sender)) = (conn, sender) {
+                    let (status, why) = match answer {
+                        Ok(()) => (Status::Success, "accepted".into()),
+                        Err(r) => (r.status, r.msg),
+                    };
+                    self.answer(conn, &id, sender.user.as_str(), status, &why, now);
+                }
+            }
+            Done::Receipt {
+                conn,
+                key,
+                receipt,
+                result,
+            } => match result {
+                Err(r) => self.answer(conn, &receipt.id, key.user.as_str(), r.status, &r.msg, now),
+                Ok(outcome) => {
+                    self.answer(
+                        conn,
+                        &receipt.id,
+                        key.user.as_str(),
+                        Status::Success,
+                        "recorded",
+                        now,
+                    );
+                    if let ReceiptOutcome::Forward(sender) = outcome {
+                        let frame = Outgoing {
+                            id: &receipt.id,
+                            kind: TYPE_RECEIVE_STATUS,
+                            is_system: false,
+                            from: key.user.as_str(),
+                            to: sender.as_str(),
+                            body: &receipt.body,
+                            timestamp: now,
+                        }
+                        .frame();
+                        for c in self.attached_conns(&sender) {
+                            self.push(c, Outbound::Frame(frame.clone()));
+                        }
+                    }
+                }
+            },
+            Done::Attached {
+                conn,
+                key,
+                register_id,
+                result,
+            } => {
+                // The connection may have gone or been replaced meanwhile.
+                let current = self
+                    .conns
+                    .get(&conn)
+                    .is_some_and(|c| c.client.as_ref() == Some(&key));
+                if !current {
+                    return;
+                }
+                match result {
+                    Ok(backlog) => {
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            c.attached = true;
+                        }
+                        log::info!("conn {conn} registered as {key}");
+                        let ok = protocol::send_status(
+                            &register_id,
+                            key.user.as_str(),
+                            Status::Success,
+                            "registered",
+                            now,
+                        );
+                        self.push(conn, Outbound::Answer(ok));
+                        if !backlog.is_empty() {
+                            self.push(conn, Outbound::Batch(backlog));
+                        }
+                    }
+                    Err(r) => {
+                        self.answer(conn, &register_id, key.user.as_str(), r.status, &r.msg, now);
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            c.client = None;
+                            close(&c.handle, 1008, r.status.name());
+                        }
+                        self.unlist(&key, conn);
+                        self.send_to_store(StoreOp::Detach { key });
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_to_store(&mut self, op: StoreOp) {
+        let answered = matches!(
+            op,
+            StoreOp::Accept { .. } | StoreOp::Receipt { .. } | StoreOp::Attach { .. }
+        );
+        if self.store.send(op).is_err() {
+            log::error!("the store has stopped");
+        } else if answered {
+            self.in_flight += 1;
+        }
+    }
+
+    /// Checks the session id and takes the client's place in the table;
+    /// the 9001 SUCCESS follows when the store has the client's backlog.
     fn register(
         &mut self,
         conn_id: ConnId,
@@ -228,25 +354,24 @@ impl Router {
                 "from is not the session's user",
             ));
         }
-        let Some(conn) = self.conns.get_mut(&conn_id) else {
+        let Some(conn) = self.conns.get(&conn_id) else {
             return Err(Reject::new(Status::Failed, "connection is closing"));
         };
         let handle = conn.handle.clone();
         let mine = self.clients.entry(key.user.clone()).or_default();
         let replaced = mine.iter().position(|(name, _)| *name == key.client);
         if replaced.is_none() && mine.len() >= self.config.max_clients_per_user {
+            let max = self.config.max_clients_per_user;
             return Err(Reject::new(
                 Status::Failed,
-                format!(
-                    "user already has {} clients connected",
-                    self.config.max_clients_per_user
-                ),
+                format!("user already has {max} clients connected"),
             ));
         }
         if let Some(i) = replaced {
             let (_, old) = mine.swap_remove(i);
             if let Some(old) = self.conns.get_mut(&old) {
                 old.client = None;
+                old.attached = false;
                 log::info!(
                     "conn {} {} replaced by conn {conn_id}",
                     old.handle.shared.id,
@@ -263,147 +388,30 @@ impl Router {
             conn.client = Some(key.clone());
         }
         handle.shared.registered.store(true, Ordering::Release);
-        log::info!("conn {conn_id} registered as {key}");
-        let ok = protocol::send_status(
-            &msg.id,
-            key.user.as_str(),
-            Status::Success,
-            "registered",
-            now,
-        );
-        self.push(conn_id, Outbound::Answer(ok));
-        let backlog = self.store.attach(&key, now);
-        if !backlog.is_empty() {
-            self.push(conn_id, Outbound::Batch(backlog));
-        }
-        Ok(key.user)
-    }
-
-    fn text(&mut self, conn_id: ConnId, t: Text, now: u64) {
-        let Some(sender) = self.client_of(conn_id) else {
-            return self.unregistered(conn_id, &t.id, now);
-        };
-        let id = t.id.clone();
-        let msg = NewMessage {
-            origin: Origin::User(sender.user.clone()),
-            id: t.id,
-            to: t.to,
-            body: t.body,
-        };
-        let (status, why) = match self.accept(msg, Some((&sender, conn_id)), now) {
-            Ok(()) => (Status::Success, "accepted".into()),
-            Err(r) => (r.status, r.msg),
-        };
-        self.answer(conn_id, &id, sender.user.as_str(), status, &why, now);
-    }
-
-    /// Accepts and delivers; the sending connection gets its copy only when
-    /// its user is a recipient.
-    fn accept(
-        &mut self,
-        msg: NewMessage,
-        sender: Option<(&ClientKey, ConnId)>,
-        now: u64,
-    ) -> Result<(), Reject> {
-        let accepted = self
-            .store
-            .accept(msg, sender.map(|(k, _)| k), now)
-            .map_err(|e| match e {
-                Refused::Full(users) => {
-                    let names: Vec<&str> = users.iter().map(UserId::as_str).collect();
-                    Reject::new(
-                        Status::ReceiveError,
-                        format!("offline queue full: {}", names.join(",")),
-                    )
-                }
-            })?;
-        let Accepted::New { frame, targets } = accepted else {
-            return Ok(());
-        };
-        let sending_conn = sender.map(|(_, c)| c);
-        let mut to: Vec<ConnId> = Vec::new();
-        for t in &targets {
-            let Some(conns) = self.clients.get(&t.user) else {
-                continue;
-            };
-            to.extend(
-                conns
-                    .iter()
-                    .map(|(_, c)| *c)
-                    .filter(|c| !(t.copy && Some(*c) == sending_conn)),
-            );
-        }
-        for c in to {
-            self.push(c, Outbound::Frame(frame.clone()));
-        }
-        Ok(())
-    }
-
-    fn receipt(&mut self, conn_id: ConnId, r: Receipt, now: u64) {
-        let Some(key) = self.client_of(conn_id) else {
-            return self.unregistered(conn_id, &r.id, now);
-        };
-        match self.store.receipt(&key, &r.to, &r.id) {
-            Err(_) => {
-                let why = "receipt for a message this user never received";
-                self.answer(
-                    conn_id,
-                    &r.id,
-                    key.user.as_str(),
-                    Status::MessageError,
-                    why,
-                    now,
-                );
-            }
-            Ok(outcome) => {
-                self.answer(
-                    conn_id,
-                    &r.id,
-                    key.user.as_str(),
-                    Status::Success,
-                    "recorded",
-                    now,
-                );
-                if let ReceiptOutcome::Forward(sender) = outcome {
-                    let frame = Outgoing {
-                        id: &r.id,
-                        kind: TYPE_RECEIVE_STATUS,
-                        is_system: false,
-                        from: key.user.as_str(),
-                        to: sender.as_str(),
-                        body: &r.body,
-                        timestamp: now,
-                    }
-                    .frame();
-                    let conns: Vec<ConnId> = self
-                        .clients
-                        .get(&sender)
-                        .into_iter()
-                        .flatten()
-                        .map(|(_, c)| *c)
-                        .collect();
-                    for c in conns {
-                        self.push(c, Outbound::Frame(frame.clone()));
-                    }
-                }
-            }
-        }
+        let user = key.user.clone();
+        self.send_to_store(StoreOp::Attach {
+            conn: conn_id,
+            key,
+            register_id: msg.id,
+        });
+        Ok(user)
     }
 
     /// A message from a connection that was registered when its reader
     /// checked it, but has since been replaced or closed as slow.
-    fn unregistered(&mut self, conn_id: ConnId, id: &str, now: u64) {
+    fn unregistered(&mut self, conn_id: ConnId, id: &str, now: u64) -> Flow {
         let why = "this connection is no longer registered";
         self.answer(conn_id, id, "", Status::SessionError, why, now);
+        Flow::Continue
     }
 
-    fn closed(&mut self, conn_id: ConnId, now: u64) {
+    fn closed(&mut self, conn_id: ConnId) {
         let Some(conn) = self.conns.remove(&conn_id) else {
             return;
         };
         if let Some(key) = conn.client {
             self.unlist(&key, conn_id);
-            self.store.detach(&key, now);
+            self.send_to_store(StoreOp::Detach { key });
         }
     }
 
@@ -418,6 +426,18 @@ impl Router {
 
     fn client_of(&self, conn_id: ConnId) -> Option<ClientKey> {
         self.conns.get(&conn_id).and_then(|c| c.client.clone())
+    }
+
+    fn attached_conns(&self, user: &UserId) -> Vec<ConnId> {
+        let conns = self
+            .clients
+            .get(user)
+            .into_iter()
+            .flatten()
+            .map(|(_, c)| *c);
+        conns
+            .filter(|c| self.conns.get(c).is_some_and(|c| c.attached))
+            .collect()
     }
 
     fn answer(&mut self, conn_id: ConnId, id: &str, to: &str, status: Status, msg: &str, now: u64) {
@@ -442,9 +462,10 @@ impl Router {
                 shared.peer
             );
             close(&conn.handle, 1008, "slow");
+            conn.attached = false;
             if let Some(key) = conn.client.take() {
                 self.unlist(&key, conn_id);
-                self.store.detach(&key, now_ms());
+                self.send_to_store(StoreOp::Detach { key });
             }
             return;
         }
@@ -467,15 +488,6 @@ impl Router {
         list.sort_by(|a, b| a.0.cmp(&b.0));
         list
     }
-
-    fn purge(&mut self, now: u64) {
-        let clients = &self.clients;
-        self.store.purge(now, |k| {
-            clients
-                .get(&k.user)
-                .is_some_and(|cs| cs.iter().any(|(n, _)| *n == k.client))
-        });
-    }
 }
 
 /// Asks a writer to close, once; if its control queue is full, the writer
@@ -493,21 +505,24 @@ fn close(handle: &ConnHandle, code: u16, reason: &'static str) {
     }
 }
 
-/// Helper for unit tests and the server: the frames a writer would get.
+/// The frames an outbound item carries.
 pub fn frames_of(item: Outbound) -> Vec<Utf8Bytes> {
     match item {
         Outbound::Frame(f) | Outbound::Answer(f) => vec![f],
         Outbound::Batch(fs) => fs,
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::events::ConnShared;
+    use crate::protocol::{Receipt, Text};
+    use crate::store::{Store, StoreLimits};
     use crossbeam_channel::{Receiver, bounded, unbounded};
     use serde_json::Value;
+    use std::path::PathBuf;
     use std::sync::Arc;
+    use std::time::Duration;
 
     const NOW: u64 = 1_000_000;
 
@@ -547,21 +562,70 @@ mod tests {
         }
     }
 
-    fn router() -> Router {
-        Router::new(RouterConfig {
+    /// A router with a real store on a temporary SQLite file; `handle`
+    /// waits for the store's answers, so each step is complete on return.
+    struct Rig {
+        router: Router,
+        done: Receiver<Done>,
+        store: Option<Store>,
+        dir: PathBuf,
+    }
+
+    impl Rig {
+        fn handle(&mut self, ev: Event, now: u64) -> Flow {
+            let flow = self.router.handle(ev, now);
+            while self.router.in_flight() > 0 {
+                let d = self
+                    .done
+                    .recv_timeout(Duration::from_secs(10))
+                    .expect("the store answers");
+                self.router.done(d, now);
+            }
+            flow
+        }
+    }
+
+    impl Drop for Rig {
+        fn drop(&mut self) {
+            if let Some(s) = self.store.take() {
+                s.close();
+            }
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn config() -> RouterConfig {
+        RouterConfig {
             session_ttl_ms: 60_000,
             session_ids_per_s: 1000.0,
             max_clients_per_user: 2,
             send_queue: 8,
-            store: StoreLimits {
-                offline_per_user: 100,
-                retention_ms: u64::MAX,
-                forget_client_ms: u64::MAX,
-            },
-        })
+        }
     }
 
-    fn open(r: &mut Router, id: ConnId) -> Peer {
+    fn rig(config: RouterConfig) -> Rig {
+        let dir = std::env::temp_dir().join(format!("edgeim-router-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let limits = StoreLimits {
+            offline_per_user: 100,
+            retention_ms: u64::MAX / 2,
+            forget_client_ms: u64::MAX / 2,
+        };
+        let opened = Store::open(&dir.join("edgeim.db"), limits).unwrap();
+        let router = Router::new(config, opened.store.sender());
+        Rig {
+            router,
+            done: opened.done,
+            store: Some(opened.store),
+            dir,
+        }
+    }
+
+    fn router() -> Rig {
+        rig(config())
+    }
+
+    fn open(r: &mut Rig, id: ConnId) -> Peer {
         let (out_tx, out) = unbounded();
         let (ctrl_tx, ctrl) = bounded(16);
         let shared = Arc::new(ConnShared::new(id, "127.0.0.1:1".parse().unwrap(), None));
@@ -581,7 +645,7 @@ mod tests {
         }
     }
 
-    fn session(r: &mut Router, user: &str, client: &str, now: u64) -> String {
+    fn session(r: &mut Rig, user: &str, client: &str, now: u64) -> String {
         let (tx, rx) = bounded(1);
         let user = UserId::parse(user).unwrap();
         let client = ClientName::parse(client).unwrap();
@@ -597,7 +661,7 @@ mod tests {
     }
 
     fn register(
-        r: &mut Router,
+        r: &mut Rig,
         conn: ConnId,
         from: &str,
         sid: &str,
@@ -621,7 +685,7 @@ mod tests {
         rx.recv().unwrap()
     }
 
-    fn online(r: &mut Router, user: &str, client: &str, id: ConnId) -> Peer {
+    fn online(r: &mut Rig, user: &str, client: &str, id: ConnId) -> Peer {
         let p = open(r, id);
         let sid = session(r, user, client, NOW);
         register(r, id, user, &sid, NOW).unwrap();
@@ -637,7 +701,7 @@ mod tests {
         p
     }
 
-    fn send(r: &mut Router, conn: ConnId, id: &str, to: &[&str]) {
+    fn send(r: &mut Rig, conn: ConnId, id: &str, to: &[&str]) {
         let to = to.iter().map(|u| UserId::parse(u).unwrap()).collect();
         r.handle(
             Event::Request {
@@ -728,9 +792,9 @@ mod tests {
 
     #[test]
     fn session_ids_are_refused_when_asked_for_too_fast() {
-        let mut r = Router::new(RouterConfig {
+        let mut r = rig(RouterConfig {
             session_ids_per_s: 1.0,
-            ..router().config
+            ..config()
         });
         session(&mut r, "alice", "web", NOW);
         let (tx, rx) = bounded(1);

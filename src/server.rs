@@ -15,16 +15,13 @@ use crate::connection::{ConnEnv, ws_config};
 use crate::events::Event;
 use crate::http::{HttpEnv, HttpServer};
 use crate::router::{Router, RouterConfig};
-use crate::store::StoreLimits;
+use crate::store::{self, Store, StoreLimits};
 use crate::users::{self, Directory};
 use crate::websocket::Listener;
 
 /// Events waiting for the router; a full queue slows the senders down
 /// (readers block), which is the back-pressure a flood deserves.
 const ROUTER_QUEUE: usize = 16 * 1024;
-/// Days before a client that never registers again is forgotten (the
-/// durable store makes this configurable).
-const FORGET_CLIENT_DAYS: u64 = 7;
 
 /// A server that failed to start, said in one line.
 #[derive(Debug)]
@@ -44,6 +41,7 @@ pub struct Running {
     ws: Listener,
     router_tx: Sender<Event>,
     router: Option<JoinHandle<()>>,
+    store: Option<Store>,
     /// Every connection thread holds a sender; disconnected means all ended.
     alive: Option<Sender<()>>,
     alive_rx: Receiver<()>,
@@ -71,6 +69,10 @@ impl Running {
         if let Some(h) = self.http.take() {
             h.stop();
         }
+        // Everything that sends to the store has stopped: commit the rest.
+        if let Some(store) = self.store.take() {
+            store.close();
+        }
         drop(self.alive.take());
         // Returns when the last connection thread drops its sender.
         let _ = self.alive_rx.recv_deadline(deadline);
@@ -92,21 +94,31 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         );
     }
     let limits = &config.limits;
-    let (router_tx, router_rx) = bounded(ROUTER_QUEUE);
-    let router = Router::new(RouterConfig {
-        session_ttl_ms: limits.session_ttl_s.saturating_mul(1000),
-        session_ids_per_s: limits.session_ids_per_s,
-        max_clients_per_user: limits.max_clients_per_user,
-        send_queue: config.websocket.send_queue,
-        store: StoreLimits {
+    let db_path = store::path_in(&config.data_dir);
+    let opened = Store::open(
+        &db_path,
+        StoreLimits {
             offline_per_user: limits.offline_per_user,
             retention_ms: limits.retention_ms(),
-            forget_client_ms: FORGET_CLIENT_DAYS * 24 * 3600 * 1000,
+            forget_client_ms: limits.forget_client_days.saturating_mul(24 * 3600 * 1000),
         },
-    });
+    )
+    .map_err(|e| StartError(e.to_string()))?;
+    let store = opened.store;
+    let (router_tx, router_rx) = bounded(ROUTER_QUEUE);
+    let router = Router::new(
+        RouterConfig {
+            session_ttl_ms: limits.session_ttl_s.saturating_mul(1000),
+            session_ids_per_s: limits.session_ids_per_s,
+            max_clients_per_user: limits.max_clients_per_user,
+            send_queue: config.websocket.send_queue,
+        },
+        store.sender(),
+    );
+    let done = opened.done;
     let router = std::thread::Builder::new()
         .name("router".into())
-        .spawn(move || router.run(router_rx))
+        .spawn(move || router.run(router_rx, done))
         .map_err(|e| err("cannot start the router thread", &e))?;
 
     let healthy = Arc::new(AtomicBool::new(true));
@@ -133,7 +145,12 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
 
     let http_env = Arc::new(HttpEnv {
         users,
-        logins: Arc::new(Logins::new(config.http.login_ttl_s.saturating_mul(1000))),
+        logins: Arc::new(Logins::stored(
+            config.http.login_ttl_s.saturating_mul(1000),
+            store.sender(),
+            opened.logins,
+        )),
+        db_path,
         router: router_tx.clone(),
         api_key: config.api.key.as_deref().map(hash_secret),
         max_message_bytes: limits.max_message_bytes,
@@ -154,6 +171,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         ws: ws_listener,
         router_tx,
         router: Some(router),
+        store: Some(store),
         alive: Some(alive),
         alive_rx,
         http_addr,

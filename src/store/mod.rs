@@ -1,0 +1,457 @@
+//! Durable message state on SQLite (PROTOCOL.md section 7).
+//!
+//! One store thread owns the database. The router sends it [`StoreOp`]s; it
+//! drains its channel into one transaction per batch (group commit: one
+//! fsync for many messages), commits, and only then answers each op with a
+//! [`Done`] on the router's completion channel. So 9001 SUCCESS and delivery
+//! both happen after the message is on disk.
+
+mod db;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, bounded, select, tick, unbounded};
+use tungstenite::Utf8Bytes;
+
+use crate::auth::SecretHash;
+use crate::clock::now_ms;
+use crate::events::ConnId;
+use crate::ids::{ClientKey, Origin, UserId};
+use crate::protocol::{Receipt, Reject, Status};
+
+pub use db::{StoredMessage, history, open_reader};
+
+/// The database file inside `data_dir`.
+pub fn path_in(data_dir: &Path) -> PathBuf {
+    data_dir.join("edgeim.db")
+}
+
+/// The store's limits, from `[limits]`.
+#[derive(Clone, Debug)]
+pub struct StoreLimits {
+    pub offline_per_user: usize,
+    pub retention_ms: u64,
+    pub forget_client_ms: u64,
+}
+
+/// A text the router has checked and wants accepted.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub origin: Origin,
+    pub id: String,
+    pub to: Vec<UserId>,
+    pub body: String,
+}
+
+/// A user the accepted message goes to. `copy` marks the sender's own user
+/// when it is not among the recipients: its other clients get a copy.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub user: UserId,
+    pub copy: bool,
+}
+
+#[derive(Debug)]
+pub enum Accepted {
+    /// New: deliver `frame` to the targets' connected clients.
+    New {
+        frame: Utf8Bytes,
+        targets: Vec<Target>,
+    },
+    /// A resend of an accepted (from, id): answer SUCCESS, deliver nothing.
+    Duplicate,
+}
+
+/// Why a message was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// These recipients have `offline_per_user` unacknowledged messages.
+    Full(Vec<UserId>),
+}
+
+/// What a 9101 leads to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReceiptOutcome {
+    /// The first receipt from this user: forward it to the sender's clients.
+    Forward(UserId),
+    /// Recorded only (a repeat, a copy, or a system message).
+    Recorded,
+}
+
+/// The answer to an HTTP system message: its id, or why not.
+pub type SystemReply = Sender<Result<String, Reject>>;
+
+/// Work for the store thread.
+pub enum StoreOp {
+    Accept {
+        conn: Option<ConnId>,
+        sender: Option<ClientKey>,
+        msg: NewMessage,
+        reply: Option<SystemReply>,
+    },
+    Receipt {
+        conn: ConnId,
+        key: ClientKey,
+        receipt: Receipt,
+    },
+    /// A client registered: its backlog, and it counts as connected.
+    Attach {
+        conn: ConnId,
+        key: ClientKey,
+        register_id: String,
+    },
+    Detach {
+        key: ClientKey,
+    },
+    SaveLogin {
+        hash: SecretHash,
+        user: UserId,
+        expires_ms: u64,
+        reply: Sender<bool>,
+    },
+    RevokeLogin {
+        hash: SecretHash,
+    },
+    RevokeUser {
+        user: UserId,
+    },
+    /// Finish what came before, then stop the thread.
+    Stop,
+}
+
+/// The store's answers, in the order of the ops, after their commit.
+pub enum Done {
+    Accepted {
+        conn: Option<ConnId>,
+        sender: Option<ClientKey>,
+        id: String,
+        result: Result<Accepted, Reject>,
+        reply: Option<SystemReply>,
+    },
+    Receipt {
+        conn: ConnId,
+        key: ClientKey,
+        receipt: Receipt,
+        result: Result<ReceiptOutcome, Reject>,
+    },
+    Attached {
+        conn: ConnId,
+        key: ClientKey,
+        register_id: String,
+        result: Result<Vec<Utf8Bytes>, Reject>,
+    },
+}
+
+/// The store could not be opened: one line for the operator.
+#[derive(Debug)]
+pub struct OpenError(pub String);
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Most ops in one transaction.
+const MAX_BATCH: usize = 4096;
+/// How often the clean-up runs, and how much it does per transaction, so
+/// that it never holds up messages for long.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+const PURGE_STEP: usize = 500;
+/// Ops waiting for the store; a full queue slows the router down.
+const OP_QUEUE: usize = 16 * 1024;
+
+/// The running store thread.
+pub struct Store {
+    ops: Sender<StoreOp>,
+    thread: JoinHandle<()>,
+}
+
+/// What a freshly opened store hands back besides its thread.
+pub struct Opened {
+    pub store: Store,
+    pub done: Receiver<Done>,
+    pub logins: Vec<(SecretHash, UserId, u64)>,
+}
+
+impl Store {
+    /// Opens (creating or migrating) the database and starts the store thread.
+    pub fn open(path: &Path, limits: StoreLimits) -> Result<Opened, OpenError> {
+        let what =
+            |e: &dyn std::fmt::Display| OpenError(format!("database {}: {e}", path.display()));
+        let conn = db::open_connection(path).map_err(|e| what(&e))?;
+        let db = db::Db::new(conn, limits).map_err(|e| what(&e))?;
+        let logins = db.logins(now_ms()).map_err(|e| what(&e))?;
+        let (ops_tx, ops_rx) = bounded(OP_QUEUE);
+        let (done_tx, done_rx) = unbounded();
+        let thread = std::thread::Builder::new()
+            .name("store".into())
+            .spawn(move || run(db, ops_rx, done_tx))
+            .map_err(|e| what(&e))?;
+        Ok(Opened {
+            store: Store {
+                ops: ops_tx,
+                thread,
+            },
+            done: done_rx,
+            logins,
+        })
+    }
+
+    /// A handle for sending ops.
+    pub fn sender(&self) -> Sender<StoreOp> {
+        self.ops.clone()
+    }
+
+    /// Commits what the store was given before, then stops its thread.
+    pub fn close(self) {
+        let _ = self.ops.send(StoreOp::Stop);
+        let _ = self.thread.join();
+    }
+}
+
+/// The store thread: block for one op, take what else is waiting, do it all
+/// in one transaction, commit, answer.
+fn run(mut db: db::Db, ops: Receiver<StoreOp>, done: Sender<Done>) {
+    let purge = tick(PURGE_EVERY);
+    let mut purging = true;
+    loop {
+        let first = if purging {
+            // Clean-up in small steps, between batches of real work.
+            match ops.try_recv() {
+                Ok(op) => Some(op),
+                Err(crossbeam_channel::TryRecvError::Empty) => None,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return,
+            }
+        } else {
+            select! {
+                recv(ops) -> op => match op {
+                    Ok(op) => Some(op),
+                    Err(_) => return,
+                },
+                recv(purge) -> _ => { purging = true; None }
+            }
+        };
+        let Some(first) = first else {
+            if purging {
+                purging = purge_step(&mut db);
+            }
+            continue;
+        };
+        let mut batch = vec![first];
+        batch.extend(ops.try_iter().take(MAX_BATCH - 1));
+        let stop = batch.iter().position(|op| matches!(op, StoreOp::Stop));
+        if let Some(at) = stop {
+            batch.truncate(at);
+        }
+        for d in apply_batch(&mut db, batch) {
+            let _ = done.send(d);
+        }
+        if stop.is_some() {
+            return;
+        }
+    }
+}
+
+fn purge_step(db: &mut db::Db) -> bool {
+    let step = db
+        .begin()
+        .and_then(|()| db.purge_step(now_ms(), PURGE_STEP))
+        .and_then(|more| db.commit().map(|()| more));
+    match step {
+        Ok(more) => more,
+        Err(e) => {
+            log::error!("store clean-up failed: {e}");
+            db.rollback();
+            false
+        }
+    }
+}
+
+/// Applies a batch in one transaction. If anything fails on the database
+/// side, nothing of the batch is kept and every op is answered 400.
+fn apply_batch(db: &mut db::Db, batch: Vec<StoreOp>) -> Vec<Done> {
+    let now = now_ms();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut failure = db.begin().err();
+    for op in &batch {
+        if failure.is_some() {
+            break;
+        }
+        match execute(db, op, now) {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(e) => failure = Some(e),
+        }
+    }
+    let failure = failure.or_else(|| db.commit().err());
+    if let Some(e) = &failure {
+        log::error!(
+            "storage failure, batch of {} ops not stored: {e}",
+            batch.len()
+        );
+        db.rollback();
+    }
+    let mut outcomes = outcomes.into_iter();
+    batch
+        .into_iter()
+        .filter_map(|op| {
+            let outcome = match failure {
+                None => outcomes.next().unwrap_or(Outcome::Nothing),
+                Some(_) => Outcome::Failed,
+            };
+            answer(op, outcome)
+        })
+        .collect()
+}
+
+/// What one op came to, inside the transaction.
+enum Outcome {
+    Accepted(Result<Accepted, Reject>),
+    Receipt(Result<ReceiptOutcome, Reject>),
+    Attached(Vec<Utf8Bytes>),
+    Nothing,
+    /// The batch was not committed.
+    Failed,
+}
+
+/// Does one op inside the open transaction.
+fn execute(db: &mut db::Db, op: &StoreOp, now: u64) -> Result<Outcome, db::DbError> {
+    Ok(match op {
+        StoreOp::Accept { msg, sender, .. } => {
+            let result = db
+                .accept(msg, sender.as_ref(), now)?
+                .map_err(|Refused::Full(users)| {
+                    let names: Vec<&str> = users.iter().map(UserId::as_str).collect();
+                    Reject::new(
+                        Status::ReceiveError,
+                        format!("offline queue full: {}", names.join(",")),
+                    )
+                });
+            Outcome::Accepted(result)
+        }
+        StoreOp::Receipt { key, receipt, .. } => {
+            let found = db.receipt(key, &receipt.to, &receipt.id)?;
+            Outcome::Receipt(found.ok_or_else(|| {
+                Reject::new(
+                    Status::MessageError,
+                    "receipt for a message this user never received",
+                )
+            }))
+        }
+        StoreOp::Attach { key, .. } => Outcome::Attached(db.attach(key, now)?),
+        StoreOp::Detach { key } => {
+            db.detach(key, now)?;
+            Outcome::Nothing
+        }
+        StoreOp::SaveLogin {
+            hash,
+            user,
+            expires_ms,
+            ..
+        } => {
+            db.save_login(hash, user, *expires_ms)?;
+            Outcome::Nothing
+        }
+        StoreOp::RevokeLogin { hash } => {
+            db.revoke_login(hash)?;
+            Outcome::Nothing
+        }
+        StoreOp::RevokeUser { user } => {
+            db.revoke_user(user)?;
+            Outcome::Nothing
+        }
+        StoreOp::Stop => Outcome::Nothing,
+    })
+}
+
+/// The answer to one op, once its batch is committed (or not).
+fn answer(op: StoreOp, outcome: Outcome) -> Option<Done> {
+    let failed = matches!(outcome, Outcome::Failed);
+    let storage = || Reject::new(Status::Failed, "storage failure: not stored; retry");
+    Some(match (op, outcome) {
+        (
+            StoreOp::Accept {
+                conn,
+                sender,
+                msg,
+                reply,
+            },
+            Outcome::Accepted(result),
+        ) => Done::Accepted {
+            conn,
+            sender,
+            id: msg.id,
+            result,
+            reply,
+        },
+        (
+            StoreOp::Accept {
+                conn,
+                sender,
+                msg,
+                reply,
+            },
+            _,
+        ) => Done::Accepted {
+            conn,
+            sender,
+            id: msg.id,
+            result: Err(storage()),
+            reply,
+        },
+        (StoreOp::Receipt { conn, key, receipt }, Outcome::Receipt(result)) => Done::Receipt {
+            conn,
+            key,
+            receipt,
+            result,
+        },
+        (StoreOp::Receipt { conn, key, receipt }, _) => Done::Receipt {
+            conn,
+            key,
+            receipt,
+            result: Err(storage()),
+        },
+        (
+            StoreOp::Attach {
+                conn,
+                key,
+                register_id,
+            },
+            Outcome::Attached(backlog),
+        ) => Done::Attached {
+            conn,
+            key,
+            register_id,
+            result: Ok(backlog),
+        },
+        (
+            StoreOp::Attach {
+                conn,
+                key,
+                register_id,
+            },
+            _,
+        ) => Done::Attached {
+            conn,
+            key,
+            register_id,
+            result: Err(storage()),
+        },
+        (StoreOp::SaveLogin { reply, .. }, _) => {
+            let _ = reply.send(!failed);
+            return None;
+        }
+        (
+            StoreOp::Detach { .. }
+            | StoreOp::RevokeLogin { .. }
+            | StoreOp::RevokeUser { .. }
+            | StoreOp::Stop,
+            _,
+        ) => {
+            return None;
+        }
+    })
+}

@@ -1,0 +1,86 @@
+//! The database schema and its migrations, versioned with
+//! `PRAGMA user_version`. Indexes are few on purpose: every index multiplies
+//! the bytes written per message (SD cards wear out).
+
+use rusqlite::Connection;
+
+/// Each step takes the schema from version `i` to `i + 1`. Never edit a
+/// step that has shipped; add one.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: messages, per-user inbox, per-client pending deliveries.
+    "
+    CREATE TABLE messages (
+        seq        INTEGER PRIMARY KEY,  -- order of acceptance
+        origin     TEXT NOT NULL,        -- sender's user id, or SYSTEM
+        id         TEXT NOT NULL,        -- the sender's message id
+        recipients TEXT NOT NULL,        -- normalised `to`: a,b,c
+        body       TEXT NOT NULL,
+        ts         INTEGER NOT NULL      -- server time of acceptance, ms
+    );
+    -- Dedup of resends and lookup of receipts by (from, id).
+    CREATE UNIQUE INDEX messages_by_origin_id ON messages (origin, id);
+    -- One row per user a message concerns: each recipient, and the sender
+    -- (a copy) when it is not a recipient. state: 0 no client of the user
+    -- acknowledged it, 1 acknowledged, 2 the sender's own copy.
+    CREATE TABLE inbox (
+        user  TEXT NOT NULL,
+        seq   INTEGER NOT NULL,
+        state INTEGER NOT NULL,
+        PRIMARY KEY (user, seq)
+    ) WITHOUT ROWID;
+    -- Clients ever registered, for per-client delivery.
+    CREATE TABLE clients (
+        user      TEXT NOT NULL,
+        client    TEXT NOT NULL,
+        last_seen INTEGER NOT NULL,
+        PRIMARY KEY (user, client)
+    ) WITHOUT ROWID;
+    -- What each client has not acknowledged yet.
+    CREATE TABLE pending (
+        user   TEXT NOT NULL,
+        client TEXT NOT NULL,
+        seq    INTEGER NOT NULL,
+        PRIMARY KEY (user, client, seq)
+    ) WITHOUT ROWID;
+    ",
+    // 2: browser and app logins survive a restart (hashes only).
+    "
+    CREATE TABLE logins (
+        hash    BLOB PRIMARY KEY,
+        user    TEXT NOT NULL,
+        expires INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ",
+];
+
+/// The version this build writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings a database to [`VERSION`], each step in its own transaction.
+pub fn migrate(conn: &mut Connection, upto: i64) -> Result<i64, String> {
+    let found: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if found > VERSION {
+        return Err(format!(
+            "schema version {found} is newer than this edgeim understands ({VERSION}); use a newer edgeim"
+        ));
+    }
+    for (i, step) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(found as usize)
+        .take((upto - found).max(0) as usize)
+    {
+        let tx = conn.transaction().map_err(|e| e.to_string())?;
+        tx.execute_batch(step)
+            .map_err(|e| format!("migration to version {}: {e}", i + 1))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(|e| e.to_string())?;
+        tx.commit().map_err(|e| e.to_string())?;
+        if found > 0 {
+            log::info!("database migrated to schema version {}", i + 1);
+        }
+    }
+    Ok(found)
+}
