@@ -18,6 +18,8 @@ USAGE:
     edgeim user passwd NAME [--config FILE]
     edgeim user remove NAME [--config FILE]
     edgeim user list [--config FILE]
+    edgeim backup FILE [--config FILE] a consistent copy of the database,
+                                       also while the server runs
     edgeim chat USER [--server URL] [--ws URL] [--client NAME]
                                        chat from a terminal as USER
 
@@ -60,6 +62,10 @@ pub enum Command {
         config: Option<PathBuf>,
     },
     Chat(chat::Options),
+    Backup {
+        to: PathBuf,
+        config: Option<PathBuf>,
+    },
     Help,
     Version,
 }
@@ -110,6 +116,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
     let cmd = match words.as_slice() {
         [] | ["serve"] => Command::Serve { config },
         ["demo"] => Command::Demo { dir },
+        ["backup", to] => Command::Backup {
+            to: PathBuf::from(to),
+            config,
+        },
+        ["backup", ..] => return Err("usage: edgeim backup FILE [--config FILE]".into()),
         ["user", "add", name] => Command::User {
             action: UserAction::Add(user_id(name)?),
             config,
@@ -193,6 +204,14 @@ mod tests {
             })
         );
         assert_eq!(p(&["demo"]), Ok(Command::Demo { dir: None }));
+        assert_eq!(
+            p(&["backup", "b.db", "-c", "x"]),
+            Ok(Command::Backup {
+                to: "b.db".into(),
+                config: Some("x".into())
+            })
+        );
+        assert!(p(&["backup"]).is_err());
         assert!(p(&["user"]).is_err());
         assert!(
             p(&["user", "add", "SYSTEM"]).is_err(),

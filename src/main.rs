@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use edgeim::cli::{self, Command, UserAction};
 use edgeim::config::Config;
-use edgeim::{chat, server, users};
+use edgeim::{chat, server, store, users};
 
 /// Exit code for a wrong command line or config.
 const EXIT_USAGE: u8 = 2;
@@ -39,6 +39,16 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Demo { dir } => demo(dir),
+        Command::Backup { to, config } => match load(config.as_deref()) {
+            Ok(c) => match store::backup(&store::path_in(&c.data_dir), &to) {
+                Ok(()) => {
+                    eprintln!("backed up to {}", to.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            },
+            Err(code) => code,
+        },
         Command::User { action, config } => match load(config.as_deref()) {
             Ok(c) => user(action, &c),
             Err(code) => code,

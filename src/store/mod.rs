@@ -29,6 +29,24 @@ pub fn path_in(data_dir: &Path) -> PathBuf {
     data_dir.join("edgeim.db")
 }
 
+/// `edgeim backup`: a consistent copy of the database at `to`, made with
+/// SQLite's online backup while the server may be running. Refuses to
+/// overwrite a file.
+pub fn backup(db: &Path, to: &Path) -> Result<(), String> {
+    if !db.exists() {
+        return Err(format!("no database at {}", db.display()));
+    }
+    if to.exists() {
+        return Err(format!("{} exists; choose a new file", to.display()));
+    }
+    let src = db::open_reader(db).map_err(|e| format!("database {}: {e}", db.display()))?;
+    let mut dst = rusqlite::Connection::open(to).map_err(|e| format!("{}: {e}", to.display()))?;
+    let copy = rusqlite::backup::Backup::new(&src, &mut dst).map_err(|e| e.to_string())?;
+    // Small steps with no pause: the server's writer waits at most one step.
+    copy.run_to_completion(256, Duration::ZERO, None)
+        .map_err(|e| format!("backup to {}: {e}", to.display()))
+}
+
 /// The store's limits, from `[limits]`.
 #[derive(Clone, Debug)]
 pub struct StoreLimits {
