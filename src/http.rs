@@ -205,12 +205,7 @@ pub fn handle(env: &HttpEnv, req: &HttpRequest) -> Reply {
             }
         }
         Route::Online | Route::Users => {
-            let secret = req
-                .cookie
-                .as_deref()
-                .into_iter()
-                .chain(req.token.as_deref());
-            if !secret.into_iter().any(|s| logged_in(env, s, now).is_some()) {
+            if caller(env, req, now).is_none() {
                 return Reply::error(401, "not logged in");
             }
             let Some(online) = ask_online(env) else {
@@ -235,12 +230,7 @@ pub fn handle(env: &HttpEnv, req: &HttpRequest) -> Reply {
             Reply::ok(json!({"users": users}))
         }
         Route::History => {
-            let secret = req
-                .cookie
-                .as_deref()
-                .into_iter()
-                .chain(req.token.as_deref());
-            let Some(me) = secret.into_iter().find_map(|s| logged_in(env, s, now)) else {
+            let Some(me) = caller(env, req, now) else {
                 return Reply::error(401, "not logged in");
             };
             history(env, &me, &req.query)
@@ -303,6 +293,17 @@ fn history(env: &HttpEnv, me: &UserId, query: &str) -> Reply {
 
 fn busy(msg: &str) -> Reply {
     Reply::error(503, msg).header("Retry-After", "1".into())
+}
+
+/// Who is calling an endpoint that is "logged in": the browser cookie or
+/// the app token.
+fn caller(env: &HttpEnv, req: &HttpRequest, now: u64) -> Option<UserId> {
+    let secrets = req
+        .cookie
+        .as_deref()
+        .into_iter()
+        .chain(req.token.as_deref());
+    secrets.into_iter().find_map(|s| logged_in(env, s, now))
 }
 
 /// The user a cookie or token logs in, if it is valid and the user still exists.

@@ -78,6 +78,9 @@ pub fn open_connection(path: &Path) -> Result<Connection, String> {
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(|e| e.to_string())?;
     schema::migrate(&mut conn, schema::VERSION)?;
+    // Every statement of the message path stays prepared (the default
+    // cache holds 16, fewer than the store uses).
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 

@@ -1,0 +1,1644 @@
+//! `edgeim-bench`: the load generator behind `docs/BENCHMARKS.md`.
+//!
+//! It speaks the protocol like any client: HTTP app login → token → one-time
+//! session id → WebSocket register → texts (2001), answered by the server
+//! with 9001 and acknowledged by the receivers with 9101. Every simulated
+//! client is one blocking thread owning one connection; it talks to
+//! loopback only, and every loop is bounded by a count and a deadline.
+//!
+//! With `--spawn PATH` it starts its own server: a fresh temp data dir,
+//! users `u0..uN` sharing one password, a config with port 0 and the
+//! per-connection limits raised so that load is not refused. It reads the
+//! server's CPU time and RSS from `/proc/PID` at the start and the end of
+//! each measured window, and stops the server (SIGTERM) at the end.
+//!
+//! Scenarios are variants of [`Scenario`]; `pairs` and `rate` are two
+//! pacings of the same flow ([`run_flow`]). Fanout, idle and ramp are meant
+//! to be added as further variants with their own `run_*` function that
+//! returns a [`RunResult`]; [`open_client`] is the timed login path they
+//! share.
+//!
+//! Output: one JSON line per scenario on stdout (medians over `--runs`),
+//! a table on stderr. Exit status 0 only if every run delivered messages
+//! and saw no error (a non-200 HTTP answer or 9001, a close by the server,
+//! an I/O error, a duplicate or reordered delivery); 2 for usage errors.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+const USAGE: &str = "\
+usage: edgeim-bench [--spawn PATH | --server URL --ws URL [--pid PID]] [--password PW]
+                    [--runs K] SCENARIO [options]
+
+  --spawn PATH     start PATH (an edgeim binary) on a temp data dir with users
+                   u0..uN and raised limits; stop it at the end
+  --server URL     an already running server (default http://127.0.0.1:8080);
+                   it needs users u0..uN with --password and raised rate limits
+  --ws URL         its WebSocket URL (default ws://127.0.0.1:8081/websocket)
+  --pid PID        the running server's pid, to read its CPU and RSS
+  --password PW    the users' password (default bench-password)
+  --runs K         repeat the scenario K times, report medians (default 1)
+
+scenarios:
+  pairs [--pairs 50] [--seconds 10] [--window 20] [--size 120]
+        N sender->receiver pairs; each sender keeps at most WINDOW texts
+        waiting for their 9001; receivers answer each text with 9101
+  rate  [--rate 10000] [--seconds 10] [--pairs 50] [--size 120]
+        a fixed total rate spread over N senders; latency from the
+        scheduled send time (no coordinated omission)
+  both: [--drain 5] seconds to wait for outstanding answers after the end
+
+CI smoke run: edgeim-bench --spawn target/debug/edgeim pairs --pairs 2 --seconds 1
+";
+
+/// One HTTP request, the register answer, a handshake: how long each may take.
+const WAIT: Duration = Duration::from_secs(10);
+/// The longest a worker blocks in a read before it looks at the clock again.
+const POLL: Duration = Duration::from_millis(20);
+/// The clientName of every benchmark connection (the same across runs, so a
+/// rerun replaces the client instead of making the server track new ones).
+const CLIENT_NAME: &str = "bench";
+/// Digits of the send time (ns since the generator started) that start
+/// every text body, so a receiver can time the delivery.
+const STAMP_DIGITS: usize = 20;
+/// Upper bound on texts sent in one run, whatever the server's speed.
+const MAX_MESSAGES: u64 = 20_000_000;
+/// Upper bound on loop iterations of one worker (each one reads or sends).
+const MAX_ITERATIONS: u64 = 200_000_000;
+const ACK_BODY: &str = r#"{\"code\":200,\"status\":\"SUCCESS\",\"msg\":\"received\"}"#;
+
+type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+
+fn main() -> ExitCode {
+    epoch();
+    let opts = match parse_args() {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("edgeim-bench: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&opts) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("edgeim-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ---------------------------------------------------------------- options
+
+struct Options {
+    spawn: Option<PathBuf>,
+    server: String,
+    ws: String,
+    pid: Option<u32>,
+    password: String,
+    runs: usize,
+    scenario: Scenario,
+}
+
+/// How a flow's senders pace themselves.
+#[derive(Clone, Copy, Debug)]
+enum Pacing {
+    /// Closed loop: at most this many texts waiting for their 9001.
+    Window(usize),
+    /// Open loop: this many texts per second in total, on a fixed schedule.
+    Rate(f64),
+}
+
+/// N senders, each sending to its own receiver.
+#[derive(Clone, Debug)]
+struct Flow {
+    pairs: usize,
+    seconds: f64,
+    size: usize,
+    pacing: Pacing,
+    drain: f64,
+}
+
+enum Scenario {
+    Pairs(Flow),
+    Rate(Flow),
+}
+
+impl Scenario {
+    fn name(&self) -> &'static str {
+        match self {
+            Scenario::Pairs(_) => "pairs",
+            Scenario::Rate(_) => "rate",
+        }
+    }
+
+    /// How many users (u0..uN) the scenario logs in as.
+    fn users(&self) -> usize {
+        match self {
+            Scenario::Pairs(f) | Scenario::Rate(f) => 2 * f.pairs,
+        }
+    }
+
+    /// The scenario's parameters, as they appear in the JSON line.
+    fn params(&self) -> Vec<(&'static str, Value)> {
+        match self {
+            Scenario::Pairs(f) | Scenario::Rate(f) => {
+                let mut p = vec![
+                    ("pairs", json!(f.pairs)),
+                    ("seconds", json!(f.seconds)),
+                    ("size", json!(f.size)),
+                ];
+                match f.pacing {
+                    Pacing::Window(w) => p.push(("window", json!(w))),
+                    Pacing::Rate(r) => p.push(("rate", json!(r))),
+                }
+                p
+            }
+        }
+    }
+
+    fn run_once(&self, target: &Target) -> Result<RunResult, String> {
+        match self {
+            Scenario::Pairs(f) | Scenario::Rate(f) => run_flow(target, f),
+        }
+    }
+}
+
+fn parse_args() -> Result<Option<Options>, String> {
+    use lexopt::prelude::*;
+    let mut p = lexopt::Parser::from_env();
+    let mut spawn = None;
+    let mut server = None;
+    let mut ws = None;
+    let mut pid = None;
+    let mut password = "bench-password".to_string();
+    let mut runs = 1usize;
+    let mut scenario: Option<String> = None;
+    let mut flow_opts: HashMap<&'static str, f64> = HashMap::new();
+    let err = |e: lexopt::Error| e.to_string();
+    while let Some(arg) = p.next().map_err(err)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(None),
+            Long("spawn") => spawn = Some(PathBuf::from(p.value().map_err(err)?)),
+            Long("server") => server = Some(p.value().map_err(err)?.string().map_err(err)?),
+            Long("ws") => ws = Some(p.value().map_err(err)?.string().map_err(err)?),
+            Long("pid") => pid = Some(p.value().map_err(err)?.parse().map_err(err)?),
+            Long("password") => password = p.value().map_err(err)?.string().map_err(err)?,
+            Long("runs") => runs = p.value().map_err(err)?.parse().map_err(err)?,
+            Long(name @ ("pairs" | "seconds" | "window" | "size" | "rate" | "drain")) => {
+                let key = match name {
+                    "pairs" => "pairs",
+                    "seconds" => "seconds",
+                    "window" => "window",
+                    "size" => "size",
+                    "rate" => "rate",
+                    _ => "drain",
+                };
+                let v: f64 = p.value().map_err(err)?.parse().map_err(err)?;
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(format!("--{key} must be a number greater than 0"));
+                }
+                flow_opts.insert(key, v);
+            }
+            Value(v) if scenario.is_none() => scenario = Some(v.string().map_err(err)?),
+            _ => return Err(arg.unexpected().to_string()),
+        }
+    }
+    if spawn.is_some() && (server.is_some() || ws.is_some() || pid.is_some()) {
+        return Err("--spawn starts its own server: leave out --server, --ws and --pid".into());
+    }
+    if !(1..=1000).contains(&runs) {
+        return Err("--runs must be between 1 and 1000".into());
+    }
+    let get = |k: &str, default: f64| flow_opts.get(k).copied().unwrap_or(default);
+    let whole = |k: &str, default: f64, max: f64| -> Result<usize, String> {
+        let v = get(k, default);
+        if v.fract() != 0.0 || v > max {
+            return Err(format!("--{k} must be a whole number up to {max}"));
+        }
+        Ok(v as usize)
+    };
+    let name = scenario.ok_or("no scenario given")?;
+    let (pacing, allowed) = match name.as_str() {
+        "pairs" => (Pacing::Window(whole("window", 20.0, 100_000.0)?), "window"),
+        "rate" => (Pacing::Rate(get("rate", 10_000.0)), "rate"),
+        other => return Err(format!("unknown scenario {other:?}")),
+    };
+    for k in ["window", "rate"] {
+        if k != allowed && flow_opts.contains_key(k) {
+            return Err(format!("--{k} does not apply to {name}"));
+        }
+    }
+    let flow = Flow {
+        pairs: whole("pairs", 50.0, 5_000.0)?,
+        seconds: get("seconds", 10.0).min(3600.0),
+        size: whole("size", 120.0, 60_000.0)?,
+        pacing,
+        drain: get("drain", 5.0).min(60.0),
+    };
+    let scenario = match name.as_str() {
+        "pairs" => Scenario::Pairs(flow),
+        _ => Scenario::Rate(flow),
+    };
+    Ok(Some(Options {
+        spawn,
+        server: server.unwrap_or_else(|| "http://127.0.0.1:8080".into()),
+        ws: ws.unwrap_or_else(|| "ws://127.0.0.1:8081/websocket".into()),
+        pid,
+        password,
+        runs,
+        scenario,
+    }))
+}
+
+// ---------------------------------------------------------------- driver
+
+fn run(opts: &Options) -> Result<bool, String> {
+    let ticks = clock_ticks();
+    let mut spawned = None;
+    let target = match &opts.spawn {
+        Some(path) => {
+            let s = Spawned::start(path, opts.scenario.users(), &opts.password)?;
+            eprintln!(
+                "edgeim-bench: spawned {} (pid {}), ready in {:.1} ms, {} users",
+                path.display(),
+                s.child.id(),
+                s.ready_ms,
+                opts.scenario.users()
+            );
+            let t = Target::new(&s.http, &s.ws, Some(s.child.id()), &opts.password, ticks)?;
+            spawned = Some(s);
+            t
+        }
+        None => Target::new(&opts.server, &opts.ws, opts.pid, &opts.password, ticks)?,
+    };
+    let mut results = Vec::new();
+    for i in 0..opts.runs {
+        let r = opts.scenario.run_once(&target)?;
+        eprintln!(
+            "edgeim-bench: {} run {}/{}: {} delivered, {} errors",
+            opts.scenario.name(),
+            i + 1,
+            opts.runs,
+            r.delivered,
+            r.errors.values().sum::<u64>()
+        );
+        results.push(r);
+    }
+    let server_log = spawned.as_ref().map(|s| s.log_summary());
+    let exit = spawned.map(Spawned::stop);
+    let ok = report(opts, &results, server_log.as_ref(), exit.as_ref());
+    Ok(ok)
+}
+
+/// Prints the JSON line and the table; true if every run passed.
+fn report(
+    opts: &Options,
+    results: &[RunResult],
+    server_log: Option<&(u64, Vec<String>)>,
+    exit: Option<&Result<(), String>>,
+) -> bool {
+    let s = &opts.scenario;
+    // In this order: scenario, its parameters, figures, errors.
+    let mut line: Vec<(String, Value)> = vec![
+        ("scenario".into(), json!(s.name())),
+        ("runs".into(), json!(results.len())),
+    ];
+    for (k, v) in s.params() {
+        line.push((k.into(), v));
+    }
+    let keys: Vec<&'static str> = results
+        .first()
+        .map(|r| r.figures.iter().map(|(k, _)| *k).collect())
+        .unwrap_or_default();
+    let medians: Vec<f64> = keys
+        .iter()
+        .map(|k| median(results.iter().filter_map(|r| r.get(k))))
+        .collect();
+    for (k, m) in keys.iter().zip(&medians) {
+        line.push(((*k).into(), rounded(*m)));
+    }
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    for r in results {
+        for (k, n) in &r.errors {
+            *errors.entry(k.clone()).or_default() += n;
+        }
+    }
+    let n_errors: u64 = errors.values().sum();
+    line.push(("errors".into(), json!(n_errors)));
+    if !errors.is_empty() {
+        line.push(("error_kinds".into(), json!(errors)));
+    }
+    if let Some((warnings, _)) = server_log {
+        line.push(("server_warnings".into(), json!(warnings)));
+    }
+    let fields: Vec<String> = line
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", Value::from(k.as_str())))
+        .collect();
+    println!("{{{}}}", fields.join(","));
+
+    let params: Vec<String> = s.params().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    eprintln!(
+        "\n{} ({}), {} run(s), medians:",
+        s.name(),
+        params.join(" "),
+        results.len()
+    );
+    let mut head = format!("  {:<24} {:>12}", "figure", "median");
+    for i in 0..results.len() {
+        head.push_str(&format!(" {:>12}", format!("run {}", i + 1)));
+    }
+    eprintln!("{head}");
+    for (k, m) in keys.iter().zip(&medians) {
+        let mut row = format!("  {:<24} {:>12}", k, show(k, *m));
+        for r in results {
+            row.push_str(&format!(" {:>12}", show(k, r.get(k).unwrap_or(f64::NAN))));
+        }
+        eprintln!("{row}");
+    }
+    eprintln!("  (ms figures: >drain = not answered within --drain; cpu_pct: % of one core)");
+    for (k, n) in &errors {
+        eprintln!("  error x{n}: {k}");
+    }
+    if let Some((warnings, tail)) = server_log
+        && *warnings > 0
+    {
+        eprintln!("  server logged {warnings} warnings/errors; last ones:");
+        for l in tail {
+            eprintln!("    {l}");
+        }
+    }
+    let mut ok = true;
+    if n_errors > 0 {
+        eprintln!("edgeim-bench: FAIL: {n_errors} errors");
+        ok = false;
+    }
+    if results.iter().any(|r| r.delivered == 0) {
+        eprintln!("edgeim-bench: FAIL: a run delivered no message");
+        ok = false;
+    }
+    if let Some(Err(e)) = exit {
+        eprintln!("edgeim-bench: FAIL: {e}");
+        ok = false;
+    }
+    ok
+}
+
+/// The median of the measured values (NaN = not measured is left out).
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    // An even count averages the middle two, unless one is unanswered.
+    if n % 2 == 1 || v[n / 2].is_infinite() {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// JSON value of a figure: three decimals; not measured or unanswered = null.
+fn rounded(v: f64) -> Value {
+    if v.is_finite() {
+        json!((v * 1000.0).round() / 1000.0)
+    } else {
+        Value::Null
+    }
+}
+
+fn show(key: &str, v: f64) -> String {
+    if v.is_nan() {
+        return "n/a".into();
+    }
+    if v.is_infinite() {
+        return ">drain".into();
+    }
+    if key.ends_with("_ms") {
+        format!("{v:.3}")
+    } else if key.ends_with("_us_per_msg") || key.ends_with("_pct") {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+// ---------------------------------------------------------------- results
+
+/// One run's figures, in the order they are reported.
+struct RunResult {
+    figures: Vec<(&'static str, f64)>,
+    errors: BTreeMap<String, u64>,
+    delivered: u64,
+}
+
+impl RunResult {
+    fn get(&self, key: &str) -> Option<f64> {
+        self.figures
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+    }
+}
+
+/// What one worker thread saw. Times are ns since [`epoch`].
+#[derive(Default)]
+struct Stats {
+    sent: u64,
+    sent_in_window: u64,
+    acked: u64,
+    acked_in_window: u64,
+    delivered: u64,
+    delivered_in_window: u64,
+    receipts: u64,
+    ack_latency: Vec<u64>,
+    delivery_latency: Vec<u64>,
+    /// How late the generator itself sent each text (rate only).
+    send_lag: Vec<u64>,
+    errors: BTreeMap<String, u64>,
+}
+
+impl Stats {
+    fn error(&mut self, what: impl Into<String>) {
+        let mut what: String = what.into();
+        if what.len() > 160 {
+            let mut cut = 160;
+            while !what.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            what.truncate(cut);
+        }
+        *self.errors.entry(what).or_default() += 1;
+    }
+
+    fn merge(&mut self, o: Stats) {
+        self.sent += o.sent;
+        self.sent_in_window += o.sent_in_window;
+        self.acked += o.acked;
+        self.acked_in_window += o.acked_in_window;
+        self.delivered += o.delivered;
+        self.delivered_in_window += o.delivered_in_window;
+        self.receipts += o.receipts;
+        self.ack_latency.extend(o.ack_latency);
+        self.delivery_latency.extend(o.delivery_latency);
+        self.send_lag.extend(o.send_lag);
+        for (k, n) in o.errors {
+            *self.errors.entry(k).or_default() += n;
+        }
+    }
+}
+
+/// The q-quantile in ms of `expected` samples of which `sorted` arrived;
+/// the missing ones count as slower than any (so losses cannot improve a
+/// percentile): infinite when the rank falls among them.
+fn quantile_ms(sorted: &[u64], expected: u64, q: f64) -> f64 {
+    if expected == 0 {
+        return f64::NAN;
+    }
+    let rank = ((q * expected as f64).ceil() as u64).max(1) - 1;
+    match sorted.get(rank as usize) {
+        Some(ns) => *ns as f64 / 1e6,
+        None => f64::INFINITY,
+    }
+}
+
+// ---------------------------------------------------------------- time
+
+/// The generator's clock: every timestamp is ns since this instant.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ns() -> u64 {
+    epoch().elapsed().as_nanos() as u64
+}
+
+fn sleep_until_ns(ns: u64) {
+    let when = epoch() + Duration::from_nanos(ns);
+    thread::sleep(when.saturating_duration_since(Instant::now()));
+}
+
+// ---------------------------------------------------------------- /proc
+
+/// The kernel's clock ticks per second for /proc times (`getconf CLK_TCK`;
+/// 100 when getconf is missing, which is right on every Linux we target).
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// utime+stime of a process in seconds (`pid` "self" for the generator).
+fn cpu_seconds(pid: &str, ticks: f64) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces: fields start after its ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Field 3 (state) is f[0]; utime is field 14, stime field 15.
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / ticks)
+}
+
+/// VmRSS of a process in KiB.
+fn rss_kib(pid: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU seconds of the server and of the generator at one moment.
+struct CpuSample {
+    server: Option<f64>,
+    client: Option<f64>,
+}
+
+// ---------------------------------------------------------------- target
+
+/// The server under test, and the tokens of the users logged in so far
+/// (logins are slow on purpose: argon2; a token serves every run).
+struct Target {
+    http_host: String,
+    http_prefix: String,
+    ws_url: String,
+    pid: Option<u32>,
+    password: String,
+    ticks: f64,
+    tokens: Mutex<HashMap<String, String>>,
+}
+
+impl Target {
+    fn new(
+        server: &str,
+        ws: &str,
+        pid: Option<u32>,
+        password: &str,
+        ticks: f64,
+    ) -> Result<Target, String> {
+        let (http_host, http_prefix) = split_http_url(server)?;
+        let ws_host = ws
+            .strip_prefix("ws://")
+            .ok_or_else(|| format!("bad --ws URL {ws:?}: it must start with ws://"))?;
+        let ws_host = ws_host.split('/').next().unwrap_or_default();
+        for host in [http_host.as_str(), ws_host] {
+            if !is_loopback(host) {
+                return Err(format!(
+                    "{host}: the load generator talks to loopback addresses only"
+                ));
+            }
+        }
+        Ok(Target {
+            http_host,
+            http_prefix,
+            ws_url: ws.to_string(),
+            pid,
+            password: password.to_string(),
+            ticks,
+            tokens: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn cpu(&self) -> CpuSample {
+        CpuSample {
+            server: self
+                .pid
+                .and_then(|p| cpu_seconds(&p.to_string(), self.ticks)),
+            client: cpu_seconds("self", self.ticks),
+        }
+    }
+
+    fn server_rss_kib(&self) -> Option<f64> {
+        self.pid.and_then(|p| rss_kib(&p.to_string()))
+    }
+
+    fn http(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Result<(u16, Value), String> {
+        http(
+            &self.http_host,
+            &format!("{}{path}", self.http_prefix),
+            method,
+            token,
+            body,
+        )
+    }
+
+    /// An app token for `user`, logging in the first time.
+    fn token(&self, user: &str) -> Result<String, String> {
+        if let Some(t) = lock(&self.tokens).get(user) {
+            return Ok(t.clone());
+        }
+        let body = json!({"username": user, "password": self.password}).to_string();
+        let (status, answer) = self.http("POST", "/app/login", None, Some(&body))?;
+        let token = match answer["token"].as_str() {
+            Some(t) if status == 200 => t.to_string(),
+            _ => return Err(format!("login as {user}: HTTP {status} {answer}")),
+        };
+        lock(&self.tokens).insert(user.to_string(), token.clone());
+        Ok(token)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn is_loopback(host_port: &str) -> bool {
+    let host = match host_port.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => h,
+        _ => host_port,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `http://host:port/prefix` → ("host:port", "/prefix"); the port defaults to 80.
+fn split_http_url(url: &str) -> Result<(String, String), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("bad --server URL {url:?}: it must start with http://"))?;
+    let (host, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if host.is_empty() || host.contains(['@', ' ', '?', '#']) {
+        return Err(format!("bad --server URL {url:?}: no host"));
+    }
+    let host = if host.ends_with(']') || !host.contains(':') {
+        format!("{host}:80")
+    } else {
+        host.to_string()
+    };
+    let prefix = prefix.trim_end_matches('/');
+    let prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("/{prefix}")
+    };
+    Ok((host, prefix))
+}
+
+/// One HTTP/1.1 request over a fresh connection: (status, JSON body or Null).
+/// Written by hand like `edgeim chat` does: the package has no HTTP client.
+fn http(
+    host: &str,
+    path: &str,
+    method: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Result<(u16, Value), String> {
+    let mut stream = TcpStream::connect(host).map_err(|e| format!("connect {host}: {e}"))?;
+    stream
+        .set_read_timeout(Some(WAIT))
+        .and_then(|()| stream.set_write_timeout(Some(WAIT)))
+        .map_err(|e| e.to_string())?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        request.push_str(&format!("token: {t}\r\n"));
+    }
+    let body = body.unwrap_or_default();
+    if method == "POST" {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    let mut answer = Vec::new();
+    stream
+        .write_all(request.as_bytes())
+        .and_then(|()| stream.take(1 << 20).read_to_end(&mut answer))
+        .map_err(|e| format!("{method} {path}: {e}"))?;
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("{method} {path}: not an HTTP answer"))?;
+    Ok((status, serde_json::from_str(body).unwrap_or_default()))
+}
+
+// ---------------------------------------------------------------- spawned server
+
+/// A server started by `--spawn`, on its own temp data dir.
+struct Spawned {
+    child: Child,
+    dir: PathBuf,
+    http: String,
+    ws: String,
+    ready_ms: f64,
+    log: Arc<Mutex<ServerLog>>,
+}
+
+/// Warnings and errors the server logged (its stderr is drained by a thread).
+#[derive(Default)]
+struct ServerLog {
+    warnings: u64,
+    tail: VecDeque<String>,
+}
+
+enum Listening {
+    Http(String),
+    Ws(String),
+}
+
+impl Spawned {
+    fn start(binary: &Path, users: usize, password: &str) -> Result<Spawned, String> {
+        let dir = std::env::temp_dir().join(format!("edgeim-bench-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let started = Self::start_in(binary, users, password, &dir);
+        if started.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        started
+    }
+
+    fn start_in(
+        binary: &Path,
+        users: usize,
+        password: &str,
+        dir: &Path,
+    ) -> Result<Spawned, String> {
+        // One hash for all: the same password with the same salt verifies
+        // the same way, and argon2 is slow on purpose.
+        let hash = edgeim::users::hash_password(password);
+        let users_text: String = (0..users).map(|i| format!("u{i}:{hash}\n")).collect();
+        write_private(&edgeim::users::path_in(dir), &users_text)?;
+        let dir_toml = serde_json::to_string(&dir.to_string_lossy()).unwrap_or_default();
+        let config = format!(
+            "data_dir = {dir_toml}\nlog_level = \"info\"\n\
+             [http]\nlisten = \"127.0.0.1:0\"\n\
+             [websocket]\nlisten = \"127.0.0.1:0\"\n\
+             [limits]\nmax_clients_per_user = 64\nrate_per_s = 1000000000.0\n\
+             rate_burst = 1000000000.0\nsession_ids_per_s = 1000000.0\n\
+             offline_per_user = 1000000\n"
+        );
+        let config_path = dir.join("bench.toml");
+        write_private(&config_path, &config)?;
+        let t0 = Instant::now();
+        let mut child = Command::new(binary)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env("EDGEIM_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let log = Arc::new(Mutex::new(ServerLog::default()));
+        let (tx, rx) = unbounded();
+        if let Some(stderr) = child.stderr.take() {
+            let log = Arc::clone(&log);
+            let drained = thread::Builder::new()
+                .name("server-log".into())
+                .spawn(move || drain_log(stderr, &tx, &log));
+            if let Err(e) = drained {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("cannot start a thread: {e}"));
+            }
+        }
+        let (mut http, mut ws) = (None, None);
+        while http.is_none() || ws.is_none() {
+            match rx.recv_timeout(WAIT.saturating_sub(t0.elapsed())) {
+                Ok(Listening::Http(a)) => http = Some(format!("http://{a}")),
+                Ok(Listening::Ws(u)) => ws = Some(u),
+                Err(_) => {
+                    let _ = child.kill();
+                    let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                    let tail: Vec<String> = lock(&log).tail.iter().cloned().collect();
+                    return Err(format!(
+                        "{} did not report its addresses within {WAIT:?} ({status}); its last lines:\n{}",
+                        binary.display(),
+                        tail.join("\n")
+                    ));
+                }
+            }
+        }
+        Ok(Spawned {
+            ready_ms: t0.elapsed().as_secs_f64() * 1e3,
+            child,
+            dir: dir.to_path_buf(),
+            http: http.unwrap_or_default(),
+            ws: ws.unwrap_or_default(),
+            log,
+        })
+    }
+
+    /// (warnings and errors logged, the last of them).
+    fn log_summary(&self) -> (u64, Vec<String>) {
+        let l = lock(&self.log);
+        let tail = l.tail.iter().filter(|s| is_warning(s)).cloned().collect();
+        (l.warnings, tail)
+    }
+
+    /// SIGTERM, then a bounded wait; Err if it did not exit 0 in time.
+    fn stop(mut self) -> Result<(), String> {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> Result<(), String> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for _ in 0..1000 {
+            match self.child.try_wait() {
+                Ok(Some(s)) if s.success() => return Ok(()),
+                Ok(Some(s)) => return Err(format!("the server exited with {s} on SIGTERM")),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+                _ => break,
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Err("the server did not exit within 5 s of SIGTERM: killed".into())
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.terminate();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn is_warning(line: &str) -> bool {
+    line.split_whitespace()
+        .take(3)
+        .any(|w| w == "WARN" || w == "ERROR")
+}
+
+/// Reads the server's stderr to its end: reports the two listening lines,
+/// counts warnings and errors, keeps the last lines for error reports.
+fn drain_log(stderr: impl Read, tx: &Sender<Listening>, log: &Mutex<ServerLog>) {
+    let reader = BufReader::new(stderr);
+    for line in reader.lines().map_while(Result::ok) {
+        if let Some((_, a)) = line.split_once("http listening on ") {
+            let _ = tx.send(Listening::Http(a.trim().to_string()));
+        } else if let Some((_, u)) = line.split_once("websocket listening on ") {
+            let _ = tx.send(Listening::Ws(u.trim().to_string()));
+        }
+        let mut l = lock(log);
+        if is_warning(&line) {
+            l.warnings += 1;
+        }
+        if l.tail.len() >= 20 {
+            l.tail.pop_front();
+        }
+        l.tail.push_back(line);
+    }
+}
+
+// ---------------------------------------------------------------- clients
+
+/// The parts of a server frame the generator looks at.
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(borrow, default)]
+    id: Cow<'a, str>,
+    #[serde(rename = "type")]
+    kind: i64,
+    #[serde(borrow, default)]
+    from: Cow<'a, str>,
+    #[serde(borrow, default)]
+    body: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct StatusBody<'a> {
+    code: i64,
+    #[serde(borrow, default)]
+    status: Cow<'a, str>,
+    #[serde(borrow, default)]
+    msg: Cow<'a, str>,
+}
+
+/// (code, "code STATUS: msg") of a 9001's body.
+fn status_of(body: &str) -> (i64, String) {
+    match serde_json::from_str::<StatusBody>(body) {
+        Ok(s) => (s.code, format!("{} {}: {}", s.code, s.status, s.msg)),
+        Err(_) => (0, format!("unreadable status body {body:?}")),
+    }
+}
+
+/// How long each step of getting a registered client took.
+#[allow(dead_code)] // read by the ramp scenario to come; flows only need the socket
+struct Opened {
+    ws: Ws,
+    token: Duration,
+    session_id: Duration,
+    handshake: Duration,
+    register: Duration,
+}
+
+/// Logs in (or reuses the token), gets a session id, opens the WebSocket
+/// and registers `user` as [`CLIENT_NAME`]. Reads then time out after [`POLL`].
+fn open_client(target: &Target, user: &str) -> Result<Opened, String> {
+    let t0 = Instant::now();
+    let token = target.token(user)?;
+    let t1 = Instant::now();
+    let path = format!("/app/websocket/client/login/{CLIENT_NAME}");
+    let (status, answer) = target.http("GET", &path, Some(&token), None)?;
+    let session_id = match answer["sessionId"].as_str() {
+        Some(s) if status == 200 => s.to_string(),
+        _ => return Err(format!("session id for {user}: HTTP {status} {answer}")),
+    };
+    let t2 = Instant::now();
+    let (mut ws, _) = tungstenite::connect(target.ws_url.as_str())
+        .map_err(|e| format!("connect {}: {e}", target.ws_url))?;
+    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_nodelay(true)
+            .and_then(|()| s.set_read_timeout(Some(WAIT)))
+            .and_then(|()| s.set_write_timeout(Some(WAIT)))
+            .map_err(|e| e.to_string())?;
+    }
+    let t3 = Instant::now();
+    let reg = json!({"id": "register", "type": 1000, "isSystem": false, "from": user,
+        "to": "SYSTEM", "body": json!({"sessionId": session_id}).to_string()});
+    ws.send(Message::text(reg.to_string()))
+        .map_err(|e| format!("register {user}: {e}"))?;
+    // Bounded: the socket's read timeout ends a silent wait.
+    for _ in 0..1000 {
+        match ws.read() {
+            Ok(Message::Text(t)) => {
+                let Ok(f) = serde_json::from_str::<Frame>(&t) else {
+                    continue;
+                };
+                if f.kind == 9001 && f.id == "register" {
+                    let (code, why) = status_of(&f.body);
+                    if code != 200 {
+                        return Err(format!("register {user}: {why}"));
+                    }
+                    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+                        s.set_read_timeout(Some(POLL)).map_err(|e| e.to_string())?;
+                    }
+                    let t4 = Instant::now();
+                    return Ok(Opened {
+                        ws,
+                        token: t1 - t0,
+                        session_id: t2 - t1,
+                        handshake: t3 - t2,
+                        register: t4 - t3,
+                    });
+                }
+            }
+            Ok(Message::Close(f)) => return Err(format!("register {user}: closed {f:?}")),
+            Ok(_) => {}
+            Err(e) => return Err(format!("register {user}: {e}")),
+        }
+    }
+    Err(format!("register {user}: no answer"))
+}
+
+fn is_timeout(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(io) if matches!(
+        io.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    ))
+}
+
+fn set_read_timeout(ws: &Ws, d: Duration) {
+    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+        let _ = s.set_read_timeout(Some(d.max(Duration::from_micros(100))));
+    }
+}
+
+/// Close 1000, then a short bounded wait for the server's close.
+fn close(mut ws: Ws) {
+    if ws.close(None).is_err() {
+        return;
+    }
+    set_read_timeout(&ws, POLL);
+    let deadline = Instant::now() + Duration::from_millis(500);
+    for _ in 0..10_000 {
+        if Instant::now() >= deadline {
+            break;
+        }
+        match ws.read() {
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) => {}
+            Err(_) => break,
+        }
+    }
+}
+
+/// A text's id: run tag, sender index, sequence number.
+fn text_id(tag: &str, sender: usize, seq: u64) -> String {
+    format!("{tag}.{sender}.{seq}")
+}
+
+/// (sender, seq) of a text id of this run.
+fn parse_text_id(tag: &str, id: &str) -> Option<(usize, u64)> {
+    let rest = id.strip_prefix(tag)?.strip_prefix('.')?;
+    let (s, q) = rest.split_once('.')?;
+    Some((s.parse().ok()?, q.parse().ok()?))
+}
+
+/// A 9101 acknowledging `id` from `sender`.
+fn ack_frame(id: &str, me: &str, sender: &str) -> String {
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    format!(
+        r#"{{"id":{},"type":9101,"isSystem":false,"from":{},"to":{},"body":"{ACK_BODY}"}}"#,
+        q(id),
+        q(me),
+        q(sender)
+    )
+}
+
+// ---------------------------------------------------------------- the flow
+
+/// What every worker of one run shares.
+struct RunShared {
+    tag: String,
+    flow: Flow,
+    /// Texts answered 9001 SUCCESS so far.
+    acked: AtomicU64,
+    /// Texts of this run received so far.
+    delivered: AtomicU64,
+    /// Tells the receivers to finish.
+    stop: AtomicBool,
+}
+
+/// The measured window, in ns since [`epoch`].
+#[derive(Clone, Copy)]
+struct Window {
+    start: u64,
+    end: u64,
+}
+
+enum Role {
+    Sender { index: usize, to: String },
+    Receiver,
+}
+
+/// One run of `flow`: connect everyone, release them together, measure
+/// the window, drain, collect.
+fn run_flow(target: &Target, flow: &Flow) -> Result<RunResult, String> {
+    let shared = Arc::new(RunShared {
+        tag: uuid::Uuid::new_v4().simple().to_string()[..10].to_string(),
+        flow: flow.clone(),
+        acked: AtomicU64::new(0),
+        delivered: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+    });
+    let n = 2 * flow.pairs;
+    let (ready_tx, ready_rx) = unbounded::<Result<(), String>>();
+    let (go_tx, go_rx) = unbounded::<Option<Window>>();
+    thread::scope(|scope| {
+        let mut senders = Vec::new();
+        let mut receivers = Vec::new();
+        let mut spawn_error = None;
+        for i in 0..n {
+            let user = format!("u{i}");
+            let role = if i % 2 == 0 {
+                Role::Sender {
+                    index: i / 2,
+                    to: format!("u{}", i + 1),
+                }
+            } else {
+                Role::Receiver
+            };
+            let is_sender = matches!(role, Role::Sender { .. });
+            let (ready_tx, go_rx, shared) = (ready_tx.clone(), go_rx.clone(), Arc::clone(&shared));
+            let spawned = thread::Builder::new()
+                .name(user.clone())
+                .stack_size(256 * 1024)
+                .spawn_scoped(scope, move || {
+                    worker(target, &user, role, &shared, &ready_tx, &go_rx)
+                });
+            match spawned {
+                Ok(h) if is_sender => senders.push(h),
+                Ok(h) => receivers.push(h),
+                Err(e) => {
+                    spawn_error = Some(format!("cannot start thread {i}: {e}"));
+                    break;
+                }
+            }
+        }
+        let started = senders.len() + receivers.len();
+        let mut failure = spawn_error.take();
+        let setup_deadline = Instant::now() + Duration::from_secs(120);
+        for _ in 0..started {
+            match ready_rx.recv_timeout(setup_deadline.saturating_duration_since(Instant::now())) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    failure.get_or_insert(e);
+                }
+                Err(_) => {
+                    failure.get_or_insert("clients not ready within 120 s".into());
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failure {
+            for _ in 0..started {
+                let _ = go_tx.send(None);
+            }
+            shared.stop.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
+        let start = now_ns() + 20_000_000;
+        let window = Window {
+            start,
+            end: start + (flow.seconds * 1e9) as u64,
+        };
+        for _ in 0..started {
+            let _ = go_tx.send(Some(window));
+        }
+        sleep_until_ns(window.start);
+        let cpu0 = target.cpu();
+        let rss0 = target.server_rss_kib();
+        sleep_until_ns(window.end);
+        let cpu1 = target.cpu();
+        let rss1 = target.server_rss_kib();
+        let mut total = Stats::default();
+        for h in senders.drain(..) {
+            total.merge(h.join().unwrap_or_default());
+        }
+        // The receivers go on until everything acknowledged has arrived,
+        // or the drain time is up.
+        let drain_end = Instant::now() + Duration::from_secs_f64(flow.drain);
+        while Instant::now() < drain_end
+            && shared.delivered.load(Ordering::Relaxed) < shared.acked.load(Ordering::Relaxed)
+        {
+            thread::sleep(Duration::from_millis(5));
+        }
+        shared.stop.store(true, Ordering::Relaxed);
+        for h in receivers.drain(..) {
+            total.merge(h.join().unwrap_or_default());
+        }
+        Ok(flow_figures(flow, window, total, &cpu0, &cpu1, rss0, rss1))
+    })
+}
+
+/// One worker thread: connect, report ready, wait for the start, play its role.
+fn worker(
+    target: &Target,
+    user: &str,
+    role: Role,
+    shared: &RunShared,
+    ready: &Sender<Result<(), String>>,
+    go: &Receiver<Option<Window>>,
+) -> Stats {
+    let ws = match open_client(target, user) {
+        Ok(o) => o.ws,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return Stats::default();
+        }
+    };
+    let _ = ready.send(Ok(()));
+    let Ok(Some(window)) = go.recv_timeout(Duration::from_secs(300)) else {
+        close(ws);
+        return Stats::default();
+    };
+    match role {
+        Role::Sender { index, to } => sender(ws, user, &to, index, shared, window),
+        Role::Receiver => receiver(ws, user, shared, window),
+    }
+}
+
+/// When text `seq` of sender `index` is due, for an open-loop flow.
+struct Schedule {
+    offset: f64,
+    period: f64,
+    count: u64,
+}
+
+impl Schedule {
+    fn new(flow: &Flow, rate: f64, index: usize, window: Window) -> Schedule {
+        // Senders take turns: sender i sends at (i + k * pairs) / rate.
+        let period = flow.pairs as f64 * 1e9 / rate;
+        let offset = index as f64 * 1e9 / rate;
+        let span = (window.end - window.start) as f64;
+        let count = if offset >= span {
+            0
+        } else {
+            ((span - offset) / period).ceil() as u64
+        };
+        Schedule {
+            offset: window.start as f64 + offset,
+            period,
+            count: count.min(MAX_MESSAGES / flow.pairs as u64),
+        }
+    }
+
+    fn due(&self, seq: u64) -> u64 {
+        (self.offset + seq as f64 * self.period) as u64
+    }
+}
+
+fn sender(
+    mut ws: Ws,
+    me: &str,
+    to: &str,
+    index: usize,
+    shared: &RunShared,
+    window: Window,
+) -> Stats {
+    let flow = &shared.flow;
+    let mut st = Stats::default();
+    let pad = "x".repeat(flow.size.saturating_sub(STAMP_DIGITS));
+    let hard_end = window.end + (flow.drain * 1e9) as u64;
+    let schedule = match flow.pacing {
+        Pacing::Rate(r) => Some(Schedule::new(flow, r, index, window)),
+        Pacing::Window(_) => None,
+    };
+    let cap = match &schedule {
+        Some(s) => s.count,
+        None => MAX_MESSAGES / flow.pairs as u64,
+    };
+    // The time each text was sent (closed loop) or due (open loop).
+    let mut stamp: Vec<u64> = Vec::new();
+    let mut answered: Vec<bool> = Vec::new();
+    let mut in_flight = 0usize;
+    let mut seq = 0u64;
+    sleep_until_ns(window.start);
+    for _ in 0..MAX_ITERATIONS {
+        let now = now_ns();
+        if now >= hard_end {
+            break;
+        }
+        // Send what the pacing allows, then flush once.
+        let mut wrote = false;
+        let more_to_send = match (&schedule, flow.pacing) {
+            (Some(s), _) => {
+                while seq < cap && s.due(seq) <= now_ns() {
+                    let due = s.due(seq);
+                    let t = now_ns();
+                    if let Err(e) = send_text(&mut ws, me, to, &shared.tag, index, seq, due, &pad) {
+                        st.error(format!("send: {e}"));
+                        return finish(ws, st);
+                    }
+                    st.send_lag.push(t.saturating_sub(due));
+                    sent(&mut st, &mut stamp, &mut answered, due, t <= window.end);
+                    in_flight += 1;
+                    seq += 1;
+                    wrote = true;
+                }
+                seq < cap
+            }
+            (None, Pacing::Window(w)) => {
+                while now < window.end && seq < cap && in_flight < w {
+                    let t = now_ns();
+                    if let Err(e) = send_text(&mut ws, me, to, &shared.tag, index, seq, t, &pad) {
+                        st.error(format!("send: {e}"));
+                        return finish(ws, st);
+                    }
+                    sent(&mut st, &mut stamp, &mut answered, t, true);
+                    in_flight += 1;
+                    seq += 1;
+                    wrote = true;
+                }
+                now < window.end && seq < cap
+            }
+            (None, Pacing::Rate(_)) => false,
+        };
+        if wrote && let Err(e) = ws.flush() {
+            st.error(format!("send: {e}"));
+            return finish(ws, st);
+        }
+        if !more_to_send && in_flight == 0 {
+            break;
+        }
+        // Block for the next frame, but not past the next due send.
+        if let Some(s) = &schedule {
+            let wait = if seq < cap {
+                Duration::from_nanos(s.due(seq).saturating_sub(now_ns()))
+            } else {
+                POLL
+            };
+            set_read_timeout(&ws, wait.min(POLL));
+        }
+        let text = match ws.read() {
+            Ok(Message::Text(t)) => t,
+            Ok(Message::Close(f)) => {
+                st.error(format!("sender closed by the server: {f:?}"));
+                return st;
+            }
+            Ok(_) => continue,
+            Err(e) if is_timeout(&e) => continue,
+            Err(e) => {
+                st.error(format!("sender read: {e}"));
+                return st;
+            }
+        };
+        let Ok(f) = serde_json::from_str::<Frame>(&text) else {
+            st.error("sender: unreadable frame");
+            continue;
+        };
+        match f.kind {
+            9001 => {
+                let Some((_, n)) = parse_text_id(&shared.tag, &f.id).filter(|(i, n)| {
+                    *i == index && (*n as usize) < answered.len() && !answered[*n as usize]
+                }) else {
+                    st.error(format!("9001 for an unknown or answered id {:?}", f.id));
+                    continue;
+                };
+                answered[n as usize] = true;
+                in_flight -= 1;
+                let (code, why) = status_of(&f.body);
+                if code != 200 {
+                    st.error(format!("9001 {why}"));
+                    continue;
+                }
+                let now = now_ns();
+                st.acked += 1;
+                if now <= window.end {
+                    st.acked_in_window += 1;
+                }
+                st.ack_latency.push(now.saturating_sub(stamp[n as usize]));
+                shared.acked.fetch_add(1, Ordering::Relaxed);
+            }
+            9101 => st.receipts += 1,
+            2001 => {
+                // Left over from an earlier run: acknowledge it so it stops.
+                if let Err(e) = ws.send(Message::text(ack_frame(&f.id, me, &f.from))) {
+                    st.error(format!("send: {e}"));
+                    return finish(ws, st);
+                }
+            }
+            other => st.error(format!("sender got type {other}")),
+        }
+    }
+    if in_flight > 0 {
+        st.error(format!(
+            "{in_flight} texts without a 9001 after the drain time"
+        ));
+    }
+    finish(ws, st)
+}
+
+fn finish(ws: Ws, st: Stats) -> Stats {
+    close(ws);
+    st
+}
+
+fn sent(st: &mut Stats, stamp: &mut Vec<u64>, answered: &mut Vec<bool>, t: u64, in_window: bool) {
+    stamp.push(t);
+    answered.push(false);
+    st.sent += 1;
+    if in_window {
+        st.sent_in_window += 1;
+    }
+}
+
+/// Writes (does not flush) text `seq`; its body starts with `stamp`.
+#[allow(clippy::too_many_arguments)] // the parts of one frame, kept flat for speed
+fn send_text(
+    ws: &mut Ws,
+    me: &str,
+    to: &str,
+    tag: &str,
+    index: usize,
+    seq: u64,
+    stamp: u64,
+    pad: &str,
+) -> Result<(), tungstenite::Error> {
+    let id = text_id(tag, index, seq);
+    let frame = format!(
+        r#"{{"id":"{id}","type":2001,"isSystem":false,"from":"{me}","to":"{to}","body":"{stamp:0w$}{pad}"}}"#,
+        w = STAMP_DIGITS
+    );
+    ws.write(Message::text(frame))
+}
+
+fn receiver(mut ws: Ws, me: &str, shared: &RunShared, window: Window) -> Stats {
+    let mut st = Stats::default();
+    let hard_end = window.end + (2.0 * shared.flow.drain * 1e9) as u64 + 1_000_000_000;
+    // The last seq seen from each sender: delivery is in order, once.
+    let mut last: HashMap<usize, u64> = HashMap::new();
+    sleep_until_ns(window.start);
+    for _ in 0..MAX_ITERATIONS {
+        if shared.stop.load(Ordering::Relaxed) || now_ns() >= hard_end {
+            break;
+        }
+        let text = match ws.read() {
+            Ok(Message::Text(t)) => t,
+            Ok(Message::Close(f)) => {
+                st.error(format!("receiver closed by the server: {f:?}"));
+                return st;
+            }
+            Ok(_) => continue,
+            Err(e) if is_timeout(&e) => continue,
+            Err(e) => {
+                st.error(format!("receiver read: {e}"));
+                return st;
+            }
+        };
+        let now = now_ns();
+        let Ok(f) = serde_json::from_str::<Frame>(&text) else {
+            st.error("receiver: unreadable frame");
+            continue;
+        };
+        match f.kind {
+            2001 => {
+                if let Some((sender, seq)) = parse_text_id(&shared.tag, &f.id) {
+                    if last.get(&sender).is_some_and(|l| seq <= *l) {
+                        st.error("a text delivered twice or out of order");
+                    }
+                    last.insert(sender, seq);
+                    match f
+                        .body
+                        .get(..STAMP_DIGITS)
+                        .and_then(|s| s.parse::<u64>().ok())
+                    {
+                        Some(t) => st.delivery_latency.push(now.saturating_sub(t)),
+                        None => st.error("a text without its time stamp"),
+                    }
+                    st.delivered += 1;
+                    if now <= window.end {
+                        st.delivered_in_window += 1;
+                    }
+                    shared.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Err(e) = ws.send(Message::text(ack_frame(&f.id, me, &f.from))) {
+                    st.error(format!("receiver send: {e}"));
+                    return finish(ws, st);
+                }
+            }
+            9001 => {
+                let (code, why) = status_of(&f.body);
+                if code != 200 {
+                    st.error(format!("9001 to a receipt: {why}"));
+                }
+            }
+            other => st.error(format!("receiver got type {other}")),
+        }
+    }
+    finish(ws, st)
+}
+
+fn flow_figures(
+    flow: &Flow,
+    window: Window,
+    mut t: Stats,
+    cpu0: &CpuSample,
+    cpu1: &CpuSample,
+    rss0: Option<f64>,
+    rss1: Option<f64>,
+) -> RunResult {
+    let secs = (window.end - window.start) as f64 / 1e9;
+    t.ack_latency.sort_unstable();
+    t.delivery_latency.sort_unstable();
+    t.send_lag.sort_unstable();
+    let diff = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => b - a,
+        _ => f64::NAN,
+    };
+    let server_cpu = diff(cpu0.server, cpu1.server);
+    let client_cpu = diff(cpu0.client, cpu1.client);
+    let per_s = |n: u64| n as f64 / secs;
+    let per_msg_us = if t.delivered_in_window > 0 {
+        server_cpu * 1e6 / t.delivered_in_window as f64
+    } else {
+        f64::NAN
+    };
+    let mut figures = vec![];
+    if let Pacing::Rate(_) = flow.pacing {
+        figures.push(("sent_per_s", per_s(t.sent_in_window)));
+    }
+    figures.extend([
+        ("delivered_per_s", per_s(t.delivered_in_window)),
+        ("acked_per_s", per_s(t.acked_in_window)),
+        ("ack_p50_ms", quantile_ms(&t.ack_latency, t.sent, 0.50)),
+        ("ack_p99_ms", quantile_ms(&t.ack_latency, t.sent, 0.99)),
+        ("ack_p999_ms", quantile_ms(&t.ack_latency, t.sent, 0.999)),
+        (
+            "delivery_p50_ms",
+            quantile_ms(&t.delivery_latency, t.sent, 0.50),
+        ),
+        (
+            "delivery_p99_ms",
+            quantile_ms(&t.delivery_latency, t.sent, 0.99),
+        ),
+        (
+            "delivery_p999_ms",
+            quantile_ms(&t.delivery_latency, t.sent, 0.999),
+        ),
+    ]);
+    if let Pacing::Rate(_) = flow.pacing {
+        figures.push(("send_lag_p99_ms", quantile_ms(&t.send_lag, t.sent, 0.99)));
+    }
+    figures.extend([
+        ("server_cpu_us_per_msg", per_msg_us),
+        ("server_cpu_pct", server_cpu * 100.0 / secs),
+        ("client_cpu_pct", client_cpu * 100.0 / secs),
+        ("server_rss_start_kib", rss0.unwrap_or(f64::NAN)),
+        ("server_rss_kib", rss1.unwrap_or(f64::NAN)),
+        ("sent", t.sent as f64),
+        ("delivered", t.delivered as f64),
+        ("receipts", t.receipts as f64),
+    ]);
+    RunResult {
+        figures,
+        errors: t.errors,
+        delivered: t.delivered,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_samples_count_as_slower_than_any() {
+        let sorted = [1_000_000, 2_000_000, 3_000_000];
+        assert_eq!(quantile_ms(&sorted, 3, 0.5), 2.0);
+        assert_eq!(quantile_ms(&sorted, 3, 0.99), 3.0);
+        assert_eq!(quantile_ms(&sorted, 4, 0.99), f64::INFINITY);
+        assert!(quantile_ms(&[], 0, 0.5).is_nan());
+    }
+
+    #[test]
+    fn the_median_skips_unmeasured_runs() {
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), 2.0);
+        assert_eq!(median([1.0, f64::NAN, 3.0].into_iter()), 2.0);
+        assert!(median(std::iter::empty()).is_nan());
+    }
+
+    #[test]
+    fn text_ids_round_trip_and_other_runs_do_not_match() {
+        let id = text_id("abc", 7, 42);
+        assert_eq!(parse_text_id("abc", &id), Some((7, 42)));
+        assert_eq!(parse_text_id("abd", &id), None);
+    }
+
+    #[test]
+    fn only_loopback_hosts_are_accepted() {
+        assert!(is_loopback("127.0.0.1:8080"));
+        assert!(is_loopback("[::1]:80"));
+        assert!(is_loopback("localhost:1"));
+        assert!(!is_loopback("192.168.1.2:8080"));
+        assert!(!is_loopback("example.org:80"));
+    }
+
+    #[test]
+    fn a_rate_schedule_spreads_the_total_over_the_senders() {
+        let flow = Flow {
+            pairs: 4,
+            seconds: 1.0,
+            size: 120,
+            pacing: Pacing::Rate(1000.0),
+            drain: 1.0,
+        };
+        let w = Window {
+            start: 0,
+            end: 1_000_000_000,
+        };
+        let total: u64 = (0..4)
+            .map(|i| Schedule::new(&flow, 1000.0, i, w).count)
+            .sum();
+        assert_eq!(total, 1000);
+        let s1 = Schedule::new(&flow, 1000.0, 1, w);
+        assert_eq!(s1.due(0), 1_000_000);
+        assert_eq!(s1.due(1), 5_000_000);
+    }
+}
