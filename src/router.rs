@@ -304,10 +304,23 @@ impl Router {
                         }
                     }
                     Err(r) => {
-                        self.answer(conn, &register_id, key.user.as_str(), r.status, &r.msg, now);
+                        // The answer goes on the control queue too: the
+                        // writer takes that first, and writes nothing after
+                        // the close.
+                        let frame = protocol::send_status(
+                            &register_id,
+                            key.user.as_str(),
+                            r.status,
+                            &r.msg,
+                            now,
+                        );
                         if let Some(c) = self.conns.get_mut(&conn) {
                             c.client = None;
-                            close(&c.handle, 1008, r.status.name());
+                            if c.handle.ctrl.try_send(Ctrl::Frame(frame)).is_ok() {
+                                close(&c.handle, 1008, r.status.name());
+                            } else {
+                                c.handle.shared.kill();
+                            }
                         }
                         self.unlist(&key, conn);
                         self.send_to_store(StoreOp::Detach { key });

@@ -468,7 +468,11 @@ impl Db {
 }
 
 /// Texts between `me` and `with` (or the system messages `me` received),
-/// newest first, accepted before `before_ms`.
+/// newest first, accepted before `before_ms`. A page never splits a
+/// millisecond: messages of one commit share a timestamp, and the next page
+/// (`before` = the oldest timestamp here) must not skip the rest of them.
+/// So a page ends early rather than cut a millisecond, and holds more than
+/// `limit` only if one millisecond alone does.
 pub fn history(
     conn: &Connection,
     me: &UserId,
@@ -476,22 +480,31 @@ pub fn history(
     before_ms: u64,
     limit: usize,
 ) -> Result<Vec<StoredMessage>, DbError> {
-    let mut q = conn.prepare_cached(
-        "SELECT m.origin, m.id, m.recipients, m.body, m.ts FROM inbox i JOIN messages m ON m.seq = i.seq
-         WHERE i.user = ?1 AND m.ts < ?3
-           AND (m.origin = ?2 OR (m.origin = ?1 AND instr(',' || m.recipients || ',', ',' || ?2 || ',') > 0))
-         ORDER BY i.seq DESC LIMIT ?4",
-    )?;
-    let rows = q.query_map(
-        params![
-            me.as_str(),
-            with.as_str(),
-            before_ms.min(i64::MAX as u64) as i64,
-            limit as i64
-        ],
-        stored,
-    )?;
-    rows.collect()
+    let query = |before: i64, from: i64, limit: usize| -> Result<Vec<StoredMessage>, DbError> {
+        let mut q = conn.prepare_cached(
+            "SELECT m.origin, m.id, m.recipients, m.body, m.ts FROM inbox i JOIN messages m ON m.seq = i.seq
+             WHERE i.user = ?1 AND m.ts < ?3 AND m.ts >= ?4
+               AND (m.origin = ?2 OR (m.origin = ?1 AND instr(',' || m.recipients || ',', ',' || ?2 || ',') > 0))
+             ORDER BY i.seq DESC LIMIT ?5",
+        )?;
+        let params = params![me.as_str(), with.as_str(), before, from, limit as i64];
+        q.query_map(params, stored)?.collect()
+    };
+    let before = before_ms.min(i64::MAX as u64) as i64;
+    let mut page = query(before, 0, limit + 1)?;
+    if page.len() <= limit {
+        return Ok(page);
+    }
+    let split = page[limit].ts;
+    page.truncate(limit);
+    match page.iter().position(|m| m.ts == split) {
+        None => Ok(page),
+        Some(0) => query(split as i64 + 1, split as i64, usize::MAX >> 1),
+        Some(at) => {
+            page.truncate(at);
+            Ok(page)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -759,20 +772,32 @@ mod tests {
         s.accept(text("alice", "c", &["carol"]), None, t).unwrap();
         s.accept(text("alice", "g", &["bob", "carol"]), None, t + 1)
             .unwrap();
-        let page = |before, limit| {
-            let h = history(
-                &s.db.conn,
-                &u("alice"),
-                &Origin::parse("bob").unwrap(),
-                before,
-                limit,
-            )
-            .unwrap();
+        let page = |s: &TempDb, before, limit| {
+            let with = Origin::parse("bob").unwrap();
+            let h = history(&s.db.conn, &u("alice"), &with, before, limit).unwrap();
             h.into_iter().map(|m| m.id).collect::<Vec<_>>()
         };
-        assert_eq!(page(u64::MAX, 3), ["g", "b4", "a4"]);
-        assert_eq!(page(103, 3), ["a1", "b0", "a0"], "before is exclusive");
-        assert_eq!(page(100, 3), Vec::<String>::new());
+        assert_eq!(page(&s, u64::MAX, 3), ["g", "b4", "a4"]);
+        assert_eq!(page(&s, 103, 3), ["a1", "b0", "a0"], "before is exclusive");
+        assert_eq!(page(&s, 100, 3), Vec::<String>::new());
+        // Messages of one millisecond are never split across pages.
+        for i in 0..4 {
+            s.accept(text("bob", &format!("same{i}"), &["alice"]), None, 500)
+                .unwrap();
+        }
+        s.accept(text("bob", "last", &["alice"]), None, 501)
+            .unwrap();
+        assert_eq!(
+            page(&s, u64::MAX, 3),
+            ["last"],
+            "the page ends before the shared millisecond"
+        );
+        assert_eq!(
+            page(&s, 501, 3),
+            ["same3", "same2", "same1", "same0"],
+            "one millisecond is one page"
+        );
+        assert_eq!(page(&s, 500, 2), ["g", "b4"]);
         let bob_view = history(
             &s.db.conn,
             &u("bob"),
@@ -781,7 +806,7 @@ mod tests {
             100,
         )
         .unwrap();
-        assert_eq!(bob_view.len(), 11, "both directions and the group message");
+        assert_eq!(bob_view.len(), 16, "both directions and the group message");
     }
 
     #[test]

@@ -93,6 +93,22 @@ impl TestServer {
         }
     }
 
+    /// Stops the server if it runs, then starts it again with the same
+    /// config on the same data dir, as after a reboot. The ports change
+    /// (port 0): `http` and `ws` are updated. Connections of the old server
+    /// are gone.
+    pub fn restart(&mut self) {
+        self.stop();
+        let running = server::start(&self.config).expect("server restarts");
+        self.http = format!("http://{}", running.http_addr());
+        self.ws = format!(
+            "ws://{}/{}",
+            running.ws_addr(),
+            self.config.websocket.context
+        );
+        self.running = Some(running);
+    }
+
     /// Logs in as an app; returns the token.
     pub fn token(&self, user: &str) -> String {
         let (status, body) = post_json(
