@@ -21,7 +21,7 @@ use tungstenite::{Error as WsError, Message, WebSocket, error::CapacityError};
 
 use crate::clock::now_ms;
 use crate::events::{ConnHandle, ConnId, ConnShared, Ctrl, Event, Outbound};
-use crate::inbound::{Decision, Inbound};
+use crate::inbound::{Decision, Inbound, InboundLimits};
 use crate::protocol::{Reject, Status};
 use crate::users::Directory;
 
@@ -33,9 +33,7 @@ pub struct ConnEnv {
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
-    pub rate_per_s: f64,
-    pub rate_burst: f64,
-    pub max_recipients: usize,
+    pub limits: InboundLimits,
     pub router: Sender<Event>,
     pub users: Arc<Directory>,
     /// Origin of `ConnShared::last_seen_ms`.
@@ -191,12 +189,7 @@ impl Reader<'_> {
     /// Reads until the connection ends; returns why, for the log.
     fn run(mut self) -> String {
         let env = self.env;
-        let mut inbound = Inbound::new(
-            env.rate_per_s,
-            env.rate_burst,
-            env.max_recipients,
-            Instant::now(),
-        );
+        let mut inbound = Inbound::new(env.limits, Instant::now());
         let user_exists = |u: &str| env.users.exists(u);
         loop {
             let msg = match self.ws.read() {
@@ -393,7 +386,9 @@ impl Writer {
     }
 
     fn outbound(&mut self, item: Outbound) -> Result<(), Done> {
-        self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+        if item.counts() {
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+        }
         match item {
             Outbound::Frame(f) | Outbound::Answer(f) => self.write(Message::Text(f)),
             Outbound::Batch(fs) => {

@@ -31,6 +31,15 @@ pub enum Outbound {
     Batch(Vec<Utf8Bytes>),
 }
 
+impl Outbound {
+    /// Whether the item counts against `send_queue`. Answers do not: they
+    /// answer what the client itself sent (bounded by its rate limit), and a
+    /// client that pipelines many receipts gets them in bursts per commit.
+    pub fn counts(&self) -> bool {
+        !matches!(self, Outbound::Answer(_))
+    }
+}
+
 /// Orders for a writer that bypass the router's queue.
 pub enum Ctrl {
     /// Bytes the reader's WebSocket wants written (pongs, close replies).
@@ -47,7 +56,8 @@ pub enum Ctrl {
 pub struct ConnShared {
     pub id: ConnId,
     pub peer: SocketAddr,
-    /// Outbound items the router queued and the writer has not taken yet.
+    /// Outbound items the router queued and the writer has not taken yet
+    /// (answers not counted, see [`Outbound::counts`]).
     pub queued: AtomicUsize,
     /// When the last frame arrived, in ms since the server started.
     pub last_seen_ms: AtomicU64,

@@ -8,7 +8,9 @@ use std::time::Instant;
 use tungstenite::Utf8Bytes;
 
 use crate::ids::UserId;
-use crate::protocol::{self, Register, Reject, Request, Rules, Status, TYPE_REGISTER};
+use crate::protocol::{
+    self, Register, Reject, Request, Rules, Status, TYPE_RECEIVE_STATUS, TYPE_REGISTER,
+};
 use crate::ratelimit::TokenBucket;
 
 /// What the reader does with one frame.
@@ -26,19 +28,38 @@ pub enum Decision {
     Route(Request),
 }
 
+/// The limits the checks apply, from the config.
+#[derive(Clone, Copy, Debug)]
+pub struct InboundLimits {
+    pub rate_per_s: f64,
+    pub rate_burst: f64,
+    pub max_recipients: usize,
+    /// How many messages a client may have waiting for it: it must be
+    /// able to acknowledge all of them at once.
+    pub offline_per_user: usize,
+}
+
 /// Per-connection state the checks need.
 pub struct Inbound {
     user: Option<UserId>,
-    bucket: TokenBucket,
+    /// Everything but receipts: registers and texts.
+    messages: TokenBucket,
+    /// Receipts have their own bucket: a client back from offline
+    /// acknowledges its whole backlog as fast as it reads it, which is
+    /// answering, not flooding. Ten times the message rate, and a burst of
+    /// a full offline queue.
+    receipts: TokenBucket,
     max_recipients: usize,
 }
 
 impl Inbound {
-    pub fn new(rate_per_s: f64, burst: f64, max_recipients: usize, now: Instant) -> Inbound {
+    pub fn new(limits: InboundLimits, now: Instant) -> Inbound {
+        let receipt_burst = limits.rate_burst.max(limits.offline_per_user as f64);
         Inbound {
             user: None,
-            bucket: TokenBucket::new(rate_per_s, burst, now),
-            max_recipients,
+            messages: TokenBucket::new(limits.rate_per_s, limits.rate_burst, now),
+            receipts: TokenBucket::new(limits.rate_per_s * 10.0, receipt_burst, now),
+            max_recipients: limits.max_recipients,
         }
     }
 
@@ -89,7 +110,12 @@ impl Inbound {
                 &env.id,
             );
         }
-        let limited = !self.bucket.take(now);
+        let bucket = if env.kind == TYPE_RECEIVE_STATUS {
+            &mut self.receipts
+        } else {
+            &mut self.messages
+        };
+        let limited = !bucket.take(now);
         let rate = || Reject::new(Status::Failed, "rate limit: too many messages, slow down");
         let Some(user) = &self.user else {
             let (msg, refused) = protocol::check_register(env);
@@ -126,6 +152,35 @@ mod tests {
         body["code"].as_i64().unwrap()
     }
 
+    fn limits(rate_per_s: f64, rate_burst: f64) -> InboundLimits {
+        InboundLimits {
+            rate_per_s,
+            rate_burst,
+            max_recipients: 10,
+            offline_per_user: 5,
+        }
+    }
+
+    #[test]
+    fn receipts_have_their_own_larger_bucket() {
+        let now = Instant::now();
+        let mut i = Inbound::new(limits(0.001, 1.0), now);
+        i.registered(UserId::parse("alice").unwrap());
+        assert!(matches!(
+            i.frame(TEXT, &|_| true, now, 0),
+            Decision::Route(_)
+        ));
+        assert_eq!(status(&i.frame(TEXT, &|_| true, now, 0)), 400);
+        let ack = r#"{"id":"m","type":9101,"isSystem":false,"from":"alice","to":"bob","body":{"code":200,"status":"SUCCESS","msg":"received"}}"#;
+        for _ in 0..5 {
+            assert!(
+                matches!(i.frame(ack, &|_| true, now, 0), Decision::Route(_)),
+                "a full offline queue can be acknowledged"
+            );
+        }
+        assert_eq!(status(&i.frame(ack, &|_| true, now, 0)), 400);
+    }
+
     const TEXT: &str =
         r#"{"id":"m","type":2001,"isSystem":false,"from":"alice","to":"bob","body":"hi"}"#;
     const REG: &str = r#"{"id":"r","type":1000,"isSystem":false,"from":"alice","to":"SYSTEM","body":"{\"sessionId\":\"s\"}"}"#;
@@ -133,7 +188,7 @@ mod tests {
     #[test]
     fn before_register_only_register_passes() {
         let now = Instant::now();
-        let mut i = Inbound::new(100.0, 100.0, 10, now);
+        let mut i = Inbound::new(limits(100.0, 100.0), now);
         assert_eq!(status(&i.frame(TEXT, &|_| true, now, 0)), 402);
         assert_eq!(
             status(&i.frame("nope", &|_| true, now, 0)),
@@ -155,7 +210,7 @@ mod tests {
     #[test]
     fn a_register_refused_here_is_marked_for_closing() {
         let now = Instant::now();
-        let mut i = Inbound::new(100.0, 100.0, 10, now);
+        let mut i = Inbound::new(limits(100.0, 100.0), now);
         let no_session = REG.replace(r#"{\"sessionId\":\"s\"}"#, "{}");
         let Decision::Register {
             msg,
@@ -170,7 +225,7 @@ mod tests {
     #[test]
     fn the_rate_limit_answers_400_after_the_session_check() {
         let now = Instant::now();
-        let mut i = Inbound::new(1.0, 2.0, 10, now);
+        let mut i = Inbound::new(limits(1.0, 2.0), now);
         i.registered(UserId::parse("alice").unwrap());
         assert!(matches!(
             i.frame(TEXT, &|_| true, now, 0),
@@ -189,7 +244,7 @@ mod tests {
     #[test]
     fn answers_before_register_go_to_nobody() {
         let now = Instant::now();
-        let mut i = Inbound::new(1.0, 1.0, 10, now);
+        let mut i = Inbound::new(limits(1.0, 1.0), now);
         let Decision::Answer(f) = i.frame(TEXT, &|_| true, now, 0) else {
             panic!()
         };

@@ -469,7 +469,8 @@ impl Router {
         if shared.is_closing() {
             return;
         }
-        if shared.queued.load(Ordering::Acquire) >= self.config.send_queue {
+        let counts = item.counts();
+        if counts && shared.queued.load(Ordering::Acquire) >= self.config.send_queue {
             log::warn!(
                 "conn {conn_id} ({}) is not reading: closing as slow",
                 shared.peer
@@ -482,8 +483,10 @@ impl Router {
             }
             return;
         }
-        shared.queued.fetch_add(1, Ordering::AcqRel);
-        if conn.handle.out.send(item).is_err() {
+        if counts {
+            shared.queued.fetch_add(1, Ordering::AcqRel);
+        }
+        if conn.handle.out.send(item).is_err() && counts {
             shared.queued.fetch_sub(1, Ordering::AcqRel);
         }
     }
@@ -551,7 +554,9 @@ mod tests {
         fn frames(&self) -> Vec<Value> {
             let mut v = Vec::new();
             while let Ok(item) = self.out.try_recv() {
-                self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+                if item.counts() {
+                    self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+                }
                 v.extend(
                     frames_of(item)
                         .iter()
@@ -705,7 +710,6 @@ mod tests {
         let Ok(Outbound::Answer(first)) = p.out.try_recv() else {
             panic!("no register answer")
         };
-        p.shared.queued.fetch_sub(1, Ordering::AcqRel);
         assert_eq!(
             serde_json::from_str::<Value>(&first).unwrap()["type"],
             9001,

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::connection::{ConnEnv, ws_config};
 use crate::events::Event;
 use crate::http::{HttpEnv, HttpServer};
+use crate::inbound::InboundLimits;
 use crate::router::{Router, RouterConfig};
 use crate::store::{self, Store, StoreLimits};
 use crate::users::{self, Directory};
@@ -130,9 +131,12 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         ping_interval: Duration::from_secs(ws.ping_interval_s),
         idle_timeout: Duration::from_secs(ws.idle_timeout_s),
         write_timeout: Duration::from_secs(ws.write_timeout_s),
-        rate_per_s: limits.rate_per_s,
-        rate_burst: limits.rate_burst,
-        max_recipients: limits.max_recipients,
+        limits: InboundLimits {
+            rate_per_s: limits.rate_per_s,
+            rate_burst: limits.rate_burst,
+            max_recipients: limits.max_recipients,
+            offline_per_user: limits.offline_per_user,
+        },
         router: router_tx.clone(),
         users: users.clone(),
         started: Instant::now(),
