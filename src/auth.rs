@@ -116,8 +116,13 @@ impl Logins {
             .lock()
             .map(|mut m| m.remove(&hash).is_some())
             .unwrap_or(false);
+        // Answered after the revocation is on disk, so a restart cannot
+        // bring the login back.
         if found && let Some(store) = &self.store {
-            let _ = store.send(StoreOp::RevokeLogin { hash });
+            let (tx, rx) = bounded(1);
+            if store.send(StoreOp::RevokeLogin { hash, reply: tx }).is_ok() {
+                let _ = rx.recv_timeout(SAVE_WAIT);
+            }
         }
         found
     }

@@ -64,7 +64,19 @@ impl StoredMessage {
 /// Opens (creating if needed) and migrates the database; the error is one
 /// line for the operator.
 pub fn open_connection(path: &Path) -> Result<Connection, String> {
+    let existed = path.exists();
     let mut conn = Connection::open(path).map_err(|e| e.to_string())?;
+    // SQLite quietly opens a file it may not write read-only; then every
+    // message would fail. Refuse to start instead.
+    if conn
+        .is_readonly(rusqlite::MAIN_DB)
+        .map_err(|e| e.to_string())?
+    {
+        return Err("the file is not writable by this user (check its owner and mode)".into());
+    }
+    if !existed {
+        log::info!("created a new database {}", path.display());
+    }
     // WAL: readers (history) never block the writer; FULL: a commit is on
     // disk when COMMIT returns, so 9001 SUCCESS can follow it.
     let mode: String = conn
@@ -484,7 +496,7 @@ pub fn history(
         let mut q = conn.prepare_cached(
             "SELECT m.origin, m.id, m.recipients, m.body, m.ts FROM inbox i JOIN messages m ON m.seq = i.seq
              WHERE i.user = ?1 AND m.ts < ?3 AND m.ts >= ?4
-               AND (m.origin = ?2 OR (m.origin = ?1 AND instr(',' || m.recipients || ',', ',' || ?2 || ',') > 0))
+               AND ((m.origin = ?2 AND ?2 <> ?1) OR (m.origin = ?1 AND instr(',' || m.recipients || ',', ',' || ?2 || ',') > 0))
              ORDER BY i.seq DESC LIMIT ?5",
         )?;
         let params = params![me.as_str(), with.as_str(), before, from, limit as i64];
@@ -780,6 +792,22 @@ mod tests {
         assert_eq!(page(&s, u64::MAX, 3), ["g", "b4", "a4"]);
         assert_eq!(page(&s, 103, 3), ["a1", "b0", "a0"], "before is exclusive");
         assert_eq!(page(&s, 100, 3), Vec::<String>::new());
+        s.accept(text("alice", "note", &["alice"]), None, 400)
+            .unwrap();
+        let me = history(
+            &s.db.conn,
+            &u("alice"),
+            &Origin::parse("alice").unwrap(),
+            u64::MAX,
+            50,
+        )
+        .unwrap();
+        let ids: Vec<String> = me.into_iter().map(|m| m.id).collect();
+        assert_eq!(
+            ids,
+            ["note"],
+            "with=me is notes to self, not everything sent"
+        );
         // Messages of one millisecond are never split across pages.
         for i in 0..4 {
             s.accept(text("bob", &format!("same{i}"), &["alice"]), None, 500)

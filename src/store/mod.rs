@@ -42,9 +42,16 @@ pub fn backup(db: &Path, to: &Path) -> Result<(), String> {
     let src = db::open_reader(db).map_err(|e| format!("database {}: {e}", db.display()))?;
     let mut dst = rusqlite::Connection::open(to).map_err(|e| format!("{}: {e}", to.display()))?;
     let copy = rusqlite::backup::Backup::new(&src, &mut dst).map_err(|e| e.to_string())?;
-    // Small steps with no pause: the server's writer waits at most one step.
-    copy.run_to_completion(256, Duration::ZERO, None)
-        .map_err(|e| format!("backup to {}: {e}", to.display()))
+    // One step: it reads one snapshot (WAL lets the server keep writing
+    // meanwhile). Copying in many steps restarts whenever the server
+    // commits between them, and a busy server never lets it finish.
+    let result = copy.run_to_completion(-1, Duration::ZERO, None);
+    drop(copy);
+    drop(dst);
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(to);
+        format!("backup to {}: {e}", to.display())
+    })
 }
 
 /// The store's limits, from `[limits]`.
@@ -130,8 +137,10 @@ pub enum StoreOp {
         expires_ms: u64,
         reply: Sender<bool>,
     },
+    /// Answered once the revocation is on disk.
     RevokeLogin {
         hash: SecretHash,
+        reply: Sender<bool>,
     },
     RevokeUser {
         user: UserId,
@@ -373,7 +382,7 @@ fn execute(db: &mut db::Db, op: &StoreOp, now: u64) -> Result<Outcome, db::DbErr
             db.save_login(hash, user, *expires_ms)?;
             Outcome::Nothing
         }
-        StoreOp::RevokeLogin { hash } => {
+        StoreOp::RevokeLogin { hash, .. } => {
             db.revoke_login(hash)?;
             Outcome::Nothing
         }
@@ -458,17 +467,11 @@ fn answer(op: StoreOp, outcome: Outcome) -> Option<Done> {
             register_id,
             result: Err(storage()),
         },
-        (StoreOp::SaveLogin { reply, .. }, _) => {
+        (StoreOp::SaveLogin { reply, .. } | StoreOp::RevokeLogin { reply, .. }, _) => {
             let _ = reply.send(!failed);
             return None;
         }
-        (
-            StoreOp::Detach { .. }
-            | StoreOp::RevokeLogin { .. }
-            | StoreOp::RevokeUser { .. }
-            | StoreOp::Stop,
-            _,
-        ) => {
+        (StoreOp::Detach { .. } | StoreOp::RevokeUser { .. } | StoreOp::Stop, _) => {
             return None;
         }
     })
