@@ -45,13 +45,28 @@ pub fn backup(db: &Path, to: &Path) -> Result<(), String> {
     // One step: it reads one snapshot (WAL lets the server keep writing
     // meanwhile). Copying in many steps restarts whenever the server
     // commits between them, and a busy server never lets it finish.
-    let result = copy.run_to_completion(-1, Duration::ZERO, None);
+    let result = copy_all(&copy);
     drop(copy);
     drop(dst);
     result.map_err(|e| {
         let _ = std::fs::remove_file(to);
         format!("backup to {}: {e}", to.display())
     })
+}
+
+/// Runs a backup in one step, retrying a bounded number of times while the
+/// database is briefly locked.
+fn copy_all(copy: &rusqlite::backup::Backup) -> Result<(), String> {
+    use rusqlite::backup::StepResult;
+    for _ in 0..1000 {
+        match copy.step(-1).map_err(|e| e.to_string())? {
+            StepResult::Done => return Ok(()),
+            StepResult::More => {}
+            // Locked for a moment by the server's checkpoint: try again soon.
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    Err("the database stayed locked".into())
 }
 
 /// The store's limits, from `[limits]`.
