@@ -44,6 +44,9 @@ pub struct WebSocket {
     pub send_queue: usize,
     /// A write to a client that blocks this long closes the connection.
     pub write_timeout_s: u64,
+    /// The WebSocket URL browsers are told to use (behind a TLS proxy:
+    /// `wss://...`); unset: this port on the host the browser used.
+    pub public_url: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -139,6 +142,7 @@ impl Default for WebSocket {
             idle_timeout_s: DEFAULT_IDLE_TIMEOUT_S,
             send_queue: DEFAULT_SEND_QUEUE,
             write_timeout_s: DEFAULT_WRITE_TIMEOUT_S,
+            public_url: None,
         }
     }
 }
@@ -282,6 +286,11 @@ impl Config {
                     .into(),
             );
         }
+        if let Some(url) = &ws.public_url
+            && !(url.starts_with("ws://") || url.starts_with("wss://"))
+        {
+            return Err("websocket.public_url must start with ws:// or wss://".into());
+        }
         if self.api.key.as_deref().is_some_and(|k| k.len() < 16) {
             return Err("api.key must be at least 16 characters".into());
         }
@@ -322,6 +331,7 @@ mod tests {
         let parsed = Config::parse(&uncommented).unwrap();
         let mut expected = Config::default();
         expected.api.key = parsed.api.key.clone();
+        expected.websocket.public_url = parsed.websocket.public_url.clone();
         assert_eq!(parsed, expected);
         let docs = include_str!("../docs/CONFIG.md");
         for key in [
@@ -335,6 +345,7 @@ mod tests {
             "idle_timeout_s",
             "send_queue",
             "write_timeout_s",
+            "public_url",
             "key",
             "session_ttl_s",
             "register_timeout_s",

@@ -23,6 +23,7 @@ use crate::ids::{ClientName, Origin, SYSTEM, UserId};
 use crate::protocol::{self, Status};
 use crate::store;
 use crate::users::Directory;
+use crate::web;
 
 /// Largest login request body; login bodies are tiny.
 const MAX_LOGIN_BODY: usize = 16 * 1024;
@@ -36,6 +37,11 @@ pub struct HttpEnv {
     pub logins: Arc<Logins>,
     pub router: Sender<Event>,
     pub api_key: Option<SecretHash>,
+    /// Where browsers find the WebSocket: a configured public URL, or the
+    /// WebSocket port on the host they reached this server by.
+    pub ws_public_url: Option<String>,
+    pub ws_port: u16,
+    pub ws_context: String,
     /// The database, read directly for history (WAL: readers never block
     /// the store's writer).
     pub db_path: PathBuf,
@@ -63,6 +69,9 @@ pub struct HttpRequest {
     pub cookie: Option<String>,
     /// From `token:` or `Authorization: Bearer`.
     pub token: Option<String>,
+    /// The `Host` header, for the WebSocket URL the page should use.
+    pub host: Option<String>,
+    pub if_none_match: Option<String>,
     /// From `Authorization: Bearer` only (the system API key).
     pub bearer: Option<String>,
     pub form: bool,
@@ -73,22 +82,30 @@ pub struct HttpRequest {
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
-    pub body: Value,
+    pub body: ReplyBody,
     pub headers: Vec<(&'static str, String)>,
+}
+
+/// JSON for the API, embedded bytes for the page.
+#[derive(Debug)]
+pub enum ReplyBody {
+    Json(Value),
+    Static(&'static web::Asset),
+    Empty,
 }
 
 impl Reply {
     fn ok(body: Value) -> Reply {
         Reply {
             status: 200,
-            body,
+            body: ReplyBody::Json(body),
             headers: Vec::new(),
         }
     }
     fn error(status: u16, msg: impl Into<String>) -> Reply {
         Reply {
             status,
-            body: json!({"code": status, "msg": msg.into()}),
+            body: ReplyBody::Json(json!({"code": status, "msg": msg.into()})),
             headers: Vec::new(),
         }
     }
@@ -101,6 +118,7 @@ impl Reply {
 #[derive(Debug, PartialEq, Eq)]
 enum Route<'a> {
     Healthz,
+    WebSocketUrl,
     ApiLogin,
     ApiLogout,
     AppLogin,
@@ -116,6 +134,7 @@ fn route(path: &str) -> Option<(Method, Route<'_>)> {
     use Method::{Get, Post};
     let r = match path {
         "/healthz" => (Get, Route::Healthz),
+        "/api/websocket/url" => (Get, Route::WebSocketUrl),
         "/api/login" => (Post, Route::ApiLogin),
         "/api/logout" => (Post, Route::ApiLogout),
         "/app/login" => (Post, Route::AppLogin),
@@ -139,6 +158,11 @@ fn route(path: &str) -> Option<(Method, Route<'_>)> {
 
 /// Answers one request.
 pub fn handle(env: &HttpEnv, req: &HttpRequest) -> Reply {
+    if req.method == Method::Get
+        && let Some(asset) = web::asset(&req.path)
+    {
+        return page(env, req, asset);
+    }
     let Some((method, route)) = route(&req.path) else {
         return Reply::error(404, "no such endpoint");
     };
@@ -155,6 +179,7 @@ pub fn handle(env: &HttpEnv, req: &HttpRequest) -> Reply {
                 Reply::error(503, "a listener has stopped")
             }
         }
+        Route::WebSocketUrl => Reply::ok(json!({ "url": ws_url(env, req) })),
         Route::ApiLogin | Route::AppLogin => login(env, req, route == Route::AppLogin, now),
         Route::ApiLogout => {
             let cleared = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
@@ -289,6 +314,45 @@ fn history(env: &HttpEnv, me: &UserId, query: &str) -> Reply {
             Reply::error(503, "storage failure").header("Retry-After", "1".into())
         }
     }
+}
+
+fn ws_url(env: &HttpEnv, req: &HttpRequest) -> String {
+    web::websocket_url(
+        env.ws_public_url.as_deref(),
+        req.host.as_deref(),
+        env.ws_port,
+        &env.ws_context,
+    )
+}
+
+/// A page file, revalidated by ETag on every load (so a new binary's page
+/// is picked up at once) and locked down by its CSP.
+fn page(env: &HttpEnv, req: &HttpRequest, asset: &'static web::Asset) -> Reply {
+    let etag = asset.etag();
+    let unchanged = req
+        .if_none_match
+        .as_deref()
+        .is_some_and(|t| t.split(',').any(|t| t.trim() == etag));
+    let mut reply = Reply {
+        status: if unchanged { 304 } else { 200 },
+        body: if unchanged {
+            ReplyBody::Empty
+        } else {
+            ReplyBody::Static(asset)
+        },
+        headers: vec![
+            ("Cache-Control", "no-cache".into()),
+            ("ETag", etag.to_string()),
+            (
+                "Content-Security-Policy",
+                web::content_security_policy(web::origin_of(&ws_url(env, req))),
+            ),
+        ],
+    };
+    for (k, v) in web::SECURITY_HEADERS {
+        reply.headers.push((k, v.to_string()));
+    }
+    reply
 }
 
 fn busy(msg: &str) -> Reply {
@@ -484,6 +548,8 @@ fn read_request(rq: &mut tiny_http::Request, limit: usize) -> Result<HttpRequest
             .then(|| value.trim().to_string())
     });
     let token = header("token").or_else(|| bearer.clone());
+    let host = header("Host");
+    let if_none_match = header("If-None-Match");
     let form =
         header("Content-Type").is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
     let mut body = Vec::new();
@@ -505,6 +571,8 @@ fn read_request(rq: &mut tiny_http::Request, limit: usize) -> Result<HttpRequest
         query,
         cookie,
         token,
+        host,
+        if_none_match,
         bearer,
         form,
         body,
@@ -512,14 +580,23 @@ fn read_request(rq: &mut tiny_http::Request, limit: usize) -> Result<HttpRequest
 }
 
 fn respond(rq: tiny_http::Request, reply: Reply) {
-    let mut resp =
-        tiny_http::Response::from_data(reply.body.to_string()).with_status_code(reply.status);
-    let mut headers = vec![
-        ("Content-Type", "application/json".to_string()),
-        ("Cache-Control", "no-store".to_string()),
-        ("X-Content-Type-Options", "nosniff".to_string()),
-    ];
+    let (bytes, mut headers): (Vec<u8>, Vec<(&str, String)>) = match reply.body {
+        ReplyBody::Json(v) => (
+            v.to_string().into_bytes(),
+            vec![
+                ("Content-Type", "application/json".to_string()),
+                ("Cache-Control", "no-store".to_string()),
+                ("X-Content-Type-Options", "nosniff".to_string()),
+            ],
+        ),
+        ReplyBody::Static(a) => (
+            a.bytes.to_vec(),
+            vec![("Content-Type", a.content_type.to_string())],
+        ),
+        ReplyBody::Empty => (Vec::new(), Vec::new()),
+    };
     headers.extend(reply.headers);
+    let mut resp = tiny_http::Response::from_data(bytes).with_status_code(reply.status);
     for (k, v) in headers {
         if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
             resp.add_header(h);
@@ -612,6 +689,8 @@ mod tests {
             query: String::new(),
             cookie: None,
             token: None,
+            host: None,
+            if_none_match: None,
             bearer: None,
             form: true,
             body: b"username=alice&password=p%26ss+word".to_vec(),

@@ -24,4 +24,5 @@ pub mod server;
 pub mod sessions;
 pub mod store;
 pub mod users;
+pub mod web;
 pub mod websocket;
