@@ -3,8 +3,10 @@
 //! It speaks the protocol like any client: HTTP app login → token → one-time
 //! session id → WebSocket register → texts (2001), answered by the server
 //! with 9001 and acknowledged by the receivers with 9101. Every simulated
-//! client is one blocking thread owning one connection; it talks to
-//! loopback only, and every loop is bounded by a count and a deadline.
+//! client has its own connection and blocking thread (a `rate` sender has
+//! two: a writer that sends on schedule, a reader for the answers). It
+//! talks to loopback only, and every loop is bounded by a count and a
+//! deadline.
 //!
 //! With `--spawn PATH` it starts its own server: a fresh temp data dir,
 //! users `u0..uN` sharing one password, a config with port 0 and the
@@ -34,10 +36,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tungstenite::stream::MaybeTlsStream;
+use tungstenite::protocol::Role;
 use tungstenite::{Message, WebSocket};
 
 const USAGE: &str = "\
@@ -67,8 +69,11 @@ CI smoke run: edgeim-bench --spawn target/debug/edgeim pairs --pairs 2 --seconds
 
 /// One HTTP request, the register answer, a handshake: how long each may take.
 const WAIT: Duration = Duration::from_secs(10);
-/// The longest a worker blocks in a read before it looks at the clock again.
-const POLL: Duration = Duration::from_millis(20);
+/// The longest a worker blocks in a read before it looks at the clock
+/// again. Answers wake it sooner; this only bounds how late it notices the
+/// end of a run, and each wake-up costs the generator CPU that the server
+/// would use (150 threads at 20 ms cost 7% of a core here).
+const POLL: Duration = Duration::from_millis(100);
 /// The clientName of every benchmark connection (the same across runs, so a
 /// rerun replaces the client instead of making the server track new ones).
 const CLIENT_NAME: &str = "bench";
@@ -80,8 +85,6 @@ const MAX_MESSAGES: u64 = 20_000_000;
 /// Upper bound on loop iterations of one worker (each one reads or sends).
 const MAX_ITERATIONS: u64 = 200_000_000;
 const ACK_BODY: &str = r#"{\"code\":200,\"status\":\"SUCCESS\",\"msg\":\"received\"}"#;
-
-type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
 
 fn main() -> ExitCode {
     epoch();
@@ -588,6 +591,8 @@ struct Target {
     http_host: String,
     http_prefix: String,
     ws_url: String,
+    /// host:port of `ws_url`.
+    ws_host: String,
     pid: Option<u32>,
     password: String,
     ticks: f64,
@@ -607,7 +612,12 @@ impl Target {
             .strip_prefix("ws://")
             .ok_or_else(|| format!("bad --ws URL {ws:?}: it must start with ws://"))?;
         let ws_host = ws_host.split('/').next().unwrap_or_default();
-        for host in [http_host.as_str(), ws_host] {
+        let ws_host = if ws_host.ends_with(']') || !ws_host.contains(':') {
+            format!("{ws_host}:80")
+        } else {
+            ws_host.to_string()
+        };
+        for host in [http_host.as_str(), ws_host.as_str()] {
             if !is_loopback(host) {
                 return Err(format!(
                     "{host}: the load generator talks to loopback addresses only"
@@ -618,6 +628,7 @@ impl Target {
             http_host,
             http_prefix,
             ws_url: ws.to_string(),
+            ws_host,
             pid,
             password: password.to_string(),
             ticks,
@@ -968,6 +979,62 @@ fn status_of(body: &str) -> (i64, String) {
     }
 }
 
+/// The socket under a client's WebSocket. Until [`split`] its writes go
+/// straight to the socket. After it they go to the writer thread, which is
+/// then the only one writing: tungstenite has no thread-safe split, and its
+/// `read` itself writes Pong and Close replies (the server does the same:
+/// docs/ARCHITECTURE.md).
+struct Stream {
+    tcp: TcpStream,
+    forward: Option<Sender<Vec<u8>>>,
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match &self.forward {
+            None => self.tcp.write(buf),
+            Some(tx) => tx
+                .send(buf.to_vec())
+                .map(|()| buf.len())
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "writer gone")),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &self.forward {
+            None => self.tcp.flush(),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+type Ws = WebSocket<Stream>;
+
+/// The writing side of a split connection: its own WebSocket context over
+/// a clone of the socket, and the bytes the reading side wants written.
+struct WriteHalf {
+    ws: WebSocket<TcpStream>,
+    from_reader: Receiver<Vec<u8>>,
+}
+
+/// From now on `ws` only reads; everything it writes goes through the
+/// returned half. Nothing is lost: `ws` keeps its read buffer.
+fn split(ws: &mut Ws) -> Result<WriteHalf, String> {
+    let tcp = ws.get_ref().tcp.try_clone().map_err(|e| e.to_string())?;
+    let (tx, rx) = unbounded();
+    ws.get_mut().forward = Some(tx);
+    Ok(WriteHalf {
+        ws: WebSocket::from_raw_socket(tcp, Role::Client, None),
+        from_reader: rx,
+    })
+}
+
 /// How long each step of getting a registered client took.
 #[allow(dead_code)] // read by the ramp scenario to come; flows only need the socket
 struct Opened {
@@ -991,14 +1058,15 @@ fn open_client(target: &Target, user: &str) -> Result<Opened, String> {
         _ => return Err(format!("session id for {user}: HTTP {status} {answer}")),
     };
     let t2 = Instant::now();
-    let (mut ws, _) = tungstenite::connect(target.ws_url.as_str())
-        .map_err(|e| format!("connect {}: {e}", target.ws_url))?;
-    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-        s.set_nodelay(true)
-            .and_then(|()| s.set_read_timeout(Some(WAIT)))
-            .and_then(|()| s.set_write_timeout(Some(WAIT)))
-            .map_err(|e| e.to_string())?;
-    }
+    let connect_err = |e: &dyn std::fmt::Display| format!("connect {}: {e}", target.ws_url);
+    let tcp = TcpStream::connect(&target.ws_host).map_err(|e| connect_err(&e))?;
+    tcp.set_nodelay(true)
+        .and_then(|()| tcp.set_read_timeout(Some(WAIT)))
+        .and_then(|()| tcp.set_write_timeout(Some(WAIT)))
+        .map_err(|e| connect_err(&e))?;
+    let stream = Stream { tcp, forward: None };
+    let (mut ws, _) =
+        tungstenite::client(target.ws_url.as_str(), stream).map_err(|e| connect_err(&e))?;
     let t3 = Instant::now();
     let reg = json!({"id": "register", "type": 1000, "isSystem": false, "from": user,
         "to": "SYSTEM", "body": json!({"sessionId": session_id}).to_string()});
@@ -1016,9 +1084,7 @@ fn open_client(target: &Target, user: &str) -> Result<Opened, String> {
                     if code != 200 {
                         return Err(format!("register {user}: {why}"));
                     }
-                    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-                        s.set_read_timeout(Some(POLL)).map_err(|e| e.to_string())?;
-                    }
+                    set_read_timeout(&ws, POLL);
                     let t4 = Instant::now();
                     return Ok(Opened {
                         ws,
@@ -1044,10 +1110,13 @@ fn is_timeout(e: &tungstenite::Error) -> bool {
     ))
 }
 
+/// The kernel rounds socket timeouts up to whole jiffies (about 8 ms here
+/// at HZ=250): good for noticing a deadline, useless for pacing sends.
 fn set_read_timeout(ws: &Ws, d: Duration) {
-    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-        let _ = s.set_read_timeout(Some(d.max(Duration::from_micros(100))));
-    }
+    let _ = ws
+        .get_ref()
+        .tcp
+        .set_read_timeout(Some(d.max(Duration::from_millis(1))));
 }
 
 /// Close 1000, then a short bounded wait for the server's close.
@@ -1113,7 +1182,7 @@ struct Window {
     end: u64,
 }
 
-enum Role {
+enum Part {
     Sender { index: usize, to: String },
     Receiver,
 }
@@ -1138,14 +1207,14 @@ fn run_flow(target: &Target, flow: &Flow) -> Result<RunResult, String> {
         for i in 0..n {
             let user = format!("u{i}");
             let role = if i % 2 == 0 {
-                Role::Sender {
+                Part::Sender {
                     index: i / 2,
                     to: format!("u{}", i + 1),
                 }
             } else {
-                Role::Receiver
+                Part::Receiver
             };
-            let is_sender = matches!(role, Role::Sender { .. });
+            let is_sender = matches!(role, Part::Sender { .. });
             let (ready_tx, go_rx, shared) = (ready_tx.clone(), go_rx.clone(), Arc::clone(&shared));
             let spawned = thread::Builder::new()
                 .name(user.clone())
@@ -1222,7 +1291,7 @@ fn run_flow(target: &Target, flow: &Flow) -> Result<RunResult, String> {
 fn worker(
     target: &Target,
     user: &str,
-    role: Role,
+    role: Part,
     shared: &RunShared,
     ready: &Sender<Result<(), String>>,
     go: &Receiver<Option<Window>>,
@@ -1239,12 +1308,18 @@ fn worker(
         close(ws);
         return Stats::default();
     };
-    match role {
-        Role::Sender { index, to } => sender(ws, user, &to, index, shared, window),
-        Role::Receiver => receiver(ws, user, shared, window),
+    match (role, shared.flow.pacing) {
+        (Part::Sender { index, to }, Pacing::Window(w)) => {
+            window_sender(ws, user, &to, index, shared, window, w)
+        }
+        (Part::Sender { index, to }, Pacing::Rate(r)) => {
+            rate_sender(ws, user, &to, index, shared, window, r)
+        }
+        (Part::Receiver, _) => receiver(ws, user, shared, window),
     }
 }
 
+/// When text `seq` of sender `index` is due, for an open-loop flow.
 /// When text `seq` of sender `index` is due, for an open-loop flow.
 struct Schedule {
     offset: f64,
@@ -1275,30 +1350,126 @@ impl Schedule {
     }
 }
 
-fn sender(
+/// A sender's texts: when each was sent (closed loop) or due (open loop),
+/// and which got their 9001.
+struct Outbox {
+    index: usize,
+    stamp: Vec<u64>,
+    answered: Vec<bool>,
+    n_answered: u64,
+}
+
+impl Outbox {
+    fn new(index: usize) -> Outbox {
+        Outbox {
+            index,
+            stamp: Vec::new(),
+            answered: Vec::new(),
+            n_answered: 0,
+        }
+    }
+
+    fn push(&mut self, stamp: u64) {
+        self.stamp.push(stamp);
+        self.answered.push(false);
+    }
+
+    /// One frame on a sender's connection: a 9001 for one of its texts, a
+    /// forwarded receipt, or a text left over from an earlier run (which
+    /// it acknowledges). Err: the connection is unusable.
+    fn on_frame(
+        &mut self,
+        ws: &mut Ws,
+        me: &str,
+        text: &str,
+        st: &mut Stats,
+        shared: &RunShared,
+        window: Window,
+    ) -> Result<(), ()> {
+        let Ok(f) = serde_json::from_str::<Frame>(text) else {
+            st.error("sender: unreadable frame");
+            return Ok(());
+        };
+        match f.kind {
+            9001 => {
+                let known = parse_text_id(&shared.tag, &f.id)
+                    .filter(|(i, _)| *i == self.index)
+                    .map(|(_, n)| n as usize)
+                    .filter(|n| self.answered.get(*n) == Some(&false));
+                let Some(n) = known else {
+                    st.error(format!("9001 for an unknown or answered id {:?}", f.id));
+                    return Ok(());
+                };
+                self.answered[n] = true;
+                self.n_answered += 1;
+                let (code, why) = status_of(&f.body);
+                if code != 200 {
+                    st.error(format!("9001 {why}"));
+                    return Ok(());
+                }
+                let now = now_ns();
+                st.acked += 1;
+                if now <= window.end {
+                    st.acked_in_window += 1;
+                }
+                st.ack_latency.push(now.saturating_sub(self.stamp[n]));
+                shared.acked.fetch_add(1, Ordering::Relaxed);
+            }
+            9101 => st.receipts += 1,
+            2001 => {
+                // Left over from an earlier run: acknowledge it so it stops.
+                if let Err(e) = ws.send(Message::text(ack_frame(&f.id, me, &f.from))) {
+                    st.error(format!("sender send: {e}"));
+                    return Err(());
+                }
+            }
+            other => st.error(format!("sender got type {other}")),
+        }
+        Ok(())
+    }
+}
+
+enum Next {
+    Text(tungstenite::Utf8Bytes),
+    Idle,
+    Gone,
+}
+
+/// The next text frame, `Idle` after a read timeout, `Gone` (recorded as
+/// an error) when the server closed or the socket failed.
+fn next_text(ws: &mut Ws, st: &mut Stats, who: &str) -> Next {
+    match ws.read() {
+        Ok(Message::Text(t)) => Next::Text(t),
+        Ok(Message::Close(f)) => {
+            st.error(format!("{who} closed by the server: {f:?}"));
+            Next::Gone
+        }
+        Ok(_) => Next::Idle,
+        Err(e) if is_timeout(&e) => Next::Idle,
+        Err(e) => {
+            st.error(format!("{who} read: {e}"));
+            Next::Gone
+        }
+    }
+}
+
+/// Closed loop, one thread: send while fewer than `limit` texts wait for
+/// their 9001, otherwise block in read (the answers wake it).
+fn window_sender(
     mut ws: Ws,
     me: &str,
     to: &str,
     index: usize,
     shared: &RunShared,
     window: Window,
+    limit: usize,
 ) -> Stats {
     let flow = &shared.flow;
     let mut st = Stats::default();
+    let mut out = Outbox::new(index);
     let pad = "x".repeat(flow.size.saturating_sub(STAMP_DIGITS));
     let hard_end = window.end + (flow.drain * 1e9) as u64;
-    let schedule = match flow.pacing {
-        Pacing::Rate(r) => Some(Schedule::new(flow, r, index, window)),
-        Pacing::Window(_) => None,
-    };
-    let cap = match &schedule {
-        Some(s) => s.count,
-        None => MAX_MESSAGES / flow.pairs as u64,
-    };
-    // The time each text was sent (closed loop) or due (open loop).
-    let mut stamp: Vec<u64> = Vec::new();
-    let mut answered: Vec<bool> = Vec::new();
-    let mut in_flight = 0usize;
+    let cap = MAX_MESSAGES / flow.pairs as u64;
     let mut seq = 0u64;
     sleep_until_ns(window.start);
     for _ in 0..MAX_ITERATIONS {
@@ -1306,114 +1477,207 @@ fn sender(
         if now >= hard_end {
             break;
         }
-        // Send what the pacing allows, then flush once.
+        let sending = now < window.end && seq < cap;
         let mut wrote = false;
-        let more_to_send = match (&schedule, flow.pacing) {
-            (Some(s), _) => {
-                while seq < cap && s.due(seq) <= now_ns() {
-                    let due = s.due(seq);
-                    let t = now_ns();
-                    if let Err(e) = send_text(&mut ws, me, to, &shared.tag, index, seq, due, &pad) {
-                        st.error(format!("send: {e}"));
-                        return finish(ws, st);
-                    }
-                    st.send_lag.push(t.saturating_sub(due));
-                    sent(&mut st, &mut stamp, &mut answered, due, t <= window.end);
-                    in_flight += 1;
-                    seq += 1;
-                    wrote = true;
-                }
-                seq < cap
+        while sending && seq < cap && seq - out.n_answered < limit as u64 {
+            let t = now_ns();
+            if let Err(e) = send_text(&mut ws, me, to, &shared.tag, index, seq, t, &pad) {
+                st.error(format!("sender send: {e}"));
+                return finish(ws, st);
             }
-            (None, Pacing::Window(w)) => {
-                while now < window.end && seq < cap && in_flight < w {
-                    let t = now_ns();
-                    if let Err(e) = send_text(&mut ws, me, to, &shared.tag, index, seq, t, &pad) {
-                        st.error(format!("send: {e}"));
-                        return finish(ws, st);
-                    }
-                    sent(&mut st, &mut stamp, &mut answered, t, true);
-                    in_flight += 1;
-                    seq += 1;
-                    wrote = true;
-                }
-                now < window.end && seq < cap
-            }
-            (None, Pacing::Rate(_)) => false,
-        };
+            out.push(t);
+            st.sent += 1;
+            st.sent_in_window += 1;
+            seq += 1;
+            wrote = true;
+        }
         if wrote && let Err(e) = ws.flush() {
-            st.error(format!("send: {e}"));
+            st.error(format!("sender send: {e}"));
             return finish(ws, st);
         }
-        if !more_to_send && in_flight == 0 {
+        if !sending && out.n_answered == seq {
             break;
         }
-        // Block for the next frame, but not past the next due send.
-        if let Some(s) = &schedule {
-            let wait = if seq < cap {
-                Duration::from_nanos(s.due(seq).saturating_sub(now_ns()))
-            } else {
-                POLL
-            };
-            set_read_timeout(&ws, wait.min(POLL));
-        }
-        let text = match ws.read() {
-            Ok(Message::Text(t)) => t,
-            Ok(Message::Close(f)) => {
-                st.error(format!("sender closed by the server: {f:?}"));
-                return st;
-            }
-            Ok(_) => continue,
-            Err(e) if is_timeout(&e) => continue,
-            Err(e) => {
-                st.error(format!("sender read: {e}"));
-                return st;
-            }
-        };
-        let Ok(f) = serde_json::from_str::<Frame>(&text) else {
-            st.error("sender: unreadable frame");
-            continue;
-        };
-        match f.kind {
-            9001 => {
-                let Some((_, n)) = parse_text_id(&shared.tag, &f.id).filter(|(i, n)| {
-                    *i == index && (*n as usize) < answered.len() && !answered[*n as usize]
-                }) else {
-                    st.error(format!("9001 for an unknown or answered id {:?}", f.id));
-                    continue;
-                };
-                answered[n as usize] = true;
-                in_flight -= 1;
-                let (code, why) = status_of(&f.body);
-                if code != 200 {
-                    st.error(format!("9001 {why}"));
-                    continue;
-                }
-                let now = now_ns();
-                st.acked += 1;
-                if now <= window.end {
-                    st.acked_in_window += 1;
-                }
-                st.ack_latency.push(now.saturating_sub(stamp[n as usize]));
-                shared.acked.fetch_add(1, Ordering::Relaxed);
-            }
-            9101 => st.receipts += 1,
-            2001 => {
-                // Left over from an earlier run: acknowledge it so it stops.
-                if let Err(e) = ws.send(Message::text(ack_frame(&f.id, me, &f.from))) {
-                    st.error(format!("send: {e}"));
-                    return finish(ws, st);
+        match next_text(&mut ws, &mut st, "sender") {
+            Next::Text(t) => {
+                if out
+                    .on_frame(&mut ws, me, &t, &mut st, shared, window)
+                    .is_err()
+                {
+                    return st;
                 }
             }
-            other => st.error(format!("sender got type {other}")),
+            Next::Idle => {}
+            Next::Gone => return st,
         }
     }
-    if in_flight > 0 {
-        st.error(format!(
-            "{in_flight} texts without a 9001 after the drain time"
-        ));
+    if seq > out.n_answered {
+        let n = seq - out.n_answered;
+        st.error(format!("{n} texts without a 9001 after the drain time"));
     }
     finish(ws, st)
+}
+
+/// Open loop, two threads: a writer sends each text at its due time
+/// (waiting on a channel, which wakes on time, unlike a socket timeout)
+/// while this thread reads the answers.
+fn rate_sender(
+    mut ws: Ws,
+    me: &str,
+    to: &str,
+    index: usize,
+    shared: &RunShared,
+    window: Window,
+    rate: f64,
+) -> Stats {
+    let flow = &shared.flow;
+    let mut st = Stats::default();
+    let schedule = Schedule::new(flow, rate, index, window);
+    let mut out = Outbox::new(index);
+    for k in 0..schedule.count {
+        out.push(schedule.due(k));
+    }
+    let half = match split(&mut ws) {
+        Ok(h) => h,
+        Err(e) => {
+            st.error(format!("split: {e}"));
+            return st;
+        }
+    };
+    let sent = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+    let hard_end = window.end + (flow.drain * 1e9) as u64;
+    thread::scope(|scope| {
+        let writer = thread::Builder::new()
+            .name(format!("{me}-w"))
+            .stack_size(128 * 1024)
+            .spawn_scoped(scope, || {
+                let pace = Pace {
+                    me,
+                    to,
+                    index,
+                    shared,
+                    window,
+                    schedule: &schedule,
+                    sent: &sent,
+                    done: &done,
+                };
+                paced_writer(half, &pace)
+            });
+        let writer = match writer {
+            Ok(w) => w,
+            Err(e) => {
+                st.error(format!("cannot start a writer thread: {e}"));
+                return st;
+            }
+        };
+        sleep_until_ns(window.start);
+        for _ in 0..MAX_ITERATIONS {
+            if now_ns() >= hard_end
+                || (done.load(Ordering::Acquire) && out.n_answered >= sent.load(Ordering::Acquire))
+            {
+                break;
+            }
+            match next_text(&mut ws, &mut st, "sender") {
+                Next::Text(t) => {
+                    if out
+                        .on_frame(&mut ws, me, &t, &mut st, shared, window)
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                Next::Idle => {}
+                Next::Gone => break,
+            }
+        }
+        let unanswered = sent.load(Ordering::Acquire).saturating_sub(out.n_answered);
+        if unanswered > 0 {
+            st.error(format!(
+                "{unanswered} texts without a 9001 after the drain time"
+            ));
+        }
+        // The close goes out through the writer, which ends when `ws` is dropped.
+        close(ws);
+        st.merge(writer.join().unwrap_or_default());
+        st
+    })
+}
+
+/// What the paced writer needs to know.
+struct Pace<'a> {
+    me: &'a str,
+    to: &'a str,
+    index: usize,
+    shared: &'a RunShared,
+    window: Window,
+    schedule: &'a Schedule,
+    /// Texts written so far.
+    sent: &'a AtomicU64,
+    /// Set when the writer will send no more texts.
+    done: &'a AtomicBool,
+}
+
+/// Sends every text of the schedule at its due time (late ones at once:
+/// their latency still counts from the due time), and writes what the
+/// reading side hands over (Pong, Close) until that side is dropped.
+fn paced_writer(mut half: WriteHalf, p: &Pace) -> Stats {
+    let mut st = Stats::default();
+    let pad = "x".repeat(p.shared.flow.size.saturating_sub(STAMP_DIGITS));
+    let hard_end = p.window.end + (p.shared.flow.drain * 1e9) as u64 + 2_000_000_000;
+    let s = p.schedule;
+    let mut seq = 0u64;
+    let mut failed = false;
+    for _ in 0..MAX_ITERATIONS {
+        if !failed {
+            let mut wrote = false;
+            while seq < s.count && s.due(seq) <= now_ns() {
+                let due = s.due(seq);
+                let t = now_ns();
+                let tag = &p.shared.tag;
+                if let Err(e) = send_text(&mut half.ws, p.me, p.to, tag, p.index, seq, due, &pad) {
+                    st.error(format!("sender send: {e}"));
+                    failed = true;
+                    break;
+                }
+                st.send_lag.push(t.saturating_sub(due));
+                st.sent += 1;
+                if t <= p.window.end {
+                    st.sent_in_window += 1;
+                }
+                seq += 1;
+                wrote = true;
+            }
+            if wrote && let Err(e) = half.ws.flush() {
+                st.error(format!("sender send: {e}"));
+                failed = true;
+            }
+            p.sent.store(seq, Ordering::Release);
+            if failed || seq >= s.count {
+                p.done.store(true, Ordering::Release);
+            }
+        }
+        let wait = if !failed && seq < s.count {
+            Duration::from_nanos(s.due(seq).saturating_sub(now_ns())).min(POLL)
+        } else {
+            POLL
+        };
+        match half.from_reader.recv_timeout(wait) {
+            Ok(bytes) => {
+                if half.ws.get_mut().write_all(&bytes).is_err() {
+                    failed = true;
+                    p.done.store(true, Ordering::Release);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if now_ns() >= hard_end {
+            break;
+        }
+    }
+    p.done.store(true, Ordering::Release);
+    st
 }
 
 fn finish(ws: Ws, st: Stats) -> Stats {
@@ -1421,19 +1685,10 @@ fn finish(ws: Ws, st: Stats) -> Stats {
     st
 }
 
-fn sent(st: &mut Stats, stamp: &mut Vec<u64>, answered: &mut Vec<bool>, t: u64, in_window: bool) {
-    stamp.push(t);
-    answered.push(false);
-    st.sent += 1;
-    if in_window {
-        st.sent_in_window += 1;
-    }
-}
-
 /// Writes (does not flush) text `seq`; its body starts with `stamp`.
 #[allow(clippy::too_many_arguments)] // the parts of one frame, kept flat for speed
-fn send_text(
-    ws: &mut Ws,
+fn send_text<S: Read + Write>(
+    ws: &mut WebSocket<S>,
     me: &str,
     to: &str,
     tag: &str,
