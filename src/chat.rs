@@ -5,7 +5,7 @@
 //! one line each on stdout.
 
 use std::collections::HashSet;
-use std::io::{BufRead, Read, Write};
+use std::io::BufRead;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
+use crate::httpc;
 use crate::ids::{SYSTEM, UserId};
 use crate::protocol::{TYPE_RECEIVE_STATUS, TYPE_REGISTER, TYPE_SEND_STATUS, TYPE_TEXT};
 
@@ -55,7 +56,7 @@ pub fn run(
 
 /// Refuses https://, wss:// and other schemes before anything is sent.
 fn check_urls(opts: &Options) -> Result<(), String> {
-    split_http_url(&opts.server)?;
+    httpc::split_http_url(&opts.server)?;
     if opts.ws.starts_with("wss://") {
         return Err(format!(
             "bad --ws URL {:?}: use ws://; put TLS in a reverse proxy",
@@ -341,68 +342,8 @@ fn http(
     token: Option<&str>,
     body: Option<&str>,
 ) -> Result<(u16, Value), String> {
-    let (host, prefix) = split_http_url(server)?;
-    let mut stream =
-        TcpStream::connect(&host).map_err(|e| format!("cannot connect to {server}: {e}"))?;
-    stream
-        .set_read_timeout(Some(WAIT))
-        .and_then(|()| stream.set_write_timeout(Some(WAIT)))
-        .map_err(|e| e.to_string())?;
-    let mut request =
-        format!("{method} {prefix}{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        request.push_str(&format!("token: {t}\r\n"));
-    }
-    let body = body.unwrap_or_default();
-    if method == "POST" {
-        request.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    let mut answer = Vec::new();
-    stream
-        .write_all(request.as_bytes())
-        .and_then(|()| stream.read_to_end(&mut answer))
-        .map_err(|e| format!("{server}: {e}"))?;
-    let answer = String::from_utf8_lossy(&answer);
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("{server}: not an HTTP answer"))?;
-    Ok((status, serde_json::from_str(body).unwrap_or_default()))
-}
-
-/// `http://host:port/prefix` → ("host:port", "/prefix"); the port defaults to 80.
-fn split_http_url(url: &str) -> Result<(String, String), String> {
-    if url.starts_with("https://") {
-        return Err(format!(
-            "bad --server URL {url:?}: use http://; put TLS in a reverse proxy"
-        ));
-    }
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("bad --server URL {url:?}: it must start with http://"))?;
-    let (host, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    if host.is_empty() || host.contains(['@', ' ', '?', '#']) {
-        return Err(format!("bad --server URL {url:?}: no host"));
-    }
-    let host = if host.ends_with(']') || !host.contains(':') {
-        format!("{host}:80")
-    } else {
-        host.to_string()
-    };
-    let prefix = prefix.trim_end_matches('/');
-    let prefix = if prefix.is_empty() {
-        String::new()
-    } else {
-        format!("/{prefix}")
-    };
-    Ok((host, prefix))
+    let (host, prefix) = httpc::split_http_url(server)?;
+    httpc::request(&host, &format!("{prefix}{path}"), method, token, body, WAIT)
 }
 
 #[cfg(test)]
@@ -421,28 +362,5 @@ mod tests {
         );
         assert_eq!(split_recipients("just text"), None);
         assert_eq!(split_recipients("two words: x"), None);
-    }
-
-    #[test]
-    fn only_plain_http_urls_are_accepted() {
-        assert_eq!(
-            split_http_url("http://127.0.0.1:8080"),
-            Ok(("127.0.0.1:8080".into(), String::new()))
-        );
-        assert_eq!(
-            split_http_url("http://example.org/im/"),
-            Ok(("example.org:80".into(), "/im".into()))
-        );
-        assert_eq!(
-            split_http_url("http://[::1]"),
-            Ok(("[::1]:80".into(), String::new()))
-        );
-        assert!(
-            split_http_url("https://example.org")
-                .unwrap_err()
-                .contains("use http://; put TLS in a reverse proxy")
-        );
-        assert!(split_http_url("example.org").is_err());
-        assert!(split_http_url("http://").is_err());
     }
 }

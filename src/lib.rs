@@ -15,6 +15,7 @@ pub mod config;
 pub mod connection;
 pub mod events;
 pub mod http;
+pub mod httpc;
 pub mod ids;
 pub mod inbound;
 pub mod protocol;

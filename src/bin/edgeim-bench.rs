@@ -607,7 +607,7 @@ impl Target {
         password: &str,
         ticks: f64,
     ) -> Result<Target, String> {
-        let (http_host, http_prefix) = split_http_url(server)?;
+        let (http_host, http_prefix) = edgeim::httpc::split_http_url(server)?;
         let ws_host = ws
             .strip_prefix("ws://")
             .ok_or_else(|| format!("bad --ws URL {ws:?}: it must start with ws://"))?;
@@ -694,31 +694,7 @@ fn is_loopback(host_port: &str) -> bool {
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// `http://host:port/prefix` → ("host:port", "/prefix"); the port defaults to 80.
-fn split_http_url(url: &str) -> Result<(String, String), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("bad --server URL {url:?}: it must start with http://"))?;
-    let (host, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    if host.is_empty() || host.contains(['@', ' ', '?', '#']) {
-        return Err(format!("bad --server URL {url:?}: no host"));
-    }
-    let host = if host.ends_with(']') || !host.contains(':') {
-        format!("{host}:80")
-    } else {
-        host.to_string()
-    };
-    let prefix = prefix.trim_end_matches('/');
-    let prefix = if prefix.is_empty() {
-        String::new()
-    } else {
-        format!("/{prefix}")
-    };
-    Ok((host, prefix))
-}
-
 /// One HTTP/1.1 request over a fresh connection: (status, JSON body or Null).
-/// Written by hand like `edgeim chat` does: the package has no HTTP client.
 fn http(
     host: &str,
     path: &str,
@@ -726,37 +702,7 @@ fn http(
     token: Option<&str>,
     body: Option<&str>,
 ) -> Result<(u16, Value), String> {
-    let mut stream = TcpStream::connect(host).map_err(|e| format!("connect {host}: {e}"))?;
-    stream
-        .set_read_timeout(Some(WAIT))
-        .and_then(|()| stream.set_write_timeout(Some(WAIT)))
-        .map_err(|e| e.to_string())?;
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        request.push_str(&format!("token: {t}\r\n"));
-    }
-    let body = body.unwrap_or_default();
-    if method == "POST" {
-        request.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    let mut answer = Vec::new();
-    stream
-        .write_all(request.as_bytes())
-        .and_then(|()| stream.take(1 << 20).read_to_end(&mut answer))
-        .map_err(|e| format!("{method} {path}: {e}"))?;
-    let answer = String::from_utf8_lossy(&answer);
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("{method} {path}: not an HTTP answer"))?;
-    Ok((status, serde_json::from_str(body).unwrap_or_default()))
+    edgeim::httpc::request(host, path, method, token, body, WAIT)
 }
 
 // ---------------------------------------------------------------- spawned server
