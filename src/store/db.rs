@@ -204,14 +204,6 @@ impl Db {
         now_ms: u64,
     ) -> Result<Result<Accepted, Refused>, DbError> {
         let origin = msg.origin.as_str();
-        let seen: Option<i64> = self
-            .conn
-            .prepare_cached("SELECT seq FROM messages WHERE origin = ?1 AND id = ?2")?
-            .query_row(params![origin, msg.id], |r| r.get(0))
-            .optional()?;
-        if seen.is_some() {
-            return Ok(Ok(Accepted::Duplicate));
-        }
         let limit = self.limits.offline_per_user;
         let full: Vec<UserId> = msg
             .to
@@ -219,8 +211,18 @@ impl Db {
             .filter(|u| self.users.get(*u).is_some_and(|c| c.unacked >= limit))
             .cloned()
             .collect();
+        // A resend of an accepted message is SUCCESS even when a recipient
+        // is full now; only that rare case needs the separate look-up.
         if !full.is_empty() {
-            return Ok(Err(Refused::Full(full)));
+            let seen: Option<i64> = self
+                .conn
+                .prepare_cached("SELECT seq FROM messages WHERE origin = ?1 AND id = ?2")?
+                .query_row(params![origin, msg.id], |r| r.get(0))
+                .optional()?;
+            return Ok(match seen {
+                Some(_) => Ok(Accepted::Duplicate),
+                None => Err(Refused::Full(full)),
+            });
         }
         let to = msg
             .to
@@ -228,9 +230,17 @@ impl Db {
             .map(UserId::as_str)
             .collect::<Vec<_>>()
             .join(",");
-        self.conn
-            .prepare_cached("INSERT INTO messages (origin, id, recipients, body, ts) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        // The unique (origin, id) index is the dedup: a resend inserts nothing.
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO messages (origin, id, recipients, body, ts) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (origin, id) DO NOTHING",
+            )?
             .execute(params![origin, msg.id, to, msg.body, now_ms as i64])?;
+        if inserted == 0 {
+            return Ok(Ok(Accepted::Duplicate));
+        }
         let seq = self.conn.last_insert_rowid();
         let targets = targets(&msg.origin, &msg.to);
         for t in &targets {
@@ -320,34 +330,47 @@ impl Db {
         id: &str,
     ) -> Result<Option<ReceiptOutcome>, DbError> {
         let user = key.user.as_str();
-        let seq: Option<i64> = self
+        // The common case in one statement: the first receipt of this user.
+        let first: Option<i64> = self
             .conn
-            .prepare_cached("SELECT seq FROM messages WHERE origin = ?1 AND id = ?2")?
-            .query_row(params![origin.as_str(), id], |r| r.get(0))
+            .prepare_cached(
+                "UPDATE inbox SET state = ?4 WHERE user = ?1 AND state = ?5
+                 AND seq = (SELECT seq FROM messages WHERE origin = ?2 AND id = ?3) RETURNING seq",
+            )?
+            .query_row(
+                params![user, origin.as_str(), id, STATE_ACKED, STATE_UNACKED],
+                |r| r.get(0),
+            )
             .optional()?;
-        let Some(seq) = seq else { return Ok(None) };
-        let state: Option<i64> = self
-            .conn
-            .prepare_cached("SELECT state FROM inbox WHERE user = ?1 AND seq = ?2")?
-            .query_row(params![user, seq], |r| r.get(0))
-            .optional()?;
-        let Some(state) = state else { return Ok(None) };
+        let (seq, outcome) = match first {
+            Some(seq) => {
+                if let Some(c) = self.users.get_mut(&key.user) {
+                    c.unacked = c.unacked.saturating_sub(1);
+                }
+                let outcome = match origin {
+                    Origin::User(sender) => ReceiptOutcome::Forward(sender.clone()),
+                    Origin::System => ReceiptOutcome::Recorded,
+                };
+                (seq, outcome)
+            }
+            None => {
+                // A repeat, a copy, or a message this user never received.
+                let known: Option<i64> = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT i.seq FROM messages m JOIN inbox i ON i.seq = m.seq
+                         WHERE m.origin = ?2 AND m.id = ?3 AND i.user = ?1",
+                    )?
+                    .query_row(params![user, origin.as_str(), id], |r| r.get(0))
+                    .optional()?;
+                let Some(seq) = known else { return Ok(None) };
+                (seq, ReceiptOutcome::Recorded)
+            }
+        };
         self.conn
             .prepare_cached("DELETE FROM pending WHERE user = ?1 AND client = ?2 AND seq = ?3")?
             .execute(params![user, key.client.as_str(), seq])?;
-        if state != STATE_UNACKED {
-            return Ok(Some(ReceiptOutcome::Recorded));
-        }
-        self.conn
-            .prepare_cached("UPDATE inbox SET state = ?3 WHERE user = ?1 AND seq = ?2")?
-            .execute(params![user, seq, STATE_ACKED])?;
-        if let Some(c) = self.users.get_mut(&key.user) {
-            c.unacked = c.unacked.saturating_sub(1);
-        }
-        Ok(Some(match origin {
-            Origin::User(sender) => ReceiptOutcome::Forward(sender.clone()),
-            Origin::System => ReceiptOutcome::Recorded,
-        }))
+        Ok(Some(outcome))
     }
 
     /// One step of the periodic clean-up: deletes up to `max` messages past
