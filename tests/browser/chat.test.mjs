@@ -1,0 +1,503 @@
+// The chat page end to end: the real edgeim binary on loopback ports, driven
+// by Debian's headless Chromium through playwright-core. alice and bob log in
+// from two browser contexts and chat both ways with receipts; bob leaves, alice
+// writes, bob comes back and gets it; markup in a text stays text; the pages
+// recover when the server restarts.
+//
+// Run by .ci/run after `cargo build`:  node --test tests/browser/
+// EDGEIM_BIN  the binary (default target/debug/edgeim, relative to the repo root)
+// CHROMIUM    the browser (default /usr/bin/chromium)
+// Screenshots of every step, and the server's log, go to target/browser-test/.
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BIN = path.resolve(REPO, process.env.EDGEIM_BIN || 'target/debug/edgeim');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const OUT = path.join(REPO, 'target', 'browser-test');
+
+/** How long any one thing may take to happen. */
+const WAIT = 15_000;
+/** How long the pages may take to come back after the server restarts: the
+ *  page's backoff reaches 8-10 s (plus jitter) after a few refused attempts. */
+const RECONNECT_WAIT = 30_000;
+/** A whole step. */
+const STEP_TIMEOUT = 120_000;
+
+/** Chromium flags for this machine (a closed network, running as root). */
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+const PASSWORDS = { alice: 'pw-alice-browser', bob: 'pw-bob-browser' };
+const XSS = '<img src=x onerror=alert(1)>';
+
+// ---- the server ----
+
+/** Runs `edgeim ARGS` to completion with `input` on stdin. */
+function runBin(args, input = '') {
+  const r = spawnSync(BIN, args, { input, encoding: 'utf8', timeout: WAIT, env: serverEnv() });
+  assert.equal(r.error, undefined, `edgeim ${args.join(' ')}: ${r.error}`);
+  assert.equal(r.status, 0, `edgeim ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+  return r;
+}
+
+function serverEnv() {
+  const env = { ...process.env };
+  delete env.EDGEIM_LOG;
+  return env;
+}
+
+/** One `edgeim serve` process; its stderr lines are kept and written to a log file. */
+class Server {
+  constructor(config, logFile) {
+    this.config = config;
+    this.logFile = logFile;
+    this.child = null;
+  }
+
+  /** Starts the server and waits for the two `listening` lines. */
+  async start() {
+    assert.equal(this.running(), false, 'the previous server is still running');
+    const child = spawn(BIN, ['serve', '--config', this.config], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: serverEnv(),
+    });
+    this.child = child;
+    this.lines = [];
+    this.waiters = [];
+    this.exited = new Promise((resolve) => {
+      child.on('exit', (code, signal) => {
+        resolve({ code, signal });
+        for (const w of this.waiters) w.fail(new Error(`edgeim exited (${code ?? signal})`));
+      });
+    });
+    child.on('error', (e) => {
+      for (const w of this.waiters) w.fail(e);
+    });
+    readline.createInterface({ input: child.stderr }).on('line', (line) => {
+      this.lines.push(line);
+      fs.appendFileSync(this.logFile, `${line}\n`);
+      for (const w of this.waiters) w.check(line);
+    });
+    fs.appendFileSync(this.logFile, `---- edgeim serve --config ${this.config} (pid ${child.pid})\n`);
+    const http = await this.waitForLine(/http listening on (\S+)/);
+    const ws = await this.waitForLine(/websocket listening on (ws:\/\/\S+)/);
+    assert.match(http, /^127\.0\.0\.1:[1-9]\d*$/, 'the real HTTP address');
+    assert.match(ws, /^ws:\/\/127\.0\.0\.1:[1-9]\d*\/websocket$/, 'the real WebSocket address');
+    return { http, ws };
+  }
+
+  running() {
+    return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** Resolves with the first group of the first log line (of this process) matching `re`. */
+  waitForLine(re, timeout = WAIT) {
+    const seen = this.lines.map((l) => l.match(re)).find(Boolean);
+    if (seen) return Promise.resolve(seen[1]);
+    if (!this.running()) return Promise.reject(new Error(`edgeim is not running; no ${re} in its log`));
+    return new Promise((resolve, reject) => {
+      const w = {
+        check: (line) => {
+          const m = line.match(re);
+          if (m) done(null, m[1]);
+        },
+        fail: (e) => done(e),
+      };
+      const timer = setTimeout(
+        () => done(new Error(`no ${re} in the log within ${timeout} ms:\n${this.lines.join('\n')}`)),
+        timeout,
+      );
+      const done = (err, value) => {
+        clearTimeout(timer);
+        this.waiters = this.waiters.filter((x) => x !== w);
+        if (err) reject(err);
+        else resolve(value);
+      };
+      this.waiters.push(w);
+    });
+  }
+
+  /** SIGTERM, and the exit status (must be 0) within WAIT. */
+  async stop() {
+    assert.equal(this.running(), true, 'the server runs');
+    this.child.kill('SIGTERM');
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`edgeim did not exit within ${WAIT} ms of SIGTERM`)), WAIT);
+    });
+    try {
+      const st = await Promise.race([this.exited, timeout]);
+      assert.deepEqual(st, { code: 0, signal: null }, `exit after SIGTERM:\n${this.lines.join('\n')}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** For cleanup: whatever state it is in, it is gone afterwards. */
+  async kill() {
+    if (!this.running()) return;
+    this.child.kill('SIGKILL');
+    await this.exited;
+  }
+}
+
+// ---- the pages ----
+
+/** A RegExp matching exactly `s` (Playwright compares normalised text). */
+function exact(s) {
+  return new RegExp(`^${s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
+}
+
+/** Watches every page for problems: console errors, uncaught exceptions, CSP
+ *  violations, dialogs. A network error while the server is down on purpose
+ *  is expected and kept apart. */
+const problems = [];
+const tolerated = [];
+let serverDown = false;
+const NETWORK_ERROR =
+  /net::ERR_CONNECTION_REFUSED|net::ERR_CONNECTION_RESET|net::ERR_EMPTY_RESPONSE|WebSocket connection to '[^']*' failed/;
+
+function problem(user, kind, text) {
+  const line = `${user}: ${kind}: ${text}`;
+  if (serverDown && kind === 'console error' && NETWORK_ERROR.test(text)) tolerated.push(line);
+  else problems.push(line);
+}
+
+/** Runs in every page before its own scripts (injected by the browser, so
+ *  the page's CSP does not apply): reports CSP violations, and records every
+ *  text each own message's `.status` showed, so a ✓ that turns into ✓✓ a
+ *  moment later is still seen. */
+function pageProbe() {
+  document.addEventListener('securitypolicyviolation', (e) => {
+    window.__edgeimProblem(
+      'csp violation',
+      `${e.violatedDirective} blocked ${e.blockedURI || '(inline)'} at ${e.sourceFile}:${e.lineNumber}`,
+    );
+  });
+  const history = {};
+  window.__edgeimStatusHistory = history;
+  const scan = () => {
+    for (const li of document.querySelectorAll('#messages li.msg.mine[data-id]')) {
+      const status = li.querySelector('.status');
+      const text = status ? status.textContent : '';
+      const h = (history[li.dataset.id] ??= []);
+      if (h[h.length - 1] !== text) h.push(text);
+    }
+  };
+  new MutationObserver(scan).observe(document, {
+    subtree: true,
+    childList: true,
+    characterData: true,
+    attributes: true,
+  });
+}
+
+let browser;
+let base;
+const users = {}; // name -> { name, context, page }
+
+/** A new browser context (a new profile: new localStorage, so a new
+ *  clientName) with one page at the chat page, not yet logged in. */
+async function openBrowser(name) {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+  context.setDefaultTimeout(WAIT);
+  context.setDefaultNavigationTimeout(WAIT);
+  await context.exposeBinding('__edgeimProblem', (_source, kind, text) => problem(name, kind, text));
+  await context.addInitScript(pageProbe);
+  const page = await context.newPage();
+  page.on('console', (m) => {
+    if (m.type() === 'error') problem(name, 'console error', `${m.text()} (${m.location().url})`);
+  });
+  page.on('pageerror', (e) => problem(name, 'page error', e.stack || e.message));
+  page.on('dialog', (d) => {
+    problem(name, 'dialog', `${d.type()}: ${d.message()}`);
+    d.dismiss().catch(() => {});
+  });
+  const u = { name, context, page };
+  users[name] = u;
+  return u;
+}
+
+async function closeBrowser(u) {
+  delete users[u.name];
+  await u.context.close();
+}
+
+/** Screenshots of every open page: target/browser-test/NN-step-user.png. */
+async function shot(step) {
+  for (const u of Object.values(users)) {
+    await u.page.screenshot({ path: path.join(OUT, `${step}-${u.name}.png`), fullPage: true });
+  }
+}
+
+async function connState(page, state, timeout = WAIT) {
+  await page.locator('#conn-state').filter({ hasText: exact(state) }).waitFor({ timeout });
+}
+
+/** Waits until the page shows it lost the server: `connecting` or `offline`. */
+async function notConnected(page) {
+  await page.locator('#conn-state').filter({ hasText: /^(connecting|offline)$/ }).waitFor();
+}
+
+async function logIn(u) {
+  const resp = await u.page.goto(base);
+  assert.equal(resp.status(), 200, 'GET /');
+  await u.page.fill('#login-username', u.name);
+  await u.page.fill('#login-password', PASSWORDS[u.name]);
+  await u.page.click('#login-submit');
+  await connState(u.page, 'connected');
+  await u.page.locator('#me').filter({ hasText: exact(u.name) }).waitFor();
+  await u.page.locator('#login-form').waitFor({ state: 'hidden' });
+  const error = (await u.page.locator('#login-error').textContent()) ?? '';
+  assert.equal(error.trim(), '', '#login-error after a good login');
+  for (const who of ['alice', 'bob', 'SYSTEM']) {
+    await u.page.locator(`#contacts li[data-user="${who}"]`).waitFor();
+  }
+  return resp;
+}
+
+function contact(page, who) {
+  return page.locator(`#contacts li[data-user="${who}"]`);
+}
+
+async function openConversation(page, who) {
+  await contact(page, who).click();
+  await page.locator(`#conversation[data-with="${who}"]`).waitFor();
+  assert.equal(await page.locator('#to').inputValue(), who, '#to after opening a conversation');
+}
+
+/** Writes `text` in the composer and sends it with the button or Enter. */
+async function send(page, text, how = 'button') {
+  await page.fill('#text', text);
+  if (how === 'enter') await page.press('#text', 'Enter');
+  else await page.click('#send');
+}
+
+/** The `li.msg.KIND` in #messages whose `.text` is exactly `text`. */
+function message(page, kind, text) {
+  return page
+    .locator(`#messages li.msg.${kind}`)
+    .filter({ has: page.locator('.text').filter({ hasText: exact(text) }) });
+}
+
+async function statusShows(page, text, status, timeout = WAIT) {
+  await message(page, 'mine', text).locator('.status').filter({ hasText: exact(status) }).waitFor({ timeout });
+}
+
+/** Every text the `.status` of the own message `text` has shown, in order. */
+async function statusHistory(page, text) {
+  const id = await message(page, 'mine', text).getAttribute('data-id');
+  assert.ok(id, `data-id of "${text}"`);
+  return page.evaluate((i) => window.__edgeimStatusHistory[i] ?? [], id);
+}
+
+/** Asserts ✓ appeared, and ✓✓ after it, and no error text. */
+async function assertTicks(page, text) {
+  await statusShows(page, text, '✓✓');
+  const shown = (await statusHistory(page, text)).filter((s) => s !== '');
+  assert.deepEqual(shown, ['✓', '✓✓'], `the .status of "${text}" showed, in order`);
+}
+
+/** Waits until `who`'s unread count on `page` is at least 1. */
+async function unreadFrom(page, who) {
+  await contact(page, who).locator('.unread').filter({ hasText: /^[1-9]\d*$/ }).waitFor();
+}
+
+/** Waits until `who`'s unread count is hidden or empty. */
+async function noUnreadFrom(page, who) {
+  await contact(page, who).locator('.unread:visible').filter({ hasText: /\S/ }).waitFor({ state: 'detached' });
+}
+
+// ---- the test ----
+
+describe('the chat page in a real browser', { timeout: 10 * STEP_TIMEOUT }, () => {
+  let tmp;
+  let config;
+  let server;
+  let ports;
+  let broken = null;
+
+  function writeConfig(httpListen, wsListen) {
+    fs.writeFileSync(
+      config,
+      `data_dir = ${JSON.stringify(path.join(tmp, 'data'))}\n\n` +
+        `[http]\nlisten = "${httpListen}"\n\n[websocket]\nlisten = "${wsListen}"\n`,
+    );
+  }
+
+  /** One step: skipped once an earlier one failed; checked for page problems
+   *  afterwards; on failure, screenshots of every page as NN-FAILED-user.png. */
+  function step(name, fn) {
+    it(name, { timeout: STEP_TIMEOUT }, async (t) => {
+      if (broken) {
+        t.skip(`an earlier step failed: ${broken}`);
+        return;
+      }
+      try {
+        await fn();
+        assert.deepEqual(problems, [], 'console errors, page errors, CSP violations or dialogs');
+      } catch (e) {
+        broken = name;
+        await shot(`${name.slice(0, 2)}-FAILED`).catch(() => {});
+        throw e;
+      }
+    });
+  }
+
+  before(async () => {
+    assert.ok(fs.existsSync(BIN), `no edgeim binary at ${BIN}: run cargo build (or set EDGEIM_BIN)`);
+    assert.ok(fs.existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM)`);
+    fs.mkdirSync(OUT, { recursive: true });
+    for (const f of fs.readdirSync(OUT)) {
+      if (f.endsWith('.png') || f === 'server.log') fs.rmSync(path.join(OUT, f));
+    }
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeim-browser-'));
+    config = path.join(tmp, 'edgeim.toml');
+    writeConfig('127.0.0.1:0', '127.0.0.1:0');
+    for (const [name, pw] of Object.entries(PASSWORDS)) {
+      runBin(['user', 'add', name, '--config', config], `${pw}\n`);
+    }
+    server = new Server(config, path.join(OUT, 'server.log'));
+    // Should the runner end this process before `after` ran: no server stays behind.
+    process.on('exit', () => {
+      if (server.running()) server.child.kill('SIGKILL');
+    });
+    ports = await server.start();
+    // The restart must come back on the same addresses the pages know.
+    writeConfig(ports.http, ports.ws.replace(/^ws:\/\//, '').replace(/\/websocket$/, ''));
+    base = `http://${ports.http}/`;
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      chromiumSandbox: false,
+      args: CHROMIUM_ARGS,
+      timeout: WAIT,
+    });
+  });
+
+  after(async () => {
+    if (browser) await browser.close().catch(() => {});
+    if (server) await server.kill();
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+    if (tolerated.length) console.log(`expected network errors while the server was down:\n${tolerated.join('\n')}`);
+  });
+
+  step('01 alice and bob log in', async () => {
+    const alice = await openBrowser('alice');
+    const bob = await openBrowser('bob');
+    const resp = await logIn(alice);
+    const csp = resp.headers()['content-security-policy'];
+    assert.ok(csp, 'the page has a Content-Security-Policy header');
+    const directives = csp.split(';').map((d) => d.trim().replace(/\s+/g, ' '));
+    assert.ok(directives.includes("default-src 'none'"), `default-src 'none' in: ${csp}`);
+    await logIn(bob);
+    // Both are online, and alice's page noticed bob came online after her.
+    await contact(alice.page, 'bob').locator('.dot.online').waitFor({ timeout: RECONNECT_WAIT });
+    await contact(bob.page, 'alice').locator('.dot.online').waitFor({ timeout: RECONNECT_WAIT });
+    await shot('01-logged-in');
+  });
+
+  step('02 alice sends to bob: ✓ then ✓✓, bob sees it', async () => {
+    const { alice, bob } = users;
+    await openConversation(alice.page, 'bob');
+    await send(alice.page, 'hello bob');
+    // bob has no conversation open: the message shows as unread from alice.
+    await unreadFrom(bob.page, 'alice');
+    await assertTicks(alice.page, 'hello bob');
+    await shot('02-alice-sent');
+    await openConversation(bob.page, 'alice');
+    await message(bob.page, 'theirs', 'hello bob').waitFor();
+    await noUnreadFrom(bob.page, 'alice');
+    await shot('02-bob-reads');
+  });
+
+  step('03 bob replies and alice sees it', async () => {
+    const { alice, bob } = users;
+    await send(bob.page, 'hi alice', 'enter');
+    await message(alice.page, 'theirs', 'hi alice').waitFor();
+    await assertTicks(bob.page, 'hi alice');
+    await shot('03-bob-replied');
+  });
+
+  step('04 bob leaves, alice writes, bob logs in again and gets it', async () => {
+    const { alice, bob } = users;
+    await closeBrowser(bob);
+    await contact(alice.page, 'bob').locator('.dot.offline').waitFor({ timeout: RECONNECT_WAIT });
+    await send(alice.page, 'are you there?');
+    await statusShows(alice.page, 'are you there?', '✓');
+    await shot('04-bob-gone');
+    // A new profile: a new clientName, which gets what no client acknowledged.
+    const bob2 = await openBrowser('bob');
+    await logIn(bob2);
+    await unreadFrom(bob2.page, 'alice');
+    await assertTicks(alice.page, 'are you there?');
+    await contact(alice.page, 'bob').locator('.dot.online').waitFor({ timeout: RECONNECT_WAIT });
+    await shot('04-bob-back');
+    await openConversation(bob2.page, 'alice');
+    await message(bob2.page, 'theirs', 'are you there?').waitFor();
+    await shot('04-bob-reads');
+  });
+
+  step('05 markup in a text is shown as text', async () => {
+    const { alice, bob } = users;
+    await send(alice.page, XSS);
+    const theirs = message(bob.page, 'theirs', XSS);
+    await theirs.waitFor();
+    assert.equal(await theirs.locator('.text').textContent(), XSS, "bob's .text");
+    await assertTicks(alice.page, XSS);
+    assert.equal(await message(alice.page, 'mine', XSS).locator('.text').textContent(), XSS, "alice's .text");
+    for (const u of [alice, bob]) {
+      assert.equal(await u.page.locator('#messages img').count(), 0, `an img in ${u.name}'s #messages`);
+    }
+    await shot('05-markup-as-text');
+  });
+
+  step('06 the pages recover after the server restarts', async () => {
+    const { alice, bob } = users;
+    serverDown = true;
+    await server.stop();
+    await notConnected(alice.page);
+    await notConnected(bob.page);
+    // Written while the server is down: pending, sent after the reconnect.
+    await send(alice.page, 'written while the server was down');
+    const pending = message(alice.page, 'mine', 'written while the server was down');
+    await pending.waitFor();
+    assert.equal((await pending.locator('.status').textContent()).trim(), '', 'the status while pending');
+    await shot('06-server-down');
+    const again = await server.start();
+    assert.deepEqual(again, ports, 'the restarted server is on the same addresses');
+    await connState(alice.page, 'connected', RECONNECT_WAIT);
+    await connState(bob.page, 'connected', RECONNECT_WAIT);
+    serverDown = false;
+    await message(bob.page, 'theirs', 'written while the server was down').waitFor();
+    await assertTicks(alice.page, 'written while the server was down');
+    assert.equal(
+      await message(bob.page, 'theirs', 'written while the server was down').count(),
+      1,
+      'the message written while the server was down shows once',
+    );
+    await send(alice.page, 'back again');
+    await message(bob.page, 'theirs', 'back again').waitFor();
+    await assertTicks(alice.page, 'back again');
+    await send(bob.page, 'welcome back', 'enter');
+    await message(alice.page, 'theirs', 'welcome back').waitFor();
+    await assertTicks(bob.page, 'welcome back');
+    await shot('06-after-restart');
+  });
+});
