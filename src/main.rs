@@ -155,9 +155,10 @@ fn demo(dir: Option<PathBuf>) -> ExitCode {
     }
     let banner = format!(
         "edgeim demo is running (data in {}).\n\
-         HTTP: http://{{http}}   WebSocket: ws://{{ws}}/websocket\n\
+         Chat page: http://{{http}}/   (WebSocket: ws://{{ws}}/websocket)\n\
          Demo accounts (demo mode only): alice / alice-demo, bob / bob-demo\n\
-         Chat from two terminals: see \"Try it\" in README.md. Ctrl-C stops.",
+         Open the page in two browsers (or a normal and a private window),\n\
+         log in as alice in one and bob in the other. Ctrl-C stops.",
         dir.display()
     );
     serve(&config, Some(&banner))
