@@ -821,3 +821,65 @@ fn a_system_message_to_a_removed_user_is_400() {
     );
     assert_error(status, &body, 400);
 }
+
+#[test]
+fn the_chat_page_is_served_with_its_type_a_strict_policy_and_an_etag() {
+    let srv = TestServer::start();
+    let resp = get_raw(&format!("{}/", srv.http), &[]);
+    assert_eq!(resp.status().as_u16(), 200);
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(header("content-type").starts_with("text/html"));
+    let csp = header("content-security-policy");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    let ws_origin = srv
+        .ws
+        .rsplit_once('/')
+        .map(|(o, _)| o)
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        csp.contains(&format!("connect-src 'self' {ws_origin}")),
+        "{csp} / {ws_origin}"
+    );
+    assert_eq!(header("x-frame-options"), "DENY");
+    let etag = header("etag");
+    assert!(etag.starts_with('"'), "{etag}");
+    let again = get_raw(&format!("{}/", srv.http), &[("If-None-Match", &etag)]);
+    assert_eq!(
+        again.status().as_u16(),
+        304,
+        "unchanged page is revalidated, not resent"
+    );
+    let js = get_raw(&format!("{}/app.js", srv.http), &[]);
+    let js_type = js
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(js_type.starts_with("text/javascript"), "{js_type}");
+    let (status, body) = get(&format!("{}/nothing.js", srv.http), &[]);
+    assert_eq!(status, 404, "{body}");
+}
+
+#[test]
+fn the_page_learns_the_websocket_url_from_the_server() {
+    let srv = TestServer::start();
+    let (status, body) = get(&format!("{}/api/websocket/url", srv.http), &[]);
+    assert_eq!(status, 200);
+    assert_eq!(body["url"].as_str(), Some(srv.ws.as_str()));
+    let proxied = TestServer::start_with(|c| {
+        c.websocket.public_url = Some("wss://chat.example/websocket".into())
+    });
+    let (_, body) = get(&format!("{}/api/websocket/url", proxied.http), &[]);
+    assert_eq!(body["url"], "wss://chat.example/websocket");
+}
