@@ -12,6 +12,7 @@ use crossbeam_channel::{Sender, bounded};
 
 use crate::ids::UserId;
 use crate::store::StoreOp;
+use crate::users::PasswordTag;
 
 /// The hash under which a token, cookie or session id is stored.
 pub type SecretHash = [u8; 32];
@@ -27,11 +28,21 @@ pub fn new_secret() -> String {
     format!("{}{}", a.simple(), b.simple())
 }
 
+/// A login as the store keeps it.
+pub struct SavedLogin {
+    pub hash: SecretHash,
+    pub user: UserId,
+    pub tag: PasswordTag,
+    pub expires_ms: u64,
+}
+
 /// Name of the browser's login cookie.
 pub const COOKIE: &str = "edgeim_session";
 
 struct Login {
     user: UserId,
+    /// The password the login was made with.
+    tag: PasswordTag,
     expires_ms: u64,
 }
 
@@ -57,14 +68,19 @@ impl Logins {
     }
 
     /// Logins kept in the store, starting with those it had.
-    pub fn stored(
-        ttl_ms: u64,
-        store: Sender<StoreOp>,
-        saved: Vec<(SecretHash, UserId, u64)>,
-    ) -> Logins {
+    pub fn stored(ttl_ms: u64, store: Sender<StoreOp>, saved: Vec<SavedLogin>) -> Logins {
         let map = saved
             .into_iter()
-            .map(|(hash, user, expires_ms)| (hash, Login { user, expires_ms }))
+            .map(|s| {
+                (
+                    s.hash,
+                    Login {
+                        user: s.user,
+                        tag: s.tag,
+                        expires_ms: s.expires_ms,
+                    },
+                )
+            })
             .collect();
         Logins {
             ttl_ms,
@@ -75,7 +91,7 @@ impl Logins {
 
     /// Starts a login; returns the secret (given to the client once) and
     /// when it expires (ms since the epoch). `None`: it could not be stored.
-    pub fn create(&self, user: UserId, now_ms: u64) -> Option<(String, u64)> {
+    pub fn create(&self, user: UserId, tag: PasswordTag, now_ms: u64) -> Option<(String, u64)> {
         let secret = new_secret();
         let expires_ms = now_ms.saturating_add(self.ttl_ms);
         let hash = hash_secret(&secret);
@@ -84,6 +100,7 @@ impl Logins {
             let op = StoreOp::SaveLogin {
                 hash,
                 user: user.clone(),
+                tag,
                 expires_ms,
                 reply: tx,
             };
@@ -95,17 +112,24 @@ impl Logins {
             if map.len() >= 1024 && map.len().is_power_of_two() {
                 map.retain(|_, l| l.expires_ms > now_ms);
             }
-            map.insert(hash, Login { user, expires_ms });
+            map.insert(
+                hash,
+                Login {
+                    user,
+                    tag,
+                    expires_ms,
+                },
+            );
         }
         Some((secret, expires_ms))
     }
 
-    /// The user a secret logs in, if it is valid.
-    pub fn check(&self, secret: &str, now_ms: u64) -> Option<UserId> {
+    /// The user a secret logs in, and with which password, if it is valid.
+    pub fn check(&self, secret: &str, now_ms: u64) -> Option<(UserId, PasswordTag)> {
         let map = self.map.lock().ok()?;
         map.get(&hash_secret(secret))
             .filter(|l| l.expires_ms > now_ms)
-            .map(|l| l.user.clone())
+            .map(|l| (l.user.clone(), l.tag))
     }
 
     /// Revokes a login; false if it was not valid.
@@ -150,10 +174,10 @@ mod tests {
     fn logins_expire_and_revoke() {
         let logins = Logins::new(1000);
         let alice = UserId::parse("alice").unwrap();
-        let (secret, exp) = logins.create(alice.clone(), 5000).unwrap();
+        let (secret, exp) = logins.create(alice.clone(), 7, 5000).unwrap();
         assert_eq!(exp, 6000);
         assert_eq!(secret.len(), 64);
-        assert_eq!(logins.check(&secret, 5999), Some(alice));
+        assert_eq!(logins.check(&secret, 5999), Some((alice, 7)));
         assert_eq!(logins.check(&secret, 6000), None);
         assert_eq!(logins.check("guess", 5000), None);
         assert!(logins.revoke(&secret));

@@ -372,13 +372,20 @@ fn caller(env: &HttpEnv, req: &HttpRequest, now: u64) -> Option<UserId> {
 
 /// The user a cookie or token logs in, if it is valid and the user still exists.
 fn logged_in(env: &HttpEnv, secret: &str, now: u64) -> Option<UserId> {
-    let user = env.logins.check(secret, now)?;
+    let (user, tag) = env.logins.check(secret, now)?;
     env.users.refresh();
-    if env.users.exists(user.as_str()) {
-        Some(user)
-    } else {
-        env.logins.revoke_user(&user);
-        None
+    match env.users.tag(&user) {
+        Some(current) if current == tag => Some(user),
+        // The password changed since this login: it ends here.
+        Some(_) => {
+            log::info!("a login of {user} ended: the password changed");
+            env.logins.revoke(secret);
+            None
+        }
+        None => {
+            env.logins.revoke_user(&user);
+            None
+        }
     }
 }
 
@@ -395,11 +402,11 @@ fn login(env: &HttpEnv, req: &HttpRequest, app: bool, now: u64) -> Reply {
             "body must be {\"username\": \"...\", \"password\": \"...\"}",
         );
     };
-    let Some(user) = env.users.verify(&username, &password) else {
+    let Some((user, tag)) = env.users.verify(&username, &password) else {
         log::info!("login failed for {:?}", printable(&username));
         return Reply::error(401, "wrong username or password");
     };
-    let Some((secret, expires_ms)) = env.logins.create(user.clone(), now) else {
+    let Some((secret, expires_ms)) = env.logins.create(user.clone(), tag, now) else {
         return busy("storage failure: could not save the login");
     };
     log::info!(

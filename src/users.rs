@@ -58,6 +58,18 @@ impl std::error::Error for UsersError {}
 
 type Entries = BTreeMap<UserId, String>;
 
+/// Identifies one password of a user (a digest of its hash), so that a
+/// login made with an old password stops working when it changes.
+pub type PasswordTag = u64;
+
+pub fn password_tag(phc: &str) -> PasswordTag {
+    use blake2::{Blake2s256, Digest};
+    let d = Blake2s256::digest(phc.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    u64::from_le_bytes(first)
+}
+
 fn read(path: &Path) -> Result<Entries, UsersError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -272,7 +284,13 @@ impl Directory {
 
     /// Checks a password. An unknown user costs the same as a wrong
     /// password, so timing does not tell which names exist.
-    pub fn verify(&self, name: &str, password: &str) -> Option<UserId> {
+    /// The tag of a user's current password; `None` if the user is gone.
+    pub fn tag(&self, user: &UserId) -> Option<PasswordTag> {
+        let s = self.state.read().ok()?;
+        s.entries.get(user).map(|phc| password_tag(phc))
+    }
+
+    pub fn verify(&self, name: &str, password: &str) -> Option<(UserId, PasswordTag)> {
         self.refresh();
         let found = UserId::parse(name).and_then(|id| {
             let s = self.state.read().ok()?;
@@ -294,7 +312,9 @@ impl Directory {
             let _ = self.permits.0.send(());
             ok
         };
-        found.filter(|_| ok).map(|(id, _)| id)
+        found
+            .filter(|_| ok)
+            .map(|(id, phc)| (id, password_tag(&phc)))
     }
 }
 
@@ -331,14 +351,15 @@ mod tests {
         );
         let dir = Directory::open(path.clone()).unwrap();
         assert_eq!(
-            dir.verify("alice", "s3cret pass").map(|u| u.to_string()),
+            dir.verify("alice", "s3cret pass")
+                .map(|(u, _)| u.to_string()),
             Some("alice".into())
         );
         assert_eq!(dir.verify("alice", "wrong"), None);
         assert_eq!(dir.verify("nobody", "s3cret pass"), None);
         set_password(&path, "alice", "new").unwrap();
         assert_eq!(
-            dir.verify("alice", "new").map(|u| u.to_string()),
+            dir.verify("alice", "new").map(|(u, _)| u.to_string()),
             Some("alice".into())
         );
         remove(&path, "alice").unwrap();

@@ -130,7 +130,7 @@ fn user_add_reads_the_password_from_stdin_and_stores_only_an_argon2id_hash() {
     let dir = users::Directory::open(s.users_file()).expect("open users");
     assert_eq!(
         dir.verify("zoe", "Zoe's s3cret pass")
-            .map(|u| u.to_string()),
+            .map(|(u, _)| u.to_string()),
         Some("zoe".into()),
         "the password is the line without its line ending"
     );
@@ -171,7 +171,7 @@ fn user_passwd_changes_the_password() {
     assert!(!file.contains("new pass"), "{file}");
     let dir = users::Directory::open(s.users_file()).expect("open users");
     assert_eq!(
-        dir.verify("zoe", "new pass").map(|u| u.to_string()),
+        dir.verify("zoe", "new pass").map(|(u, _)| u.to_string()),
         Some("zoe".into())
     );
     assert_eq!(

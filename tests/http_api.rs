@@ -753,6 +753,39 @@ fn a_user_removed_from_the_users_file_can_no_longer_use_its_logins() {
 }
 
 #[test]
+fn changing_a_password_ends_the_logins_made_with_the_old_one_even_across_a_restart() {
+    let mut srv = TestServer::start();
+    let old_token = srv.token("erin");
+    let old_cookie = cookie(&srv, "erin");
+    let kept_token = srv.token("dave");
+    let path = edgeim::users::path_in(&srv.config.data_dir);
+    edgeim::users::set_password(&path, "erin", "new-pw").expect("passwd erin");
+    let (status, body) = app_session(&srv, &[("token", &old_token)], "phone");
+    assert_error(status, &body, 401);
+    let (status, body) = browser_session(&srv, &old_cookie, "web");
+    assert_error(status, &body, 401);
+    assert_eq!(
+        app_session(&srv, &[("token", &kept_token)], "phone").0,
+        200,
+        "other users keep theirs"
+    );
+    let (status, body) = post_json(
+        &format!("{}/app/login", srv.http),
+        &[],
+        json!({"username": "erin", "password": "new-pw"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let new_token = body["token"].as_str().expect("token").to_string();
+    // A token made before a change made while the server was down ends too.
+    srv.stop();
+    edgeim::users::set_password(&path, "erin", "newer-pw").expect("passwd erin again");
+    srv.restart();
+    let (status, body) = app_session(&srv, &[("token", &new_token)], "phone");
+    assert_error(status, &body, 401);
+    assert_eq!(app_session(&srv, &[("token", &kept_token)], "phone").0, 200);
+}
+
+#[test]
 fn a_user_added_to_the_users_file_can_log_in_without_a_restart() {
     let srv = TestServer::start();
     let path = edgeim::users::path_in(&srv.config.data_dir);

@@ -12,9 +12,10 @@ use tungstenite::Utf8Bytes;
 
 use super::schema;
 use super::{Accepted, NewMessage, ReceiptOutcome, Refused, StoreLimits, Target};
-use crate::auth::SecretHash;
+use crate::auth::{SavedLogin, SecretHash};
 use crate::ids::{ClientKey, ClientName, Origin, UserId};
 use crate::protocol::{Outgoing, TYPE_TEXT};
+use crate::users::PasswordTag;
 
 /// A failure of the database itself (disk full, I/O error, corruption).
 pub type DbError = rusqlite::Error;
@@ -451,13 +452,20 @@ impl Db {
         &self,
         hash: &SecretHash,
         user: &UserId,
+        tag: PasswordTag,
         expires_ms: u64,
     ) -> Result<(), DbError> {
         self.conn
             .prepare_cached(
-                "INSERT OR REPLACE INTO logins (hash, user, expires) VALUES (?1, ?2, ?3)",
+                "INSERT OR REPLACE INTO logins (hash, user, tag, expires) VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![&hash[..], user.as_str(), expires_ms as i64])?;
+            // The tag's bits, stored as SQLite's signed integer.
+            .execute(params![
+                &hash[..],
+                user.as_str(),
+                tag as i64,
+                expires_ms as i64
+            ])?;
         Ok(())
     }
 
@@ -476,24 +484,30 @@ impl Db {
     }
 
     /// Logins still valid at `now_ms`, for the auth table at start.
-    pub fn logins(&self, now_ms: u64) -> Result<Vec<(SecretHash, UserId, u64)>, DbError> {
+    pub fn logins(&self, now_ms: u64) -> Result<Vec<SavedLogin>, DbError> {
         let mut q = self
             .conn
-            .prepare("SELECT hash, user, expires FROM logins WHERE expires > ?1")?;
+            .prepare("SELECT hash, user, tag, expires FROM logins WHERE expires > ?1")?;
         let rows = q.query_map(params![now_ms as i64], |r| {
             Ok((
                 r.get::<_, Vec<u8>>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (hash, user, expires) = row?;
+            let (hash, user, tag, expires) = row?;
             if let (Ok(hash), Some(user)) =
                 (SecretHash::try_from(hash.as_slice()), UserId::parse(&user))
             {
-                out.push((hash, user, expires as u64));
+                out.push(SavedLogin {
+                    hash,
+                    user,
+                    tag: tag as PasswordTag,
+                    expires_ms: expires as u64,
+                });
             }
         }
         Ok(out)
@@ -889,7 +903,7 @@ mod tests {
                 .unwrap();
         assert_eq!(v, schema::VERSION);
         assert_eq!(s.attach(&key("bob", "web"), 10), ["m1"]);
-        s.db.save_login(&[7; 32], &u("bob"), 99).unwrap();
+        s.db.save_login(&[7; 32], &u("bob"), 5, 99).unwrap();
         assert_eq!(s.db.logins(50).unwrap().len(), 1);
         assert!(
             s.db.logins(99).unwrap().is_empty(),

@@ -16,11 +16,12 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, bounded, select, tick, unbounded};
 use tungstenite::Utf8Bytes;
 
-use crate::auth::SecretHash;
+use crate::auth::{SavedLogin, SecretHash};
 use crate::clock::now_ms;
 use crate::events::ConnId;
 use crate::ids::{ClientKey, Origin, UserId};
 use crate::protocol::{Receipt, Reject, Status};
+use crate::users::PasswordTag;
 
 pub use db::{StoredMessage, history, open_reader};
 
@@ -149,6 +150,7 @@ pub enum StoreOp {
     SaveLogin {
         hash: SecretHash,
         user: UserId,
+        tag: PasswordTag,
         expires_ms: u64,
         reply: Sender<bool>,
     },
@@ -216,7 +218,7 @@ pub struct Store {
 pub struct Opened {
     pub store: Store,
     pub done: Receiver<Done>,
-    pub logins: Vec<(SecretHash, UserId, u64)>,
+    pub logins: Vec<SavedLogin>,
 }
 
 impl Store {
@@ -391,10 +393,11 @@ fn execute(db: &mut db::Db, op: &StoreOp, now: u64) -> Result<Outcome, db::DbErr
         StoreOp::SaveLogin {
             hash,
             user,
+            tag,
             expires_ms,
             ..
         } => {
-            db.save_login(hash, user, *expires_ms)?;
+            db.save_login(hash, user, *tag, *expires_ms)?;
             Outcome::Nothing
         }
         StoreOp::RevokeLogin { hash, .. } => {

@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[&str] = &[
         expires INTEGER NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 3: a login remembers the password it was made with, so changing the
+    // password ends it. Logins from before have tag 0 and end at once.
+    "
+    ALTER TABLE logins ADD COLUMN tag INTEGER NOT NULL DEFAULT 0;
+    ",
 ];
 
 /// The version this build writes.
