@@ -14,11 +14,12 @@
 //! server's CPU time and RSS from `/proc/PID` at the start and the end of
 //! each measured window, and stops the server (SIGTERM) at the end.
 //!
-//! Scenarios are variants of [`Scenario`]; `pairs` and `rate` are two
-//! pacings of the same flow ([`run_flow`]). Fanout, idle and ramp are meant
-//! to be added as further variants with their own `run_*` function that
-//! returns a [`RunResult`]; [`open_client`] is the timed login path they
-//! share.
+//! Scenarios are variants of [`Scenario`]; `pairs`, `rate` and `fanout`
+//! are pacings of the same flow ([`run_flow`]: fanout is one sender whose
+//! texts each go to R receivers). `idle` ([`run_idle`]) and `ramp`
+//! ([`run_ramp`]) open many registered clients from a few threads
+//! ([`open_many`], over the timed login path [`open_client`]) and keep only
+//! their sockets. Each `run_*` returns a [`RunResult`].
 //!
 //! Output: one JSON line per scenario on stdout (medians over `--runs`),
 //! a table on stderr. Exit status 0 only if every run delivered messages
@@ -62,7 +63,16 @@ scenarios:
   rate  [--rate 10000] [--seconds 10] [--pairs 50] [--size 120]
         a fixed total rate spread over N senders; latency from the
         scheduled send time (no coordinated omission)
-  both: [--drain 5] seconds to wait for outstanding answers after the end
+  fanout [--recipients 100] [--seconds 5] [--window 5] [--size 120]
+        one sender, each text to R online recipients (to = u1,...,uR); a
+        text holds its place in the window until its 9001 and R receipts
+  pairs, rate, fanout: [--drain 5] seconds to wait for outstanding answers
+  idle  [--connections 10000] [--seconds 5] [--threads 8]
+        K registered connections that do nothing; server RSS per
+        connection and CPU while idle (the sockets are only held)
+  ramp  [--clients 2000] [--threads 8]
+        how fast clients get session id -> handshake -> register (one
+        token per user, fetched before the clock starts)
 
 CI smoke run: edgeim-bench --spawn target/debug/edgeim pairs --pairs 2 --seconds 1
 ";
@@ -130,45 +140,76 @@ enum Pacing {
     Rate(f64),
 }
 
-/// N senders, each sending to its own receiver.
+/// N senders, each sending every text to its own `recipients` receivers.
 #[derive(Clone, Debug)]
 struct Flow {
     pairs: usize,
+    /// Receivers per sender: 1 for pairs and rate, R for fanout.
+    recipients: usize,
     seconds: f64,
     size: usize,
     pacing: Pacing,
     drain: f64,
 }
 
+/// Many registered connections, opened from a few threads (idle, ramp).
+#[derive(Clone, Debug)]
+struct Hold {
+    clients: usize,
+    threads: usize,
+    /// How long idle holds them (ramp: 0).
+    seconds: f64,
+}
+
 enum Scenario {
     Pairs(Flow),
     Rate(Flow),
+    Fanout(Flow),
+    Idle(Hold),
+    Ramp(Hold),
 }
+
+/// Clients per user in idle and ramp (each has its own clientName); the
+/// spawned server's max_clients_per_user is raised to this.
+const CLIENTS_PER_USER: usize = 250;
 
 impl Scenario {
     fn name(&self) -> &'static str {
         match self {
             Scenario::Pairs(_) => "pairs",
             Scenario::Rate(_) => "rate",
+            Scenario::Fanout(_) => "fanout",
+            Scenario::Idle(_) => "idle",
+            Scenario::Ramp(_) => "ramp",
         }
     }
 
     /// How many users (u0..uN) the scenario logs in as.
     fn users(&self) -> usize {
         match self {
-            Scenario::Pairs(f) | Scenario::Rate(f) => 2 * f.pairs,
+            Scenario::Pairs(f) | Scenario::Rate(f) | Scenario::Fanout(f) => {
+                f.pairs * (1 + f.recipients)
+            }
+            Scenario::Idle(h) | Scenario::Ramp(h) => h.clients.div_ceil(CLIENTS_PER_USER),
         }
     }
 
     /// The scenario's parameters, as they appear in the JSON line.
     fn params(&self) -> Vec<(&'static str, Value)> {
         match self {
-            Scenario::Pairs(f) | Scenario::Rate(f) => {
-                let mut p = vec![
-                    ("pairs", json!(f.pairs)),
-                    ("seconds", json!(f.seconds)),
-                    ("size", json!(f.size)),
-                ];
+            Scenario::Idle(h) => vec![
+                ("connections", json!(h.clients)),
+                ("seconds", json!(h.seconds)),
+                ("threads", json!(h.threads)),
+            ],
+            Scenario::Ramp(h) => vec![("clients", json!(h.clients)), ("threads", json!(h.threads))],
+            Scenario::Pairs(f) | Scenario::Rate(f) | Scenario::Fanout(f) => {
+                let mut p = if f.recipients > 1 {
+                    vec![("recipients", json!(f.recipients))]
+                } else {
+                    vec![("pairs", json!(f.pairs))]
+                };
+                p.extend([("seconds", json!(f.seconds)), ("size", json!(f.size))]);
                 match f.pacing {
                     Pacing::Window(w) => p.push(("window", json!(w))),
                     Pacing::Rate(r) => p.push(("rate", json!(r))),
@@ -180,10 +221,28 @@ impl Scenario {
 
     fn run_once(&self, target: &Target) -> Result<RunResult, String> {
         match self {
-            Scenario::Pairs(f) | Scenario::Rate(f) => run_flow(target, f),
+            Scenario::Pairs(f) | Scenario::Rate(f) | Scenario::Fanout(f) => run_flow(target, f),
+            Scenario::Idle(h) => run_idle(target, h),
+            Scenario::Ramp(h) => run_ramp(target, h),
         }
     }
 }
+
+/// The numeric options; which apply depends on the scenario.
+const OPTION_KEYS: [&str; 10] = [
+    "pairs",
+    "seconds",
+    "window",
+    "size",
+    "rate",
+    "drain",
+    "recipients",
+    "connections",
+    "clients",
+    "threads",
+];
+/// The spawned server's limits.max_recipients, and fanout's ceiling.
+const MAX_RECIPIENTS: usize = 1000;
 
 fn parse_args() -> Result<Option<Options>, String> {
     use lexopt::prelude::*;
@@ -206,15 +265,12 @@ fn parse_args() -> Result<Option<Options>, String> {
             Long("pid") => pid = Some(p.value().map_err(err)?.parse().map_err(err)?),
             Long("password") => password = p.value().map_err(err)?.string().map_err(err)?,
             Long("runs") => runs = p.value().map_err(err)?.parse().map_err(err)?,
-            Long(name @ ("pairs" | "seconds" | "window" | "size" | "rate" | "drain")) => {
-                let key = match name {
-                    "pairs" => "pairs",
-                    "seconds" => "seconds",
-                    "window" => "window",
-                    "size" => "size",
-                    "rate" => "rate",
-                    _ => "drain",
-                };
+            Long(name) if OPTION_KEYS.contains(&name) => {
+                let key = OPTION_KEYS
+                    .iter()
+                    .copied()
+                    .find(|k| *k == name)
+                    .unwrap_or_default();
                 let v: f64 = p.value().map_err(err)?.parse().map_err(err)?;
                 if !(v.is_finite() && v > 0.0) {
                     return Err(format!("--{key} must be a number greater than 0"));
@@ -240,26 +296,52 @@ fn parse_args() -> Result<Option<Options>, String> {
         Ok(v as usize)
     };
     let name = scenario.ok_or("no scenario given")?;
-    let (pacing, allowed) = match name.as_str() {
-        "pairs" => (Pacing::Window(whole("window", 20.0, 100_000.0)?), "window"),
-        "rate" => (Pacing::Rate(get("rate", 10_000.0)), "rate"),
+    let allowed: &[&str] = match name.as_str() {
+        "pairs" => &["pairs", "seconds", "window", "size", "drain"],
+        "rate" => &["rate", "seconds", "pairs", "size", "drain"],
+        "fanout" => &["recipients", "seconds", "window", "size", "drain"],
+        "idle" => &["connections", "seconds", "threads"],
+        "ramp" => &["clients", "threads"],
         other => return Err(format!("unknown scenario {other:?}")),
     };
-    for k in ["window", "rate"] {
-        if k != allowed && flow_opts.contains_key(k) {
-            return Err(format!("--{k} does not apply to {name}"));
-        }
+    if let Some(k) = flow_opts.keys().find(|k| !allowed.contains(k)) {
+        return Err(format!("--{k} does not apply to {name}"));
     }
-    let flow = Flow {
-        pairs: whole("pairs", 50.0, 5_000.0)?,
-        seconds: get("seconds", 10.0).min(3600.0),
-        size: whole("size", 120.0, 60_000.0)?,
-        pacing,
-        drain: get("drain", 5.0).min(60.0),
+    let flow = |pairs: usize, recipients: usize, seconds: f64, pacing: Pacing| {
+        Ok::<Flow, String>(Flow {
+            pairs,
+            recipients,
+            seconds: get("seconds", seconds).min(3600.0),
+            size: whole("size", 120.0, 60_000.0)?,
+            pacing,
+            drain: get("drain", 5.0).min(60.0),
+        })
     };
+    let window = || whole("window", 20.0, 100_000.0).map(Pacing::Window);
     let scenario = match name.as_str() {
-        "pairs" => Scenario::Pairs(flow),
-        _ => Scenario::Rate(flow),
+        "pairs" => Scenario::Pairs(flow(whole("pairs", 50.0, 5_000.0)?, 1, 10.0, window()?)?),
+        "rate" => Scenario::Rate(flow(
+            whole("pairs", 50.0, 5_000.0)?,
+            1,
+            10.0,
+            Pacing::Rate(get("rate", 10_000.0)),
+        )?),
+        "fanout" => Scenario::Fanout(flow(
+            1,
+            whole("recipients", 100.0, MAX_RECIPIENTS as f64)?,
+            5.0,
+            Pacing::Window(whole("window", 5.0, 100_000.0)?),
+        )?),
+        "idle" => Scenario::Idle(Hold {
+            clients: whole("connections", 10_000.0, 1_000_000.0)?,
+            threads: whole("threads", 8.0, 256.0)?,
+            seconds: get("seconds", 5.0).min(3600.0),
+        }),
+        _ => Scenario::Ramp(Hold {
+            clients: whole("clients", 2_000.0, 1_000_000.0)?,
+            threads: whole("threads", 8.0, 256.0)?,
+            seconds: 0.0,
+        }),
     };
     Ok(Some(Options {
         spawn,
@@ -276,25 +358,49 @@ fn parse_args() -> Result<Option<Options>, String> {
 
 fn run(opts: &Options) -> Result<bool, String> {
     let ticks = clock_ticks();
+    // Idle measures the server's RSS, and a server keeps memory after
+    // connections close (freed heap and thread stacks stay mapped): each
+    // idle run gets a fresh server.
+    let fresh_each_run = matches!(opts.scenario, Scenario::Idle(_));
+    let spawn = |path: &Path| -> Result<(Spawned, Target), String> {
+        let s = Spawned::start(path, opts.scenario.users(), &opts.password)?;
+        eprintln!(
+            "edgeim-bench: spawned {} (pid {}), ready in {:.1} ms, {} users",
+            path.display(),
+            s.child.id(),
+            s.ready_ms,
+            opts.scenario.users()
+        );
+        let t = Target::new(&s.http, &s.ws, Some(s.child.id()), &opts.password, ticks)?;
+        Ok((s, t))
+    };
     let mut spawned = None;
-    let target = match &opts.spawn {
+    let mut target = match &opts.spawn {
         Some(path) => {
-            let s = Spawned::start(path, opts.scenario.users(), &opts.password)?;
-            eprintln!(
-                "edgeim-bench: spawned {} (pid {}), ready in {:.1} ms, {} users",
-                path.display(),
-                s.child.id(),
-                s.ready_ms,
-                opts.scenario.users()
-            );
-            let t = Target::new(&s.http, &s.ws, Some(s.child.id()), &opts.password, ticks)?;
+            let (s, t) = spawn(path)?;
             spawned = Some(s);
             t
         }
         None => Target::new(&opts.server, &opts.ws, opts.pid, &opts.password, ticks)?,
     };
     let mut results = Vec::new();
+    let mut warnings = (0u64, Vec::new());
+    let mut exit_error = None;
     for i in 0..opts.runs {
+        if i > 0
+            && fresh_each_run
+            && let (Some(path), Some(old)) = (&opts.spawn, spawned.take())
+        {
+            let (w, tail) = old.log_summary();
+            warnings.0 += w;
+            warnings.1 = tail;
+            if let Err(e) = old.stop() {
+                exit_error.get_or_insert(e);
+            }
+            let (s, t) = spawn(path)?;
+            spawned = Some(s);
+            target = t;
+        }
         let r = opts.scenario.run_once(&target)?;
         eprintln!(
             "edgeim-bench: {} run {}/{}: {} delivered, {} errors",
@@ -306,8 +412,14 @@ fn run(opts: &Options) -> Result<bool, String> {
         );
         results.push(r);
     }
-    let server_log = spawned.as_ref().map(|s| s.log_summary());
-    let exit = spawned.map(Spawned::stop);
+    let server_log = spawned.as_ref().map(|s| {
+        let (w, tail) = s.log_summary();
+        (w + warnings.0, if w > 0 { tail } else { warnings.1 })
+    });
+    let exit = spawned.map(Spawned::stop).map(|r| match exit_error {
+        Some(e) => Err(e),
+        None => r,
+    });
     let ok = report(opts, &results, server_log.as_ref(), exit.as_ref());
     Ok(ok)
 }
@@ -440,7 +552,7 @@ fn show(key: &str, v: f64) -> String {
     }
     if key.ends_with("_ms") {
         format!("{v:.3}")
-    } else if key.ends_with("_us_per_msg") || key.ends_with("_pct") {
+    } else if key.contains("_us_per_") || key.ends_with("_pct") || key.ends_with("_per_conn") {
         format!("{v:.1}")
     } else {
         format!("{v:.0}")
@@ -479,6 +591,9 @@ struct Stats {
     delivery_latency: Vec<u64>,
     /// How late the generator itself sent each text (rate only).
     send_lag: Vec<u64>,
+    /// (sender, seq, latency) of each delivery (fanout only: to find the
+    /// last recipient of each text).
+    deliveries: Vec<(usize, u64, u64)>,
     errors: BTreeMap<String, u64>,
 }
 
@@ -506,6 +621,7 @@ impl Stats {
         self.ack_latency.extend(o.ack_latency);
         self.delivery_latency.extend(o.delivery_latency);
         self.send_lag.extend(o.send_lag);
+        self.deliveries.extend(o.deliveries);
         for (k, n) in o.errors {
             *self.errors.entry(k).or_default() += n;
         }
@@ -756,7 +872,8 @@ impl Spawned {
             "data_dir = {dir_toml}\nlog_level = \"info\"\n\
              [http]\nlisten = \"127.0.0.1:0\"\n\
              [websocket]\nlisten = \"127.0.0.1:0\"\n\
-             [limits]\nmax_clients_per_user = 64\nrate_per_s = 1000000000.0\n\
+             [limits]\nmax_clients_per_user = {CLIENTS_PER_USER}\n\
+             max_recipients = {MAX_RECIPIENTS}\nrate_per_s = 1000000000.0\n\
              rate_burst = 1000000000.0\nsession_ids_per_s = 1000000.0\n\
              offline_per_user = 1000000\n"
         );
@@ -982,7 +1099,6 @@ fn split(ws: &mut Ws) -> Result<WriteHalf, String> {
 }
 
 /// How long each step of getting a registered client took.
-#[allow(dead_code)] // read by the ramp scenario to come; flows only need the socket
 struct Opened {
     ws: Ws,
     token: Duration,
@@ -992,12 +1108,12 @@ struct Opened {
 }
 
 /// Logs in (or reuses the token), gets a session id, opens the WebSocket
-/// and registers `user` as [`CLIENT_NAME`]. Reads then time out after [`POLL`].
-fn open_client(target: &Target, user: &str) -> Result<Opened, String> {
+/// and registers `user` as `client`. Reads then time out after [`POLL`].
+fn open_client(target: &Target, user: &str, client: &str) -> Result<Opened, String> {
     let t0 = Instant::now();
     let token = target.token(user)?;
     let t1 = Instant::now();
-    let path = format!("/app/websocket/client/login/{CLIENT_NAME}");
+    let path = format!("/app/websocket/client/login/{client}");
     let (status, answer) = target.http("GET", &path, Some(&token), None)?;
     let session_id = match answer["sessionId"].as_str() {
         Some(s) if status == 200 => s.to_string(),
@@ -1143,7 +1259,8 @@ fn run_flow(target: &Target, flow: &Flow) -> Result<RunResult, String> {
         delivered: AtomicU64::new(0),
         stop: AtomicBool::new(false),
     });
-    let n = 2 * flow.pairs;
+    let group = 1 + flow.recipients;
+    let n = flow.pairs * group;
     let (ready_tx, ready_rx) = unbounded::<Result<(), String>>();
     let (go_tx, go_rx) = unbounded::<Option<Window>>();
     thread::scope(|scope| {
@@ -1152,10 +1269,11 @@ fn run_flow(target: &Target, flow: &Flow) -> Result<RunResult, String> {
         let mut spawn_error = None;
         for i in 0..n {
             let user = format!("u{i}");
-            let role = if i % 2 == 0 {
+            let role = if i % group == 0 {
+                let to: Vec<String> = (1..group).map(|k| format!("u{}", i + k)).collect();
                 Part::Sender {
-                    index: i / 2,
-                    to: format!("u{}", i + 1),
+                    index: i / group,
+                    to: to.join(","),
                 }
             } else {
                 Part::Receiver
@@ -1221,7 +1339,8 @@ fn run_flow(target: &Target, flow: &Flow) -> Result<RunResult, String> {
         // or the drain time is up.
         let drain_end = Instant::now() + Duration::from_secs_f64(flow.drain);
         while Instant::now() < drain_end
-            && shared.delivered.load(Ordering::Relaxed) < shared.acked.load(Ordering::Relaxed)
+            && shared.delivered.load(Ordering::Relaxed)
+                < shared.acked.load(Ordering::Relaxed) * flow.recipients as u64
         {
             thread::sleep(Duration::from_millis(5));
         }
@@ -1242,7 +1361,7 @@ fn worker(
     ready: &Sender<Result<(), String>>,
     go: &Receiver<Option<Window>>,
 ) -> Stats {
-    let ws = match open_client(target, user) {
+    let ws = match open_client(target, user, CLIENT_NAME) {
         Ok(o) => o.ws,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -1303,21 +1422,48 @@ struct Outbox {
     stamp: Vec<u64>,
     answered: Vec<bool>,
     n_answered: u64,
+    /// Fanout: receipts (9101) per text, and texts that have their 9001
+    /// and every receipt. A fanout text stays in the window until then,
+    /// so that the receipts the sender is owed stay within the server's
+    /// send queue (window x recipients).
+    receipts: Vec<u32>,
+    n_complete: u64,
+    recipients: usize,
 }
 
 impl Outbox {
-    fn new(index: usize) -> Outbox {
+    fn new(index: usize, recipients: usize) -> Outbox {
         Outbox {
             index,
             stamp: Vec::new(),
             answered: Vec::new(),
             n_answered: 0,
+            receipts: Vec::new(),
+            n_complete: 0,
+            recipients,
         }
     }
 
     fn push(&mut self, stamp: u64) {
         self.stamp.push(stamp);
         self.answered.push(false);
+        self.receipts.push(0);
+    }
+
+    /// Texts of the first `sent` that still hold a place in the window.
+    fn in_flight(&self, sent: u64) -> u64 {
+        if self.recipients > 1 {
+            sent - self.n_complete
+        } else {
+            sent - self.n_answered
+        }
+    }
+
+    /// Counts text `n` complete once it has its 9001 and all receipts.
+    fn check_complete(&mut self, n: usize) {
+        if self.answered[n] && self.receipts[n] as usize == self.recipients {
+            self.n_complete += 1;
+        }
     }
 
     /// One frame on a sender's connection: a 9001 for one of its texts, a
@@ -1350,9 +1496,12 @@ impl Outbox {
                 self.n_answered += 1;
                 let (code, why) = status_of(&f.body);
                 if code != 200 {
+                    // No receipts will come: free its place.
+                    self.n_complete += 1;
                     st.error(format!("9001 {why}"));
                     return Ok(());
                 }
+                self.check_complete(n);
                 let now = now_ns();
                 st.acked += 1;
                 if now <= window.end {
@@ -1361,7 +1510,17 @@ impl Outbox {
                 st.ack_latency.push(now.saturating_sub(self.stamp[n]));
                 shared.acked.fetch_add(1, Ordering::Relaxed);
             }
-            9101 => st.receipts += 1,
+            9101 => {
+                st.receipts += 1;
+                let n = parse_text_id(&shared.tag, &f.id)
+                    .filter(|(i, _)| *i == self.index)
+                    .map(|(_, n)| n as usize)
+                    .filter(|n| *n < self.receipts.len());
+                if let Some(n) = n {
+                    self.receipts[n] += 1;
+                    self.check_complete(n);
+                }
+            }
             2001 => {
                 // Left over from an earlier run: acknowledge it so it stops.
                 if let Err(e) = ws.send(Message::text(ack_frame(&f.id, me, &f.from))) {
@@ -1412,7 +1571,7 @@ fn window_sender(
 ) -> Stats {
     let flow = &shared.flow;
     let mut st = Stats::default();
-    let mut out = Outbox::new(index);
+    let mut out = Outbox::new(index, flow.recipients);
     let pad = "x".repeat(flow.size.saturating_sub(STAMP_DIGITS));
     let hard_end = window.end + (flow.drain * 1e9) as u64;
     let cap = MAX_MESSAGES / flow.pairs as u64;
@@ -1425,7 +1584,7 @@ fn window_sender(
         }
         let sending = now < window.end && seq < cap;
         let mut wrote = false;
-        while sending && seq < cap && seq - out.n_answered < limit as u64 {
+        while sending && seq < cap && out.in_flight(seq) < limit as u64 {
             let t = now_ns();
             if let Err(e) = send_text(&mut ws, me, to, &shared.tag, index, seq, t, &pad) {
                 st.error(format!("sender send: {e}"));
@@ -1479,7 +1638,7 @@ fn rate_sender(
     let flow = &shared.flow;
     let mut st = Stats::default();
     let schedule = Schedule::new(flow, rate, index, window);
-    let mut out = Outbox::new(index);
+    let mut out = Outbox::new(index, 1);
     for k in 0..schedule.count {
         out.push(schedule.due(k));
     }
@@ -1691,7 +1850,12 @@ fn receiver(mut ws: Ws, me: &str, shared: &RunShared, window: Window) -> Stats {
                         .get(..STAMP_DIGITS)
                         .and_then(|s| s.parse::<u64>().ok())
                     {
-                        Some(t) => st.delivery_latency.push(now.saturating_sub(t)),
+                        Some(t) => {
+                            st.delivery_latency.push(now.saturating_sub(t));
+                            if shared.flow.recipients > 1 {
+                                st.deliveries.push((sender, seq, now.saturating_sub(t)));
+                            }
+                        }
                         None => st.error("a text without its time stamp"),
                     }
                     st.delivered += 1;
@@ -1742,6 +1906,47 @@ fn flow_figures(
     } else {
         f64::NAN
     };
+    if flow.recipients > 1 {
+        // The time until the last recipient had a text; texts that did not
+        // reach every recipient count as unanswered.
+        let mut per_text: HashMap<(usize, u64), (usize, u64)> = HashMap::new();
+        for (sender, seq, ns) in &t.deliveries {
+            let e = per_text.entry((*sender, *seq)).or_default();
+            e.0 += 1;
+            e.1 = e.1.max(*ns);
+        }
+        let mut last: Vec<u64> = per_text
+            .values()
+            .filter(|(n, _)| *n == flow.recipients)
+            .map(|(_, ns)| *ns)
+            .collect();
+        last.sort_unstable();
+        let all = t.sent * flow.recipients as u64;
+        let figures = vec![
+            ("messages_acked_per_s", per_s(t.acked_in_window)),
+            ("deliveries_per_s", per_s(t.delivered_in_window)),
+            ("ack_p50_ms", quantile_ms(&t.ack_latency, t.sent, 0.50)),
+            ("ack_p99_ms", quantile_ms(&t.ack_latency, t.sent, 0.99)),
+            ("last_delivery_p50_ms", quantile_ms(&last, t.sent, 0.50)),
+            ("last_delivery_p99_ms", quantile_ms(&last, t.sent, 0.99)),
+            (
+                "any_delivery_p50_ms",
+                quantile_ms(&t.delivery_latency, all, 0.50),
+            ),
+            ("server_cpu_us_per_delivery", per_msg_us),
+            ("server_cpu_pct", server_cpu * 100.0 / secs),
+            ("client_cpu_pct", client_cpu * 100.0 / secs),
+            ("server_rss_kib", rss1.unwrap_or(f64::NAN)),
+            ("sent", t.sent as f64),
+            ("delivered", t.delivered as f64),
+            ("receipts", t.receipts as f64),
+        ];
+        return RunResult {
+            figures,
+            errors: t.errors,
+            delivered: t.delivered,
+        };
+    }
     let mut figures = vec![];
     if let Pacing::Rate(_) = flow.pacing {
         figures.push(("sent_per_s", per_s(t.sent_in_window)));
@@ -1785,6 +1990,349 @@ fn flow_figures(
     }
 }
 
+// ---------------------------------------------------------------- idle, ramp
+
+/// How long each step of one opened client took (ns), and when it was done.
+struct Opening {
+    total: u64,
+    session_id: u64,
+    handshake: u64,
+    register: u64,
+    done_at: u64,
+}
+
+/// What [`open_many`] got: the held sockets, the timings, the errors.
+#[derive(Default)]
+struct OpenedMany {
+    sockets: Vec<TcpStream>,
+    timings: Vec<Opening>,
+    errors: BTreeMap<String, u64>,
+}
+
+/// Client `j` of idle and ramp: user, clientName.
+fn hold_client(j: usize) -> (String, String) {
+    (format!("u{}", j / CLIENTS_PER_USER), format!("c{j}"))
+}
+
+/// The tokens of every user the clients belong to, fetched before any
+/// measurement (argon2 is slow on purpose, and a login is per user).
+fn fetch_tokens(target: &Target, hold: &Hold) -> Result<(), String> {
+    let users = hold.clients.div_ceil(CLIENTS_PER_USER);
+    let next = AtomicU64::new(0);
+    thread::scope(|scope| {
+        let handles: Vec<_> = (0..hold.threads.min(users).max(1))
+            .map(|_| {
+                scope.spawn(|| -> Result<(), String> {
+                    for _ in 0..users {
+                        let u = next.fetch_add(1, Ordering::Relaxed) as usize;
+                        if u >= users {
+                            break;
+                        }
+                        target.token(&format!("u{u}"))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().unwrap_or(Err("a login thread panicked".into())))
+    })
+}
+
+/// Opens and registers `hold.clients` clients from `hold.threads` threads;
+/// keeps only each one's socket (no WebSocket state, nobody reads it).
+/// Stops at the first error or after `limit`.
+fn open_many(target: &Target, hold: &Hold, first: usize, limit: Duration) -> OpenedMany {
+    let next = AtomicU64::new(first as u64);
+    let failed = AtomicBool::new(false);
+    let deadline = Instant::now() + limit;
+    let mut all = OpenedMany::default();
+    thread::scope(|scope| {
+        let handles: Vec<_> = (0..hold.threads.max(1))
+            .map(|_| {
+                thread::Builder::new()
+                    .stack_size(256 * 1024)
+                    .spawn_scoped(scope, || {
+                        let mut mine = OpenedMany::default();
+                        for _ in 0..hold.clients {
+                            let j = next.fetch_add(1, Ordering::Relaxed) as usize;
+                            if j >= hold.clients || failed.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            if Instant::now() >= deadline {
+                                *mine
+                                    .errors
+                                    .entry("clients not open in time".into())
+                                    .or_default() += 1;
+                                failed.store(true, Ordering::Relaxed);
+                                break;
+                            }
+                            let (user, client) = hold_client(j);
+                            let opened = open_client(target, &user, &client).and_then(|o| {
+                                let tcp =
+                                    o.ws.get_ref()
+                                        .tcp
+                                        .try_clone()
+                                        .map_err(|e| format!("dup: {e}"))?;
+                                Ok((o, tcp))
+                            });
+                            match opened {
+                                Ok((o, tcp)) => {
+                                    let ns = |d: Duration| d.as_nanos() as u64;
+                                    mine.timings.push(Opening {
+                                        total: ns(o.token
+                                            + o.session_id
+                                            + o.handshake
+                                            + o.register),
+                                        session_id: ns(o.session_id),
+                                        handshake: ns(o.handshake),
+                                        register: ns(o.register),
+                                        done_at: now_ns(),
+                                    });
+                                    mine.sockets.push(tcp);
+                                }
+                                Err(e) => {
+                                    *mine.errors.entry(e).or_default() += 1;
+                                    failed.store(true, Ordering::Relaxed);
+                                    break;
+                                }
+                            }
+                        }
+                        mine
+                    })
+            })
+            .collect();
+        for h in handles {
+            match h {
+                Ok(h) => {
+                    let mine = h.join().unwrap_or_default();
+                    all.sockets.extend(mine.sockets);
+                    all.timings.extend(mine.timings);
+                    for (k, n) in mine.errors {
+                        *all.errors.entry(k).or_default() += n;
+                    }
+                }
+                Err(e) => {
+                    *all.errors
+                        .entry(format!("cannot start a thread: {e}"))
+                        .or_default() += 1;
+                }
+            }
+        }
+    });
+    all
+}
+
+/// The server's thread count (/proc/PID/status).
+fn server_threads(target: &Target) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", target.pid?)).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Threads:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Closes the held sockets (no close frame: the server sees the peer go)
+/// and waits, at most 30 s, until the server's threads are back to
+/// `threads_before`, so that the next run starts on a quiet server.
+fn release(target: &Target, sockets: Vec<TcpStream>, threads_before: Option<f64>) {
+    for s in &sockets {
+        let _ = s.shutdown(std::net::Shutdown::Both);
+    }
+    drop(sockets);
+    let Some(before) = threads_before else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && server_threads(target).is_some_and(|t| t > before + 2.0) {
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The soft limit on open files of a process ("self" or a pid).
+fn open_files_limit(pid: &str) -> Option<usize> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// K registered connections doing nothing: the server's RSS before and
+/// after they are opened, and its CPU while they sit idle.
+fn run_idle(target: &Target, hold: &Hold) -> Result<RunResult, String> {
+    let mut hold = hold.clone();
+    fetch_tokens(target, &hold)?;
+    thread::sleep(Duration::from_millis(500));
+    let threads0 = server_threads(target);
+    let rss0 = target.server_rss_kib();
+    let fds = || {
+        let pid = target.pid?;
+        Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+    };
+    let fds0 = fds();
+    let t0 = now_ns();
+    // A first batch shows how many files the server keeps per connection;
+    // K is capped so that neither process runs out of them (ulimit -n).
+    let probe = hold.clients.min(100);
+    let mut opened = open_many(
+        target,
+        &Hold {
+            clients: probe,
+            ..hold.clone()
+        },
+        0,
+        Duration::from_secs(60),
+    );
+    let server_fds_per_conn = match (fds0, fds()) {
+        (Some(a), Some(b)) if probe > 0 => (b.saturating_sub(a) as f64 / probe as f64).ceil(),
+        _ => f64::NAN,
+    };
+    // The generator: one socket per connection, one HTTP socket per thread.
+    let mut room = open_files_limit("self").map(|l| l.saturating_sub(hold.threads + 64));
+    if let (Some(pid), Some(before), true) = (target.pid, fds0, server_fds_per_conn >= 1.0) {
+        let server_room = open_files_limit(&pid.to_string())
+            .map(|l| (l.saturating_sub(before + 64) as f64 / server_fds_per_conn) as usize);
+        room = match (room, server_room) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    if let Some(room) = room
+        && hold.clients > room
+    {
+        eprintln!(
+            "edgeim-bench: open files limit (ulimit -n; the server keeps {server_fds_per_conn} \
+             per connection): idle capped at {room} connections"
+        );
+        hold.clients = room;
+    }
+    if opened.errors.is_empty() && hold.clients > probe {
+        let rest = open_many(target, &hold, probe, Duration::from_secs(600));
+        opened.sockets.extend(rest.sockets);
+        for (k, n) in rest.errors {
+            *opened.errors.entry(k).or_default() += n;
+        }
+    }
+    let open_secs = (now_ns() - t0) as f64 / 1e9;
+    let n = opened.sockets.len();
+    let mut errors = opened.errors;
+    // Let the server settle after the last register, then measure.
+    thread::sleep(Duration::from_millis(1000));
+    let rss1 = target.server_rss_kib();
+    let threads1 = server_threads(target);
+    let cpu0 = target.cpu();
+    let t1 = now_ns();
+    sleep_until_ns(t1 + (hold.seconds * 1e9) as u64);
+    let cpu1 = target.cpu();
+    let secs = (now_ns() - t1) as f64 / 1e9;
+    let rss2 = target.server_rss_kib();
+    // Which connections did the server close while they sat idle?
+    let mut closed = 0u64;
+    for s in &opened.sockets {
+        let mut b = [0u8; 1];
+        let gone = match s.set_nonblocking(true).and_then(|()| s.peek(&mut b)) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        };
+        closed += u64::from(gone);
+    }
+    if closed > 0 {
+        *errors
+            .entry("connections closed while idle".into())
+            .or_default() += closed;
+    }
+    release(target, opened.sockets, threads0);
+    let diff = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => b - a,
+        _ => f64::NAN,
+    };
+    let per_conn = |d: f64| if n > 0 { d / n as f64 } else { f64::NAN };
+    let figures = vec![
+        ("held", n as f64),
+        ("server_rss_kib_per_conn", per_conn(diff(rss0, rss2))),
+        (
+            "server_cpu_idle_pct",
+            diff(cpu0.server, cpu1.server) * 100.0 / secs,
+        ),
+        (
+            "client_cpu_idle_pct",
+            diff(cpu0.client, cpu1.client) * 100.0 / secs,
+        ),
+        ("server_rss_before_kib", rss0.unwrap_or(f64::NAN)),
+        ("server_rss_open_kib", rss1.unwrap_or(f64::NAN)),
+        ("server_rss_end_kib", rss2.unwrap_or(f64::NAN)),
+        (
+            "server_threads_per_conn",
+            per_conn(diff(threads0, threads1)),
+        ),
+        ("server_fds_per_conn", server_fds_per_conn),
+        ("opened_per_s", n as f64 / open_secs),
+    ];
+    Ok(RunResult {
+        figures,
+        errors,
+        delivered: n as u64,
+    })
+}
+
+/// How many clients per second get from session id to registered, with a
+/// token per user already in hand.
+fn run_ramp(target: &Target, hold: &Hold) -> Result<RunResult, String> {
+    fetch_tokens(target, hold)?;
+    let threads0 = server_threads(target);
+    let cpu0 = target.cpu();
+    let t0 = now_ns();
+    let opened = open_many(target, hold, 0, Duration::from_secs(300));
+    let cpu1 = target.cpu();
+    let n = opened.timings.len();
+    let end = opened.timings.iter().map(|o| o.done_at).max().unwrap_or(t0);
+    let secs = (end.saturating_sub(t0)) as f64 / 1e9;
+    release(target, opened.sockets, threads0);
+    let expected = hold.clients as u64;
+    let sorted = |f: fn(&Opening) -> u64| {
+        let mut v: Vec<u64> = opened.timings.iter().map(f).collect();
+        v.sort_unstable();
+        v
+    };
+    let total = sorted(|o| o.total);
+    let diff = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => b - a,
+        _ => f64::NAN,
+    };
+    let server_cpu = diff(cpu0.server, cpu1.server);
+    let figures = vec![
+        ("clients_per_s", n as f64 / secs),
+        ("open_p50_ms", quantile_ms(&total, expected, 0.50)),
+        ("open_p99_ms", quantile_ms(&total, expected, 0.99)),
+        (
+            "session_id_p50_ms",
+            quantile_ms(&sorted(|o| o.session_id), expected, 0.50),
+        ),
+        (
+            "handshake_p50_ms",
+            quantile_ms(&sorted(|o| o.handshake), expected, 0.50),
+        ),
+        (
+            "register_p50_ms",
+            quantile_ms(&sorted(|o| o.register), expected, 0.50),
+        ),
+        (
+            "server_cpu_us_per_client",
+            server_cpu * 1e6 / n.max(1) as f64,
+        ),
+        ("server_cpu_pct", server_cpu * 100.0 / secs),
+        (
+            "client_cpu_pct",
+            diff(cpu0.client, cpu1.client) * 100.0 / secs,
+        ),
+        ("clients", n as f64),
+    ];
+    Ok(RunResult {
+        figures,
+        errors: opened.errors,
+        delivered: n as u64,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1825,6 +2373,7 @@ mod tests {
     fn a_rate_schedule_spreads_the_total_over_the_senders() {
         let flow = Flow {
             pairs: 4,
+            recipients: 1,
             seconds: 1.0,
             size: 120,
             pacing: Pacing::Rate(1000.0),
