@@ -60,9 +60,30 @@ pub fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_message_bytes))
 }
 
+/// One socket shared by the reader, the writer and the router (which may
+/// shut it): `&TcpStream` reads and writes, so one file descriptor serves
+/// all three, where `try_clone` would take one each.
+#[derive(Clone)]
+pub struct SharedTcp(Arc<TcpStream>);
+
+impl Read for SharedTcp {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
+impl Write for SharedTcp {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        (&*self.0).flush()
+    }
+}
+
 /// The reader's side of the socket: reads from it, hands writes over.
 pub struct ReaderStream {
-    tcp: TcpStream,
+    tcp: SharedTcp,
     writer: Option<Sender<Ctrl>>,
 }
 
@@ -98,9 +119,7 @@ pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
     // tungstenite has no handshake timeout: a read timeout stands in, for
     // the handshake only.
     let _ = tcp.set_read_timeout(Some(env.register_timeout));
-    let (Ok(read_half), Ok(write_half)) = (tcp.try_clone(), tcp.try_clone()) else {
-        return;
-    };
+    let tcp = Arc::new(tcp);
     let path = env.context_path.as_str();
     // tungstenite's callback signature fixes this error type.
     #[allow(clippy::result_large_err)]
@@ -114,7 +133,7 @@ pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
         }
     };
     let stream = ReaderStream {
-        tcp: read_half,
+        tcp: SharedTcp(tcp.clone()),
         writer: None,
     };
     let mut ws = match tungstenite::accept_hdr_with_config(stream, check_path, Some(env.ws_config))
@@ -130,12 +149,12 @@ pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
 
     let (out_tx, out_rx) = unbounded();
     let (ctrl_tx, ctrl_rx) = bounded(CTRL_QUEUE);
-    let shared = Arc::new(ConnShared::new(id, peer, Some(tcp)));
+    let shared = Arc::new(ConnShared::new(id, peer, Some(tcp.clone())));
     shared
         .last_seen_ms
         .store(env.started.elapsed().as_millis() as u64, Ordering::Relaxed);
     let writer = Writer {
-        ws: WebSocket::from_raw_socket(write_half, Role::Server, Some(env.ws_config)),
+        ws: WebSocket::from_raw_socket(SharedTcp(tcp), Role::Server, Some(env.ws_config)),
         shared: shared.clone(),
         ctrl: ctrl_rx,
         out: out_rx,
@@ -286,7 +305,7 @@ impl Reader<'_> {
 }
 
 struct Writer {
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<SharedTcp>,
     shared: Arc<ConnShared>,
     ctrl: Receiver<Ctrl>,
     out: Receiver<Outbound>,

@@ -65,11 +65,11 @@ pub struct ConnShared {
     /// Set once a Close was asked for: nothing more is queued.
     pub closing: AtomicBool,
     /// For shutting the socket when the writer cannot (it may be blocked).
-    pub stream: Option<TcpStream>,
+    pub stream: Option<Arc<TcpStream>>,
 }
 
 impl ConnShared {
-    pub fn new(id: ConnId, peer: SocketAddr, stream: Option<TcpStream>) -> ConnShared {
+    pub fn new(id: ConnId, peer: SocketAddr, stream: Option<Arc<TcpStream>>) -> ConnShared {
         ConnShared {
             id,
             peer,

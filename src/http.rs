@@ -616,25 +616,45 @@ fn respond(rq: tiny_http::Request, reply: Reply) {
 pub struct HttpServer {
     server: Arc<tiny_http::Server>,
     workers: Vec<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
 }
 
 impl HttpServer {
+    /// Starts the listener and its workers. tiny_http's accept thread ends
+    /// for good on an accept error (out of file descriptors): the workers
+    /// then send why on `died`, so the process can stop and be restarted
+    /// rather than live on without its HTTP API.
     pub fn start(
         listen: SocketAddr,
         workers: usize,
         env: Arc<HttpEnv>,
+        died: Sender<String>,
     ) -> Result<HttpServer, String> {
         let server = Arc::new(tiny_http::Server::http(listen).map_err(|e| e.to_string())?);
+        let stopping = Arc::new(AtomicBool::new(false));
         let limit = MAX_LOGIN_BODY.max(env.max_message_bytes);
         let mut handles = Vec::new();
         for i in 0..workers {
             let server = server.clone();
             let env = env.clone();
+            let stopping = stopping.clone();
+            let died = died.clone();
             let h = std::thread::Builder::new()
                 .name(format!("http-{i}"))
                 .stack_size(WORKER_STACK)
                 .spawn(move || {
-                    while let Ok(mut rq) = server.recv() {
+                    loop {
+                        let mut rq = match server.recv() {
+                            Ok(rq) => rq,
+                            Err(e) => {
+                                if !stopping.load(Ordering::Acquire) {
+                                    env.healthy.store(false, Ordering::Release);
+                                    let _ =
+                                        died.try_send(format!("the HTTP listener stopped: {e}"));
+                                }
+                                return;
+                            }
+                        };
                         let reply = match read_request(&mut rq, limit) {
                             Ok(req) => handle(&env, &req),
                             Err(reply) => reply,
@@ -648,6 +668,7 @@ impl HttpServer {
         Ok(HttpServer {
             server,
             workers: handles,
+            stopping,
         })
     }
 
@@ -656,6 +677,7 @@ impl HttpServer {
     }
 
     pub fn stop(self) {
+        self.stopping.store(true, Ordering::Release);
         for _ in &self.workers {
             self.server.unblock();
         }

@@ -126,12 +126,34 @@ fn serve(config: &Config, banner: Option<&str>) -> ExitCode {
                 .replace("{ws}", &running.ws_addr().to_string())
         );
     }
-    if let Some(sig) = signals.forever().next() {
-        log::info!("signal {sig}: shutting down");
+    // The signal iterator blocks; a thread turns it into a channel so the
+    // main thread can also wait for a listener that died.
+    let (sig_tx, sig_rx) = crossbeam_channel::bounded(1);
+    let forwarded = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                let _ = sig_tx.send(sig);
+            }
+        });
+    if let Err(e) = forwarded {
+        eprintln!("edgeim: cannot start the signal thread: {e}");
+        running.shutdown(SHUTDOWN_GRACE);
+        return ExitCode::from(EXIT_FAILURE);
     }
+    let code = crossbeam_channel::select! {
+        recv(sig_rx) -> sig => {
+            log::info!("signal {}: shutting down", sig.unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        recv(running.died()) -> why => {
+            log::error!("{}; stopping so that the service manager restarts edgeim", why.unwrap_or_default());
+            ExitCode::from(EXIT_FAILURE)
+        }
+    };
     running.shutdown(SHUTDOWN_GRACE);
     log::info!("stopped");
-    ExitCode::SUCCESS
+    code
 }
 
 /// Demo mode: the only way edgeim creates accounts with known passwords.

@@ -47,9 +47,16 @@ pub struct Running {
     alive: Option<Sender<()>>,
     alive_rx: Receiver<()>,
     http_addr: SocketAddr,
+    died: Receiver<String>,
 }
 
 impl Running {
+    /// Says why, if a listener stopped by itself: the server can no longer
+    /// serve and should be stopped (and restarted by its supervisor).
+    pub fn died(&self) -> &Receiver<String> {
+        &self.died
+    }
+
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
     }
@@ -164,7 +171,8 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         max_recipients: limits.max_recipients,
         healthy,
     });
-    let http = HttpServer::start(config.http.listen, config.http.workers, http_env)
+    let (died_tx, died) = bounded(1);
+    let http = HttpServer::start(config.http.listen, config.http.workers, http_env, died_tx)
         .map_err(|e| err(&format!("http listen {}", config.http.listen), &e))?;
     let http_addr = http.addr().unwrap_or(config.http.listen);
     log::info!("http listening on {http_addr}");
@@ -182,5 +190,6 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         alive: Some(alive),
         alive_rx,
         http_addr,
+        died,
     })
 }
