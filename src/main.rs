@@ -84,13 +84,18 @@ fn init_logging(config: &Config) {
 /// glibc keeps freed large blocks in per-thread arenas once its adaptive
 /// mmap threshold has grown: every argon2 verify (19 MiB) would then stay
 /// resident, 600 MB after a hundred logins. A fixed threshold makes such
-/// blocks mmap'd and returned on free.
+/// blocks mmap'd and returned on free; fewer arenas keep thousands of
+/// connection threads from each holding heap of their own.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn return_large_blocks_to_the_os() {
     // SAFETY: mallopt only changes an allocator parameter; it is called
     // before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        // glibc gives busy threads arenas of their own (up to 8 per core),
+        // each a large mapping kept for good: with two threads per
+        // connection that is memory and map count the server does not need.
+        libc::mallopt(libc::M_ARENA_MAX, 4);
     }
 }
 
