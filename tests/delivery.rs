@@ -4,9 +4,7 @@
 mod common;
 use common::*;
 
-use std::collections::{HashSet, VecDeque};
-use std::ops::{Deref, DerefMut};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::HashSet;
 
 use serde_json::{Value, json};
 use tungstenite::Message;
@@ -14,70 +12,13 @@ use tungstenite::Message;
 const RECEIVED: &str = "{\"code\":200,\"status\":\"SUCCESS\",\"msg\":\"received\"}";
 const API_KEY: &str = "0123456789abcdef-test";
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
-}
-
-/// A registered client that keeps the messages it reads while waiting for a
-/// 9001 (the harness's `Client::status` drops them): a sender that is among
-/// its own recipients may get its message before its SUCCESS.
-struct Dev {
-    c: Client,
-    held: VecDeque<Value>,
-}
-
-impl Deref for Dev {
-    type Target = Client;
-    fn deref(&self) -> &Client {
-        &self.c
-    }
-}
-
-impl DerefMut for Dev {
-    fn deref_mut(&mut self) -> &mut Client {
-        &mut self.c
-    }
-}
-
-impl Dev {
-    /// The 9001 for `id` as (code, msg); other messages read meanwhile are
-    /// kept for `next_message`, other 9001s dropped.
-    fn status(&mut self, id: &str) -> (i64, String) {
-        loop {
-            let m = self.c.recv();
-            if m["type"] != 9001 {
-                self.held.push_back(m);
-                continue;
-            }
-            if m["id"] == id {
-                let body: Value = serde_json::from_str(m["body"].as_str().expect("body string"))
-                    .expect("StatusBody");
-                return (
-                    body["code"].as_i64().expect("code"),
-                    body["msg"].as_str().unwrap_or_default().to_string(),
-                );
-            }
-        }
-    }
-
-    /// The next message that is not a 9001, kept ones first.
-    fn next_message(&mut self) -> Value {
-        match self.held.pop_front() {
-            Some(m) => m,
-            None => self.c.next_message(),
-        }
-    }
-}
+/// A registered client (the harness keeps what it reads while waiting for
+/// a 9001, so nothing is lost between answers).
+type Dev = Client;
 
 /// Logs in and registers `user` as `client`.
 fn dev(srv: &TestServer, user: &str, client: &str) -> Dev {
-    Dev {
-        c: srv.client(user, client),
-        held: VecDeque::new(),
-    }
+    srv.client(user, client)
 }
 
 /// Sends a text and asserts it is accepted.
@@ -123,7 +64,7 @@ fn expect_nothing_before(c: &mut Dev, marker: &str) {
 
 /// Closes the connection from the client side and waits until it is gone.
 fn hang_up(d: Dev) {
-    let mut c = d.c;
+    let mut c = d;
     let _ = c.ws.close(None);
     for _ in 0..10_000 {
         match c.ws.read() {

@@ -15,94 +15,27 @@
 mod common;
 use common::*;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::io::Write;
-use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc::channel;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_edgeim");
 const API_KEY: &str = "0123456789abcdef-test";
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
-}
-
 // ------------------------------------------------------------ clients
 
-/// A registered client that keeps the messages it reads while waiting for
-/// a 9001 (the harness's `Client::status` drops them).
-struct Dev {
-    c: Client,
-    held: VecDeque<Value>,
-}
-
-impl Deref for Dev {
-    type Target = Client;
-    fn deref(&self) -> &Client {
-        &self.c
-    }
-}
-
-impl DerefMut for Dev {
-    fn deref_mut(&mut self) -> &mut Client {
-        &mut self.c
-    }
-}
-
-impl Dev {
-    /// The whole 9001 frame for `id`; other messages read meanwhile are
-    /// kept for `next_message`, other 9001s dropped.
-    fn status_frame(&mut self, id: &str) -> Value {
-        loop {
-            let m = self.c.recv();
-            if m["type"] != 9001 {
-                self.held.push_back(m);
-                continue;
-            }
-            if m["id"] == id {
-                return m;
-            }
-        }
-    }
-
-    /// The 9001 for `id` as (code, msg).
-    fn status(&mut self, id: &str) -> (i64, String) {
-        status_of(&self.status_frame(id))
-    }
-
-    /// The next message that is not a 9001, kept ones first.
-    fn next_message(&mut self) -> Value {
-        match self.held.pop_front() {
-            Some(m) => m,
-            None => self.c.next_message(),
-        }
-    }
-}
-
-/// (code, msg) of a 9001 frame.
-fn status_of(frame: &Value) -> (i64, String) {
-    let body: Value =
-        serde_json::from_str(frame["body"].as_str().expect("body string")).expect("StatusBody");
-    (
-        body["code"].as_i64().expect("code"),
-        body["msg"].as_str().unwrap_or_default().to_string(),
-    )
-}
+/// A registered client (the harness keeps what it reads while waiting for
+/// a 9001, so nothing is lost between answers).
+type Dev = Client;
 
 /// Logs in and registers `user` as `client`.
 fn dev(srv: &TestServer, user: &str, client: &str) -> Dev {
-    Dev {
-        c: srv.client(user, client),
-        held: VecDeque::new(),
-    }
+    srv.client(user, client)
 }
 
 /// A session id for `client` from an app token.
@@ -119,10 +52,7 @@ fn dev_with_token(srv: &TestServer, token: &str, user: &str, client: &str) -> De
     assert_eq!(status, 200, "session id with a token: {body}");
     let mut c = Client::open(&srv.ws, user);
     c.register(body["sessionId"].as_str().expect("sessionId"));
-    let mut d = Dev {
-        c,
-        held: VecDeque::new(),
-    };
+    let mut d = c;
     let st = d.status("reg");
     assert_eq!(st.0, 200, "register {user}/{client}: {st:?}");
     d
@@ -338,10 +268,7 @@ fn register_racing(srv: &TestServer, user: &str, client: &str, meanwhile: impl F
     let mut c = Client::open(&srv.ws, user);
     c.register(&sid);
     meanwhile();
-    let mut d = Dev {
-        c,
-        held: VecDeque::new(),
-    };
+    let mut d = c;
     let st = d.status("reg");
     assert_eq!(st.0, 200, "register {user}/{client}: {st:?}");
     d

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+use std::collections::VecDeque;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -206,10 +207,31 @@ pub fn get_raw(url: &str, headers: &[(&str, &str)]) -> ureq::http::Response<ureq
     rq.call().expect("http request")
 }
 
-/// A WebSocket client speaking the protocol.
+/// A WebSocket client speaking the protocol. Messages read while waiting
+/// for a 9001 are kept, not dropped: a sender that is one of its own
+/// recipients may get its message before its SUCCESS.
 pub struct Client {
     pub ws: WebSocket<MaybeTlsStream<TcpStream>>,
     pub user: String,
+    held: VecDeque<Value>,
+}
+
+/// A 9001 frame's (code, msg).
+pub fn status_of(frame: &Value) -> (i64, String) {
+    let body: Value =
+        serde_json::from_str(frame["body"].as_str().expect("body string")).expect("StatusBody");
+    (
+        body["code"].as_i64().expect("code"),
+        body["msg"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// Wall-clock milliseconds since the epoch, as the server stamps them.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
 }
 
 impl Client {
@@ -222,6 +244,7 @@ impl Client {
         Client {
             ws,
             user: user.to_string(),
+            held: VecDeque::new(),
         }
     }
 
@@ -254,8 +277,8 @@ impl Client {
         );
     }
 
-    /// The next message; panics on timeout or close.
-    pub fn recv(&mut self) -> Value {
+    /// The next frame from the socket; panics on timeout or close.
+    fn read_json(&mut self) -> Value {
         loop {
             match self.ws.read() {
                 Ok(Message::Text(t)) => return serde_json::from_str(&t).expect("server sent JSON"),
@@ -266,36 +289,42 @@ impl Client {
         }
     }
 
-    /// The next 9001 for `id`, as (code, msg). Other messages in between
-    /// are skipped.
-    pub fn status(&mut self, id: &str) -> (i64, String) {
+    /// The next message, those kept while waiting for a 9001 first.
+    pub fn recv(&mut self) -> Value {
+        match self.held.pop_front() {
+            Some(m) => m,
+            None => self.read_json(),
+        }
+    }
+
+    /// The next 9001 that matches; other 9001s are dropped, other
+    /// messages kept for `recv`/`next_message`.
+    fn wait_status(&mut self, matches: impl Fn(&Value) -> bool) -> Value {
         loop {
-            let m = self.recv();
-            if m["type"] == 9001 && m["id"] == id {
-                let body: Value = serde_json::from_str(m["body"].as_str().expect("body string"))
-                    .expect("StatusBody");
-                return (
-                    body["code"].as_i64().expect("code"),
-                    body["msg"].as_str().unwrap_or_default().to_string(),
-                );
+            let m = self.read_json();
+            if m["type"] != 9001 {
+                self.held.push_back(m);
+            } else if matches(&m) {
+                return m;
             }
         }
     }
 
+    /// The whole 9001 frame for `id`.
+    pub fn status_frame(&mut self, id: &str) -> Value {
+        self.wait_status(|m| m["id"] == id)
+    }
+
+    /// The 9001 for `id`, as (code, msg).
+    pub fn status(&mut self, id: &str) -> (i64, String) {
+        status_of(&self.status_frame(id))
+    }
+
     /// The next 9001 whatever its id: (id, code, msg).
     pub fn any_status(&mut self) -> (String, i64, String) {
-        loop {
-            let m = self.recv();
-            if m["type"] == 9001 {
-                let body: Value = serde_json::from_str(m["body"].as_str().expect("body string"))
-                    .expect("StatusBody");
-                return (
-                    m["id"].as_str().unwrap_or_default().to_string(),
-                    body["code"].as_i64().expect("code"),
-                    body["msg"].as_str().unwrap_or_default().to_string(),
-                );
-            }
-        }
+        let m = self.wait_status(|_| true);
+        let (code, msg) = status_of(&m);
+        (m["id"].as_str().unwrap_or_default().to_string(), code, msg)
     }
 
     /// The next message that is not a 9001.
