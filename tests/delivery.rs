@@ -21,47 +21,6 @@ fn dev(srv: &TestServer, user: &str, client: &str) -> Dev {
     srv.client(user, client)
 }
 
-/// Sends a text and asserts it is accepted.
-fn send_ok(c: &mut Dev, id: &str, to: &str, body: &str) {
-    c.text(id, to, body);
-    let (code, msg) = c.status(id);
-    assert_eq!(code, 200, "{}: text {id} to {to:?}: {msg}", c.user);
-}
-
-/// Acknowledges and asserts the 9101 is answered with `code`.
-fn ack_expect(c: &mut Dev, id: &str, original_sender: &str, code: i64) {
-    c.ack(id, original_sender);
-    let (got, msg) = c.status(id);
-    assert_eq!(
-        got, code,
-        "{}: 9101 for {id} to {original_sender}: {msg}",
-        c.user
-    );
-}
-
-/// The next message that is not a 9001 must have `id`; returns it.
-fn expect_next(c: &mut Dev, id: &str) -> Value {
-    let m = c.next_message();
-    assert_eq!(m["id"], id, "{}: expected {id} next, got {m}", c.user);
-    m
-}
-
-/// The next message that is not a 9001 must be the text `id` (type 2001).
-fn expect_text(c: &mut Dev, id: &str) -> Value {
-    let m = expect_next(c, id);
-    assert_eq!(m["type"], 2001, "{}: {m}", c.user);
-    m
-}
-
-/// Proves that nothing is queued for `c` before now: sends a note to self
-/// with id `marker` and asserts the next message that is not a 9001 is that
-/// marker. (The user's other clients get the marker too.)
-fn expect_nothing_before(c: &mut Dev, marker: &str) {
-    let me = c.user.clone();
-    send_ok(c, marker, &me, "marker");
-    expect_next(c, marker);
-}
-
 /// Closes the connection from the client side and waits until it is gone.
 fn hang_up(d: Dev) {
     let mut c = d;

@@ -64,44 +64,12 @@ fn known_client(srv: &TestServer, user: &str, client: &str) {
     drop(dev(srv, user, client));
 }
 
-/// Sends a text and asserts it is accepted.
-fn send_ok(c: &mut Dev, id: &str, to: &str, body: &str) {
-    c.text(id, to, body);
-    let (code, msg) = c.status(id);
-    assert_eq!(code, 200, "{}: text {id} to {to:?}: {msg}", c.user);
-}
-
 /// Sends a text and asserts the answer's code; returns the msg.
 fn send_expect(c: &mut Dev, id: &str, to: &str, code: i64) -> String {
     c.text(id, to, id);
     let (got, msg) = c.status(id);
     assert_eq!(got, code, "{}: text {id} to {to:?}: {msg}", c.user);
     msg
-}
-
-/// Acknowledges and asserts the 9101 is answered with `code`.
-fn ack_expect(c: &mut Dev, id: &str, original_sender: &str, code: i64) {
-    c.ack(id, original_sender);
-    let (got, msg) = c.status(id);
-    assert_eq!(
-        got, code,
-        "{}: 9101 for {id} to {original_sender}: {msg}",
-        c.user
-    );
-}
-
-/// The next message that is not a 9001 must have `id`; returns it.
-fn expect_next(c: &mut Dev, id: &str) -> Value {
-    let m = c.next_message();
-    assert_eq!(m["id"], id, "{}: expected {id} next, got {m}", c.user);
-    m
-}
-
-/// The next message that is not a 9001 must be the text `id`.
-fn expect_text(c: &mut Dev, id: &str) -> Value {
-    let m = expect_next(c, id);
-    assert_eq!(m["type"], 2001, "{}: {m}", c.user);
-    m
 }
 
 /// The next message that is not a 9001 must be a forwarded receipt.
@@ -113,14 +81,6 @@ fn expect_receipt(c: &mut Dev, id: &str, from: &str) {
         "{}: expected the receipt for {id} from {from}, got {r}",
         c.user
     );
-}
-
-/// Proves that nothing is queued for `c` before now: a note to self
-/// `marker` must be the next message that is not a 9001.
-fn expect_nothing_before(c: &mut Dev, marker: &str) {
-    let me = c.user.clone();
-    send_ok(c, marker, &me, "marker");
-    expect_next(c, marker);
 }
 
 // --------------------------------------------------------------- http

@@ -95,12 +95,6 @@ fn expect_nothing_before(c: &mut Client, marker: &str) {
     );
 }
 
-/// Asserts that the next message `c` receives that is not a 9001 has `id`.
-fn expect_next(c: &mut Client, id: &str) {
-    let m = c.next_message();
-    assert_eq!(m["id"], id, "{}: expected {id} next, got {m}", c.user);
-}
-
 /// Opens a connection for `user` without registering it.
 fn unregistered(srv: &TestServer, user: &str) -> Client {
     Client::open(&srv.ws, user)

@@ -349,3 +349,46 @@ impl Client {
         }
     }
 }
+
+// ---- assertions the protocol tests share ----
+
+/// Sends a text and asserts it is accepted.
+pub fn send_ok(c: &mut Client, id: &str, to: &str, body: &str) {
+    c.text(id, to, body);
+    let (code, msg) = c.status(id);
+    assert_eq!(code, 200, "{}: text {id} to {to:?}: {msg}", c.user);
+}
+
+/// Acknowledges and asserts the 9101 is answered with `code`.
+pub fn ack_expect(c: &mut Client, id: &str, original_sender: &str, code: i64) {
+    c.ack(id, original_sender);
+    let (got, msg) = c.status(id);
+    assert_eq!(
+        got, code,
+        "{}: 9101 for {id} to {original_sender}: {msg}",
+        c.user
+    );
+}
+
+/// The next message that is not a 9001 must have `id`; returns it.
+pub fn expect_next(c: &mut Client, id: &str) -> Value {
+    let m = c.next_message();
+    assert_eq!(m["id"], id, "{}: expected {id} next, got {m}", c.user);
+    m
+}
+
+/// The next message that is not a 9001 must be the text `id` (type 2001).
+pub fn expect_text(c: &mut Client, id: &str) -> Value {
+    let m = expect_next(c, id);
+    assert_eq!(m["type"], 2001, "{}: {m}", c.user);
+    m
+}
+
+/// Proves that nothing is queued for `c` before now: sends a note to self
+/// with id `marker` and asserts the next message that is not a 9001 is that
+/// marker. (The user's other clients get the marker too.)
+pub fn expect_nothing_before(c: &mut Client, marker: &str) {
+    let me = c.user.clone();
+    send_ok(c, marker, &me, "marker");
+    expect_next(c, marker);
+}
