@@ -3,17 +3,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
 use common::{Client, WAIT, get, post_json, temp_dir};
 use edgeim::users;
 use serde_json::json;
 
-const BIN: &str = env!("CARGO_BIN_EXE_edgeim");
+use common::served::{BIN, Served};
 /// How long the server may take to exit after SIGTERM/SIGINT.
 const EXIT_WITHIN: Duration = Duration::from_secs(2);
 
@@ -346,131 +346,6 @@ fn an_unknown_command_or_option_is_exit_2() {
 }
 
 // ---- the binary serving ----
-
-/// A running `edgeim --config FILE`, its stderr collected line by line.
-struct Served {
-    child: Child,
-    lines: Receiver<String>,
-    log: Vec<String>,
-    http: String,
-    ws: String,
-}
-
-impl Served {
-    fn start(config: &Path, log_level: Option<&str>) -> Served {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("--config")
-            .arg(config)
-            .env_remove("EDGEIM_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(level) = log_level {
-            cmd.env("EDGEIM_LOG", level);
-        }
-        let mut child = cmd.spawn().expect("spawn edgeim");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut s = Served {
-            child,
-            lines,
-            log: Vec::new(),
-            http: String::new(),
-            ws: String::new(),
-        };
-        let http = s.wait_for("http listening on ");
-        s.http = format!("http://{http}");
-        s.ws = s.wait_for("websocket listening on ");
-        assert!(
-            s.ws.starts_with("ws://127.0.0.1:") && s.ws.ends_with("/websocket"),
-            "{}",
-            s.ws
-        );
-        assert!(!s.ws.ends_with(":0/websocket"), "the real port: {}", s.ws);
-        assert!(!s.http.ends_with(":0"), "the real port: {}", s.http);
-        s
-    }
-
-    /// Waits for a log line containing `needle`; returns what follows it.
-    fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let found = line
-                        .find(needle)
-                        .map(|i| line[i + needle.len()..].trim().to_string());
-                    self.log.push(line);
-                    if let Some(rest) = found {
-                        return rest;
-                    }
-                }
-                Err(e) => panic!("no {needle:?} in the log ({e:?}): {:#?}", self.log),
-            }
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let st = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(st.success(), "kill -{sig}");
-    }
-
-    /// Waits until the process exits, at the latest at `deadline`.
-    fn exit_by(&mut self, deadline: Instant) -> ExitStatus {
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return st;
-            }
-            let now = Instant::now();
-            assert!(
-                now < deadline,
-                "edgeim did not exit in time; log: {:#?}",
-                self.log
-            );
-            let slice = (deadline - now).min(Duration::from_millis(20));
-            match self.lines.recv_timeout(slice) {
-                Ok(line) => self.log.push(line),
-                Err(RecvTimeoutError::Timeout) => {}
-                // stderr is closed: the exit is a moment away.
-                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(slice),
-            }
-        }
-    }
-
-    /// Every stderr line, once the process has exited.
-    fn whole_log(&mut self) -> String {
-        loop {
-            match self.lines.recv_timeout(WAIT) {
-                Ok(line) => self.log.push(line),
-                Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => panic!("stderr still open after exit"),
-            }
-        }
-        self.log.join("\n")
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// Logs in over HTTP and registers a WebSocket client; returns it with
 /// the token and session id used.

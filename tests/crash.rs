@@ -31,12 +31,9 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{Client, WAIT, get, post_json, temp_dir};
 use edgeim::users;
@@ -44,7 +41,7 @@ use serde_json::{Value, json};
 use tungstenite::Message;
 use tungstenite::stream::MaybeTlsStream;
 
-const BIN: &str = env!("CARGO_BIN_EXE_edgeim");
+use common::served::Served;
 /// Texts alice means to send before the crash.
 const TOTAL: usize = 2000;
 /// The server is killed once alice has seen this many SUCCESS answers.
@@ -109,126 +106,6 @@ impl Drop for Setup {
 fn toml_string(p: &Path) -> String {
     let s = p.to_str().expect("utf-8 temp path");
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-/// A running `edgeim --config FILE`, its stderr collected line by line;
-/// killed when dropped, so a failing test never leaves a server running.
-struct Served {
-    child: Child,
-    lines: Receiver<String>,
-    log: Vec<String>,
-    http: String,
-    ws: String,
-}
-
-impl Served {
-    fn start(config: &Path) -> Served {
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(config)
-            .env_remove("EDGEIM_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn edgeim");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut s = Served {
-            child,
-            lines,
-            log: Vec::new(),
-            http: String::new(),
-            ws: String::new(),
-        };
-        s.http = format!("http://{}", s.wait_for("http listening on "));
-        s.ws = s.wait_for("websocket listening on ");
-        assert!(
-            s.ws.starts_with("ws://127.0.0.1:") && !s.ws.ends_with(":0/websocket"),
-            "{}",
-            s.ws
-        );
-        assert!(
-            s.http.starts_with("http://127.0.0.1:") && !s.http.ends_with(":0"),
-            "{}",
-            s.http
-        );
-        s
-    }
-
-    /// Waits for a log line containing `needle`; returns what follows it.
-    fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let found = line
-                        .find(needle)
-                        .map(|i| line[i + needle.len()..].trim().to_string());
-                    self.log.push(line);
-                    if let Some(rest) = found {
-                        return rest;
-                    }
-                }
-                Err(e) => panic!("no {needle:?} in the log ({e:?}): {:#?}", self.log),
-            }
-        }
-    }
-
-    /// The last lines of the log so far, for failure messages.
-    fn tail(&mut self) -> String {
-        while let Ok(line) = self.lines.try_recv() {
-            self.log.push(line);
-        }
-        let from = self.log.len().saturating_sub(60);
-        self.log[from..].join("\n")
-    }
-
-    /// SIGKILL, as a power cut would; waits for the process to be gone.
-    fn kill_hard(&mut self) -> ExitStatus {
-        let st = Command::new("kill")
-            .arg("-KILL")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(st.success(), "kill -KILL");
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return st;
-            }
-            let now = Instant::now();
-            assert!(now < deadline, "edgeim still runs after SIGKILL");
-            let slice = (deadline - now).min(Duration::from_millis(20));
-            match self.lines.recv_timeout(slice) {
-                Ok(line) => self.log.push(line),
-                Err(RecvTimeoutError::Timeout) => {}
-                // stderr is closed: the exit is a moment away.
-                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(slice),
-            }
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("the server's log ends with:\n{}", self.tail());
-        }
-    }
 }
 
 /// Logs in over HTTP and registers `user` as `client`, with 10 s read and
@@ -466,7 +343,7 @@ fn every_message_acknowledged_before_a_sigkill_is_delivered_once_in_order_after_
     let setup = Setup::new();
 
     // Phase 0: alice streams to bob, offline; the server dies midway.
-    let mut srv = Served::start(&setup.config);
+    let mut srv = Served::start(&setup.config, None);
     let mut alice = connect(&srv, "alice", "phone");
     let all: Vec<usize> = (0..TOTAL).collect();
     let mut before = stream(&mut alice, &all, Some(KILL_AFTER));
@@ -493,7 +370,7 @@ fn every_message_acknowledged_before_a_sigkill_is_delivered_once_in_order_after_
     drop(srv);
 
     // Phase 1: restart on the same data dir; bob reads his backlog.
-    let mut srv = Served::start(&setup.config);
+    let mut srv = Served::start(&setup.config, None);
     let mut alice = connect(&srv, "alice", "phone");
     send_marker(&mut alice, "end1");
     close(alice);
@@ -581,7 +458,7 @@ fn every_message_acknowledged_before_a_sigkill_is_delivered_once_in_order_after_
 fn a_client_acknowledging_a_big_backlog_as_fast_as_it_reads_is_not_closed_as_slow() {
     const BACKLOG: usize = 3000;
     let setup = Setup::new();
-    let srv = Served::start(&setup.config);
+    let srv = Served::start(&setup.config, None);
     let mut alice = connect(&srv, "alice", "phone");
     let all: Vec<usize> = (0..BACKLOG).collect();
     let sent = stream(&mut alice, &all, None);

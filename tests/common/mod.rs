@@ -5,6 +5,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod served;
+
 use std::collections::VecDeque;
 use std::net::TcpStream;
 use std::path::PathBuf;
