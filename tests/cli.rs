@@ -3,17 +3,15 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc::channel;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{Client, WAIT, get, post_json, temp_dir};
+use common::served::{Served, run_to_end};
+use common::{Client, get, post_json, temp_dir};
 use edgeim::users;
 use serde_json::json;
 
-use common::served::{BIN, Served};
 /// How long the server may take to exit after SIGTERM/SIGINT.
 const EXIT_WITHIN: Duration = Duration::from_secs(2);
 
@@ -72,35 +70,7 @@ fn text(b: &[u8]) -> String {
 
 /// Runs the binary to completion in `cwd`, `stdin` piped in; bounded by WAIT.
 fn run(cwd: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("EDGEIM_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn edgeim");
-    if let Some(mut input) = child.stdin.take() {
-        // The process may exit without reading (a config error): a broken
-        // pipe is fine.
-        let _ = input.write_all(stdin.as_bytes());
-    }
-    let pid = child.id();
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(WAIT) {
-        Ok(out) => out.expect("wait for edgeim"),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg(pid.to_string())
-                .status();
-            panic!("edgeim {args:?} did not finish within {WAIT:?}");
-        }
-    }
+    run_to_end(cwd, args, stdin)
 }
 
 /// Asserts a failed run: exit `code` and exactly one line on stderr; returns it.

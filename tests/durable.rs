@@ -18,13 +18,11 @@ use common::*;
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc::channel;
+use std::process::Output;
 use std::time::Instant;
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_edgeim");
 const API_KEY: &str = "0123456789abcdef-test";
 
 // ------------------------------------------------------------ clients
@@ -726,29 +724,7 @@ fn a_garbage_database_file_stops_the_start_with_an_error_naming_it() {
 
 /// Runs the binary to completion; bounded by WAIT.
 fn run_bin(args: &[&str]) -> Output {
-    let child = Command::new(BIN)
-        .args(args)
-        .env_remove("EDGEIM_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn edgeim");
-    let pid = child.id();
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(WAIT) {
-        Ok(out) => out.expect("wait for edgeim"),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg(pid.to_string())
-                .status();
-            panic!("edgeim {args:?} did not finish within {WAIT:?}");
-        }
-    }
+    common::served::run_to_end(&std::env::temp_dir(), args, "")
 }
 
 /// A config file for the binary naming the server's data dir; it lives in

@@ -2,9 +2,9 @@
 //! stderr collected line by line, its ports read from the log. Killed when
 //! dropped, so a failing test never leaves a server running.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
@@ -156,6 +156,39 @@ impl Drop for Served {
         }
         if std::thread::panicking() {
             eprintln!("the server's log ends with:\n{}", self.tail());
+        }
+    }
+}
+
+/// Runs the binary to completion in `cwd`, `stdin` piped in; bounded by WAIT.
+pub fn run_to_end(cwd: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("EDGEIM_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn edgeim");
+    if let Some(mut input) = child.stdin.take() {
+        // The process may exit without reading (a config error): a broken
+        // pipe is fine.
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    let pid = child.id();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(WAIT) {
+        Ok(out) => out.expect("wait for edgeim"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+            panic!("edgeim {args:?} did not finish within {WAIT:?}");
         }
     }
 }
