@@ -18,7 +18,7 @@ use crate::ids::{ClientKey, ClientName, Origin, UserId};
 use crate::protocol::{self, Outgoing, Register, Reject, Request, Status, TYPE_RECEIVE_STATUS};
 use crate::ratelimit::TokenBucket;
 use crate::sessions::PendingSessions;
-use crate::store::{Accepted, Done, NewMessage, ReceiptOutcome, StoreOp};
+use crate::store::{Accepted, Done, Dones, NewMessage, ReceiptOutcome, StoreOp};
 
 /// The router's settings, from the config.
 #[derive(Clone, Debug)]
@@ -74,13 +74,13 @@ impl Router {
     }
 
     /// Runs until [`Event::Shutdown`] or until every sender is gone.
-    pub fn run(mut self, events: Receiver<Event>, done: Receiver<Done>) {
+    pub fn run(mut self, events: Receiver<Event>, done: Receiver<Dones>) {
         loop {
             select! {
                 recv(done) -> d => if let Ok(d) = d {
-                    self.done(d, now_ms());
-                    for d in done.try_iter().take(BATCH) {
-                        self.done(d, now_ms());
+                    let now = now_ms();
+                    for d in d {
+                        self.done(d, now);
                     }
                 },
                 recv(events) -> ev => {
@@ -584,7 +584,7 @@ mod tests {
     /// waits for the store's answers, so each step is complete on return.
     struct Rig {
         router: Router,
-        done: Receiver<Done>,
+        done: Receiver<Dones>,
         store: Option<Store>,
         dir: PathBuf,
     }
@@ -593,11 +593,13 @@ mod tests {
         fn handle(&mut self, ev: Event, now: u64) -> Flow {
             let flow = self.router.handle(ev, now);
             while self.router.in_flight() > 0 {
-                let d = self
+                let ds = self
                     .done
                     .recv_timeout(Duration::from_secs(10))
                     .expect("the store answers");
-                self.router.done(d, now);
+                for d in ds {
+                    self.router.done(d, now);
+                }
             }
             flow
         }
@@ -884,6 +886,33 @@ mod tests {
         );
         assert_eq!(phone.texts(), ["self"]);
         assert!(bob.texts().is_empty());
+    }
+
+    /// The issue-5 fanout aim: one text to 100 online recipients is
+    /// serialised once, and every recipient's writer gets the same bytes.
+    #[test]
+    fn a_text_to_a_hundred_is_serialised_once_for_all_of_them() {
+        let mut r = router();
+        let _alice = online(&mut r, "alice", "web", 1);
+        let names: Vec<String> = (0..100).map(|i| format!("u{i}")).collect();
+        let peers: Vec<Peer> = (0..100)
+            .map(|i| online(&mut r, &names[i], "web", 10 + i as ConnId))
+            .collect();
+        let to: Vec<&str> = names.iter().map(String::as_str).collect();
+        send(&mut r, 1, "wide", &to);
+        let frames: Vec<Utf8Bytes> = peers
+            .iter()
+            .map(|p| match p.out.try_recv() {
+                Ok(Outbound::Frame(f)) => f,
+                _ => panic!("a recipient got nothing"),
+            })
+            .collect();
+        let first = frames[0].as_str().as_ptr();
+        assert!(
+            frames.iter().all(|f| f.as_str().as_ptr() == first),
+            "each recipient must share one serialised frame"
+        );
+        assert!(frames[0].as_str().contains("\"id\":\"wide\""));
     }
 
     #[test]

@@ -166,7 +166,11 @@ pub enum StoreOp {
     Stop,
 }
 
-/// The store's answers, in the order of the ops, after their commit.
+/// The answers to one committed batch, in the order of its ops. One
+/// channel message per commit: the router wakes once for all of them.
+pub type Dones = Vec<Done>;
+
+/// The store's answer to one op, after its commit.
 pub enum Done {
     Accepted {
         conn: Option<ConnId>,
@@ -217,7 +221,7 @@ pub struct Store {
 /// What a freshly opened store hands back besides its thread.
 pub struct Opened {
     pub store: Store,
-    pub done: Receiver<Done>,
+    pub done: Receiver<Dones>,
     pub logins: Vec<SavedLogin>,
 }
 
@@ -259,7 +263,7 @@ impl Store {
 
 /// The store thread: block for one op, take what else is waiting, do it all
 /// in one transaction, commit, answer.
-fn run(mut db: db::Db, ops: Receiver<StoreOp>, done: Sender<Done>) {
+fn run(mut db: db::Db, ops: Receiver<StoreOp>, done: Sender<Dones>) {
     let purge = tick(PURGE_EVERY);
     let mut purging = true;
     loop {
@@ -291,8 +295,9 @@ fn run(mut db: db::Db, ops: Receiver<StoreOp>, done: Sender<Done>) {
         if let Some(at) = stop {
             batch.truncate(at);
         }
-        for d in apply_batch(&mut db, batch) {
-            let _ = done.send(d);
+        let answers = apply_batch(&mut db, batch);
+        if !answers.is_empty() {
+            let _ = done.send(answers);
         }
         if stop.is_some() {
             return;
