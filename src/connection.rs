@@ -47,14 +47,16 @@ const WRITE_BATCH: usize = 64;
 /// Backlog frames written between two looks for answers to send.
 const BACKLOG_CHUNK: usize = 16;
 /// Writer control queue: reader pongs and local answers; full means stuck.
-const CTRL_QUEUE: usize = 64;
+const CTRL_QUEUE: usize = 16;
 const WRITER_STACK: usize = 64 * 1024;
 
-/// tungstenite buffers sized for many idle connections (its defaults cost
-/// 128 KiB of zeroed read buffer each).
+/// tungstenite buffers sized for many idle connections: its defaults cost
+/// 128 KiB of zeroed read buffer each. The read buffer is zeroed up to its
+/// size on every read, so it is resident: 2 KiB still holds about ten
+/// typical frames per `read`, and bigger frames take more reads.
 pub fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(2 * 1024)
         .write_buffer_size(16 * 1024)
         .max_message_size(Some(max_message_bytes))
         .max_frame_size(Some(max_message_bytes))
@@ -120,29 +122,8 @@ pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
     // the handshake only.
     let _ = tcp.set_read_timeout(Some(env.register_timeout));
     let tcp = Arc::new(tcp);
-    let path = env.context_path.as_str();
-    // tungstenite's callback signature fixes this error type.
-    #[allow(clippy::result_large_err)]
-    let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        if req.uri().path() == path {
-            Ok(resp)
-        } else {
-            let mut e = ErrorResponse::new(Some("not found\n".into()));
-            *e.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
-            Err(e)
-        }
-    };
-    let stream = ReaderStream {
-        tcp: SharedTcp(tcp.clone()),
-        writer: None,
-    };
-    let mut ws = match tungstenite::accept_hdr_with_config(stream, check_path, Some(env.ws_config))
-    {
-        Ok(ws) => ws,
-        Err(e) => {
-            log::debug!("conn {id} {peer}: handshake failed: {e}");
-            return;
-        }
+    let Some(mut ws) = handshake(&tcp, id, peer, env) else {
+        return;
     };
     let _ = tcp.set_read_timeout(None);
     let _ = tcp.set_write_timeout(Some(env.write_timeout));
@@ -153,8 +134,10 @@ pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
     shared
         .last_seen_ms
         .store(env.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    // The writer never reads: no read buffer (4 KiB per connection).
+    let writer_config = env.ws_config.read_buffer_size(0);
     let writer = Writer {
-        ws: WebSocket::from_raw_socket(SharedTcp(tcp), Role::Server, Some(env.ws_config)),
+        ws: WebSocket::from_raw_socket(SharedTcp(tcp), Role::Server, Some(writer_config)),
         shared: shared.clone(),
         ctrl: ctrl_rx,
         out: out_rx,
@@ -194,6 +177,41 @@ pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
     log::info!("conn {id} closed: {reason}");
     let _ = env.router.send(Event::Closed { conn: id });
     let _ = ctrl_tx.send(Ctrl::Stop);
+}
+
+/// The WebSocket handshake, in a frame of its own: tungstenite parses the
+/// request with several KiB of stack that the reader should not keep for
+/// the life of the connection (see [`crate::stack`]).
+#[inline(never)]
+fn handshake(
+    tcp: &Arc<TcpStream>,
+    id: ConnId,
+    peer: std::net::SocketAddr,
+    env: &ConnEnv,
+) -> Option<WebSocket<ReaderStream>> {
+    let path = env.context_path.as_str();
+    // tungstenite's callback signature fixes this error type.
+    #[allow(clippy::result_large_err)]
+    let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        if req.uri().path() == path {
+            Ok(resp)
+        } else {
+            let mut e = ErrorResponse::new(Some("not found\n".into()));
+            *e.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
+            Err(e)
+        }
+    };
+    let stream = ReaderStream {
+        tcp: SharedTcp(tcp.clone()),
+        writer: None,
+    };
+    match tungstenite::accept_hdr_with_config(stream, check_path, Some(env.ws_config)) {
+        Ok(ws) => Some(ws),
+        Err(e) => {
+            log::debug!("conn {id} {peer}: handshake failed: {e}");
+            None
+        }
+    }
 }
 
 struct Reader<'a> {
@@ -263,7 +281,11 @@ impl Reader<'_> {
                         Err(_) => None,
                     };
                     match outcome {
-                        Some(Ok(user)) => inbound.registered(user),
+                        Some(Ok(user)) => {
+                            inbound.registered(user);
+                            // From here on this thread mostly waits in `read`.
+                            crate::stack::trim();
+                        }
                         Some(Err(r)) => return self.refuse_register(&inbound, &id, &r),
                         None => return "server stopped".into(),
                     }
@@ -341,6 +363,13 @@ impl Writer {
                 self.outbound(item)?;
             }
             self.flush()?;
+            // Registered: drop the deadline now rather than wake up for it
+            // later (10,000 idle connections would each wake once for
+            // nothing). The register's own 9001 is what woke us.
+            if self.register_deadline.is_some() && self.shared.is_registered() {
+                self.register_deadline = None;
+                crate::stack::trim();
+            }
             let now = Instant::now();
             let deadline = [Some(next_ping), self.register_deadline, self.closing]
                 .into_iter()

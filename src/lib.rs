@@ -23,6 +23,7 @@ pub mod ratelimit;
 pub mod router;
 pub mod server;
 pub mod sessions;
+pub mod stack;
 pub mod store;
 pub mod users;
 pub mod web;
