@@ -3,8 +3,9 @@
 //! One store thread owns the database. The router sends it [`StoreOp`]s; it
 //! drains its channel into one transaction per batch (group commit: one
 //! fsync for many messages), commits, and only then answers each op with a
-//! [`Done`] on the router's completion channel. So 9001 SUCCESS and delivery
-//! both happen after the message is on disk.
+//! [`Done`], all of a batch in one message on the router's completion
+//! channel. So 9001 SUCCESS and delivery both happen after the message is
+//! on disk.
 
 mod db;
 mod schema;
