@@ -1,44 +1,44 @@
 //! `edgeim chat`: a small terminal client, so two terminals can chat against
-//! the demo server with nothing else installed. It logs in over HTTP (written
-//! by hand: plain http:// only), asks for a session id, registers over the
-//! WebSocket, then turns typed lines into texts and incoming frames into
-//! one line each on stdout.
+//! the demo server with nothing else installed. It logs in, asks for a
+//! session id and registers through [`crate::client`], then turns typed
+//! lines into texts and incoming frames into one line each on stdout.
 
 use std::collections::HashSet;
 use std::io::BufRead;
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TryRecvError};
-use serde_json::{Value, json};
-use tungstenite::protocol::CloseFrame;
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::stream::MaybeTlsStream;
-use tungstenite::{Message, WebSocket};
+use serde_json::Value;
+use tungstenite::Message;
 
-use crate::httpc;
-use crate::ids::{SYSTEM, UserId};
-use crate::protocol::{TYPE_RECEIVE_STATUS, TYPE_REGISTER, TYPE_SEND_STATUS, TYPE_TEXT};
+use crate::client::frames::{self, StatusBody};
+use crate::client::ws::{self as cws, Ws as Socket};
+use crate::client::{self, ClientError, HttpServer, WAIT};
+use crate::wire::ids::{SYSTEM, UserId};
+use crate::wire::{TYPE_RECEIVE_STATUS, TYPE_SEND_STATUS, TYPE_TEXT};
 
+/// The HTTP API `edgeim chat` talks to unless told otherwise.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+/// The WebSocket it registers on unless told otherwise.
 pub const DEFAULT_WS: &str = "ws://127.0.0.1:8081/websocket";
+/// Its clientName unless told otherwise.
 pub const DEFAULT_CLIENT: &str = "terminal";
 
-/// How long an HTTP request, the register answer or the close handshake may take.
-const WAIT: Duration = Duration::from_secs(10);
 /// How long one `ws.read()` waits before the loop looks at stdin again.
 const POLL: Duration = Duration::from_millis(100);
-const ACK_BODY: &str = r#"{"code":200,"status":"SUCCESS","msg":"received"}"#;
 
+/// `edgeim chat USER [--server URL] [--ws URL] [--client NAME]`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Options {
+    /// Who to log in as.
     pub user: String,
+    /// The HTTP API's URL.
     pub server: String,
+    /// The WebSocket's URL.
     pub ws: String,
+    /// The clientName to register as.
     pub client: String,
 }
-
-type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
 
 /// Chat until `/quit` or the end of `input`. The error is one line for the user.
 pub fn run(
@@ -46,35 +46,24 @@ pub fn run(
     password: &str,
     input: impl BufRead + Send + 'static,
 ) -> Result<(), String> {
-    check_urls(opts)?;
-    let token = log_in(opts, password)?;
-    let result = chat(opts, &token, input);
+    // Refuses https://, wss:// and other schemes before anything is sent.
+    let server = HttpServer::parse(&opts.server).map_err(|e| e.to_string())?;
+    cws::ws_host(&opts.ws).map_err(|e| format!("--ws: {e}"))?;
+    let token = client::app_login(&server, &opts.user, password).map_err(|e| e.to_string())?;
+    let result = chat(opts, &server, &token, input);
     // Best effort: the token would otherwise stay valid until it expires.
-    let _ = http(&opts.server, "POST", "/app/logout", Some(&token), Some(""));
+    let _ = client::app_logout(&server, &token);
     result
 }
 
-/// Refuses https://, wss:// and other schemes before anything is sent.
-fn check_urls(opts: &Options) -> Result<(), String> {
-    httpc::split_http_url(&opts.server)?;
-    if opts.ws.starts_with("wss://") {
-        return Err(format!(
-            "bad --ws URL {:?}: use ws://; put TLS in a reverse proxy",
-            opts.ws
-        ));
-    }
-    if !opts.ws.starts_with("ws://") {
-        return Err(format!(
-            "bad --ws URL {:?}: it must start with ws://",
-            opts.ws
-        ));
-    }
-    Ok(())
-}
-
-fn chat(opts: &Options, token: &str, input: impl BufRead + Send + 'static) -> Result<(), String> {
-    let session_id = session_id(opts, token)?;
-    let mut ws = register(opts, &session_id)?;
+fn chat(
+    opts: &Options,
+    server: &HttpServer,
+    token: &str,
+    input: impl BufRead + Send + 'static,
+) -> Result<(), String> {
+    let session_id = client::session_id(server, token, &opts.client).map_err(no_session)?;
+    let mut ws = register(opts, &session_id).map_err(|e| e.to_string())?;
     println!("connected as {} ({})", opts.user, opts.client);
     let lines = read_lines_in_background(input)?;
     let mut chat = Chat {
@@ -86,7 +75,7 @@ fn chat(opts: &Options, token: &str, input: impl BufRead + Send + 'static) -> Re
         loop {
             match lines.try_recv() {
                 Ok(line) if line.trim() == "/quit" => return close(&mut ws),
-                Ok(line) if line.trim() == "/who" => who(opts, token),
+                Ok(line) if line.trim() == "/who" => who(server, token),
                 Ok(line) => chat.send_line(&mut ws, &line)?,
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return close(&mut ws),
@@ -96,9 +85,9 @@ fn chat(opts: &Options, token: &str, input: impl BufRead + Send + 'static) -> Re
         // thread own the WebSocket and still notice typed lines promptly.
         match ws.read() {
             Ok(Message::Text(t)) => chat.show_frame(&mut ws, &t)?,
-            Ok(Message::Close(frame)) => return Err(closed_by_server(frame)),
+            Ok(Message::Close(frame)) => return Err(cws::closed_by_server(frame)),
             Ok(_) => {}
-            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
+            Err(e) if cws::is_timeout(&e) => {}
             Err(e) => return Err(format!("connection lost: {e}")),
         }
         ws.flush().map_err(|e| format!("connection lost: {e}"))?;
@@ -139,7 +128,7 @@ impl Chat {
             return Ok(());
         }
         let id = uuid::Uuid::new_v4().to_string();
-        let msg = json!({"id": id, "type": TYPE_TEXT, "isSystem": false, "from": self.user, "to": to, "body": text});
+        let msg = frames::text(&id, &self.user, &to, text);
         self.pending.insert(id);
         send(ws, &msg)
     }
@@ -160,13 +149,12 @@ impl Chat {
                 } else {
                     println!("{from}: {body}");
                 }
-                let ack = json!({"id": id, "type": TYPE_RECEIVE_STATUS, "isSystem": false, "from": self.user, "to": from, "body": ACK_BODY});
-                send(ws, &ack)?;
+                send(ws, &frames::ack(&id, &self.user, &from))?;
             }
-            Some(TYPE_SEND_STATUS) => match (status_of(&m), self.pending.remove(&id)) {
-                ((200, ..), true) => println!("✓ {id}"),
-                ((200, ..), false) => {} // the answer to one of our receipts
-                ((code, name, msg), _) => println!("✗ {id} {code} {name}: {msg}"),
+            Some(TYPE_SEND_STATUS) => match (StatusBody::of_frame(&m), self.pending.remove(&id)) {
+                (s, true) if s.code == 200 => println!("✓ {id}"),
+                (s, false) if s.code == 200 => {} // the answer to one of our receipts
+                (s, _) => println!("✗ {id} {s}"),
             },
             Some(TYPE_RECEIVE_STATUS) => println!("✓✓ {id} read by {from}"),
             _ => {}
@@ -185,57 +173,13 @@ fn split_recipients(line: &str) -> Option<(String, &str)> {
     Some((names.join(","), text.trim()))
 }
 
-/// (code, status, msg) of a 9001's StatusBody, which is a JSON string.
-fn status_of(m: &Value) -> (i64, String, String) {
-    let s: Value = serde_json::from_str(m["body"].as_str().unwrap_or_default()).unwrap_or_default();
-    let text = |k: &str| s[k].as_str().unwrap_or_default().to_string();
-    (
-        s["code"].as_i64().unwrap_or_default(),
-        text("status"),
-        text("msg"),
-    )
-}
-
 fn send(ws: &mut Socket, msg: &Value) -> Result<(), String> {
-    ws.send(Message::text(msg.to_string()))
-        .map_err(|e| format!("connection lost: {e}"))
-}
-
-fn is_timeout(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    )
-}
-
-fn closed_by_server(frame: Option<CloseFrame>) -> String {
-    match frame {
-        Some(f) => format!(
-            "the server closed the connection: {} {}",
-            u16::from(f.code),
-            f.reason
-        ),
-        None => "the server closed the connection".into(),
-    }
+    cws::send(ws, msg).map_err(|e| e.to_string())
 }
 
 /// Sends Close 1000 and waits (bounded) for the server's answer.
 fn close(ws: &mut Socket) -> Result<(), String> {
-    let frame = CloseFrame {
-        code: CloseCode::Normal,
-        reason: "".into(),
-    };
-    if ws.close(Some(frame)).is_err() {
-        return Ok(());
-    }
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        match ws.read() {
-            Ok(_) => {}
-            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
-            Err(_) => break,
-        }
-    }
+    cws::close(ws, None, WAIT);
     Ok(())
 }
 
@@ -257,29 +201,19 @@ fn read_lines_in_background(
     Ok(rx)
 }
 
-fn log_in(opts: &Options, password: &str) -> Result<String, String> {
-    let body = json!({"username": opts.user, "password": password}).to_string();
-    let (status, answer) = http(&opts.server, "POST", "/app/login", None, Some(&body))?;
-    match answer["token"].as_str() {
-        Some(t) if status == 200 => Ok(t.to_string()),
-        _ => Err(format!("login failed: {}", why(status, &answer))),
-    }
-}
-
-fn session_id(opts: &Options, token: &str) -> Result<String, String> {
-    let path = format!("/app/websocket/client/login/{}", opts.client);
-    let (status, answer) = http(&opts.server, "GET", &path, Some(token), None)?;
-    match answer["sessionId"].as_str() {
-        Some(s) if status == 200 => Ok(s.to_string()),
-        _ => Err(format!("no session id: {}", why(status, &answer))),
+/// The session id step's error reads "no session id: ..." as before.
+fn no_session(e: ClientError) -> String {
+    match e {
+        ClientError::Refused { why, .. } => format!("no session id: {why}"),
+        other => other.to_string(),
     }
 }
 
 /// `/who`: every user and whether it is online.
-fn who(opts: &Options, token: &str) {
-    match http(&opts.server, "GET", "/api/users", Some(token), None) {
-        Ok((200, answer)) => {
-            for u in answer["users"].as_array().into_iter().flatten() {
+fn who(server: &HttpServer, token: &str) {
+    match server.get("/api/users").token(Some(token)).send() {
+        Ok(answer) if answer.status == 200 => {
+            for u in answer.json()["users"].as_array().into_iter().flatten() {
                 let state = if u["online"] == true {
                     "online"
                 } else {
@@ -288,62 +222,18 @@ fn who(opts: &Options, token: &str) {
                 println!("[who] {} {state}", u["userId"].as_str().unwrap_or_default());
             }
         }
-        Ok((status, answer)) => eprintln!("edgeim: chat: /who: {}", why(status, &answer)),
+        Ok(answer) => eprintln!("edgeim: chat: /who: {}", answer.why()),
         Err(e) => eprintln!("edgeim: chat: /who: {e}"),
     }
 }
 
-/// The `msg` of an error answer, or the HTTP status.
-fn why(status: u16, answer: &Value) -> String {
-    match answer["msg"].as_str() {
-        Some(m) => m.to_string(),
-        None => format!("HTTP {status}"),
-    }
-}
-
-fn register(opts: &Options, session_id: &str) -> Result<Socket, String> {
-    let (mut ws, _) = tungstenite::connect(opts.ws.as_str())
-        .map_err(|e| format!("cannot connect to {}: {e}", opts.ws))?;
-    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-        s.set_read_timeout(Some(WAIT)).map_err(|e| e.to_string())?;
-    }
-    let reg = json!({"id": "register", "type": TYPE_REGISTER, "isSystem": false, "from": opts.user,
-        "to": SYSTEM, "body": json!({"sessionId": session_id}).to_string()});
-    send(&mut ws, &reg)?;
-    loop {
-        match ws.read() {
-            Ok(Message::Text(t)) => {
-                let m: Value = serde_json::from_str(&t).unwrap_or_default();
-                if m["type"] == TYPE_SEND_STATUS && m["id"] == "register" {
-                    match status_of(&m) {
-                        (200, ..) => break,
-                        (code, name, msg) => {
-                            return Err(format!("register failed: {code} {name}: {msg}"));
-                        }
-                    }
-                }
-            }
-            Ok(Message::Close(frame)) => return Err(closed_by_server(frame)),
-            Ok(_) => {}
-            Err(e) => return Err(format!("no answer to register: {e}")),
-        }
-    }
-    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-        s.set_read_timeout(Some(POLL)).map_err(|e| e.to_string())?;
-    }
+/// Connects and registers; reads then time out after [`POLL`], so the
+/// loop notices typed lines.
+fn register(opts: &Options, session_id: &str) -> Result<Socket, ClientError> {
+    let mut ws = cws::open(&opts.ws)?;
+    cws::register(&mut ws, &opts.user, session_id)?;
+    cws::set_read_timeout(&ws, POLL);
     Ok(ws)
-}
-
-/// One HTTP/1.1 request over a fresh connection: (status, JSON body or Null).
-fn http(
-    server: &str,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-) -> Result<(u16, Value), String> {
-    let (host, prefix) = httpc::split_http_url(server)?;
-    httpc::request(&host, &format!("{prefix}{path}"), method, token, body, WAIT)
 }
 
 #[cfg(test)]

@@ -3,10 +3,10 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::ids::UserId;
+use crate::wire::ids::UserId;
 
 use crate::chat;
-use crate::ids::ClientName;
+use crate::wire::ids::ClientName;
 
 pub const USAGE: &str = "\
 edgeim: a small instant-messaging server

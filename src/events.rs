@@ -5,6 +5,8 @@
 //!   bounded by the `queued` counter so memory grows only with real use).
 //! - [`Ctrl`]: the reader or the router → one connection's writer
 //!   (small bounded channel; the writer drains it before `Outbound`).
+//! - [`StoreOp`]: the router and the HTTP login table → the store thread
+//!   (bounded); [`Dones`]: the store → the router, one message per commit.
 
 use std::borrow::Cow;
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -14,8 +16,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crossbeam_channel::Sender;
 use tungstenite::Utf8Bytes;
 
-use crate::ids::{ClientName, UserId};
-use crate::protocol::{Register, Reject, Request};
+use crate::auth::SecretHash;
+use crate::auth::users::PasswordTag;
+use crate::store::{Accepted, NewMessage, ReceiptOutcome, StoredMessage};
+use crate::wire::ids::ClientKey;
+use crate::wire::ids::{ClientName, UserId};
+use crate::wire::{Receipt, Register, Reject, Request};
 
 /// Identifies one WebSocket connection for its whole life.
 pub type ConnId = u64;
@@ -148,4 +154,89 @@ pub enum Event {
     Online { reply: Sender<OnlineList> },
     /// Stop: close every connection with 1001.
     Shutdown,
+}
+
+/// The answer to an HTTP system message: its id, or why not.
+pub type SystemReply = Sender<Result<String, Reject>>;
+
+/// Who gets the answer to an accepted message: the connection that sent
+/// it, or the HTTP worker of `POST /api/system/message`.
+pub enum ReplyTo {
+    /// A 9001 to this connection.
+    Conn(ConnId),
+    /// The message's id, or why not.
+    Api(SystemReply),
+}
+
+/// Work for the store thread. The `conn`, `reply_to` and `register_id`
+/// fields are the router's: the store carries them back in the [`Done`]
+/// untouched.
+pub enum StoreOp {
+    /// Store a text for every recipient, or refuse it for all.
+    Accept {
+        /// The sending client, which counts as having acknowledged it.
+        sender: Option<ClientKey>,
+        msg: NewMessage,
+        reply_to: ReplyTo,
+    },
+    /// A client acknowledged a text.
+    Receipt {
+        conn: ConnId,
+        key: ClientKey,
+        receipt: Receipt,
+    },
+    /// A client registered: its backlog, and it counts as connected.
+    Attach {
+        conn: ConnId,
+        key: ClientKey,
+        register_id: String,
+    },
+    /// A client's connection ended.
+    Detach { key: ClientKey },
+    /// Keep a new login; answered once it is on disk.
+    SaveLogin {
+        hash: SecretHash,
+        user: UserId,
+        tag: PasswordTag,
+        expires_ms: u64,
+        reply: Sender<bool>,
+    },
+    /// Answered once the revocation is on disk.
+    RevokeLogin {
+        hash: SecretHash,
+        reply: Sender<bool>,
+    },
+    /// Forget every login of a removed user.
+    RevokeUser { user: UserId },
+    /// Finish what came before, then stop the thread.
+    Stop,
+}
+
+/// The answers to one committed batch, in the order of its ops. One
+/// channel message per commit: the router wakes once for all of them.
+pub type Dones = Vec<Done>;
+
+/// The store's answer to one op, after its commit.
+pub enum Done {
+    /// The answer to [`StoreOp::Accept`].
+    Accepted {
+        sender: Option<ClientKey>,
+        id: String,
+        result: Result<Accepted, Reject>,
+        reply_to: ReplyTo,
+    },
+    /// The answer to [`StoreOp::Receipt`].
+    Receipt {
+        conn: ConnId,
+        key: ClientKey,
+        receipt: Receipt,
+        result: Result<ReceiptOutcome, Reject>,
+    },
+    /// The answer to [`StoreOp::Attach`]: the client's backlog, in order.
+    Attached {
+        conn: ConnId,
+        key: ClientKey,
+        register_id: String,
+        result: Result<Vec<StoredMessage>, Reject>,
+    },
 }

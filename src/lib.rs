@@ -1,30 +1,49 @@
 //! edgeim: a single-binary instant-messaging server.
 //!
-//! Data flow: HTTP ([`http`]) logs users in and issues one-time session ids
-//! through the [`router`]; the WebSocket [`websocket`] listener gives each
-//! connection a reader and a writer thread ([`connection`]), which check
-//! frames ([`inbound`], [`protocol`]) and pass them to the router, which
-//! owns the session table and the [`store`] and queues frames back to the
-//! writers. [`events`] names every message between threads.
+//! The folders are the architecture (docs/ARCHITECTURE.md):
+//!
+//! - `wire`: the protocol's frames, names and checks, free of I/O;
+//! - `conn`: the WebSocket listener and each connection's reader and
+//!   writer threads;
+//! - `router`: the one thread that owns the session table and decides who
+//!   gets what;
+//! - `store`: the thread that owns the SQLite database;
+//! - `http`: the HTTP API and the chat page;
+//! - `auth`: the users file, logins, and the hashing of secrets;
+//! - `events`: every message that crosses a thread boundary;
+//! - [`server`]: wiring them together; [`config`] and [`cli`]: what the
+//!   operator says; [`client`] and [`chat`]: the one client, and the
+//!   terminal chat built on it.
+//!
+//! Only what the binaries and the tests use is public.
 
-pub mod auth;
+#![warn(missing_docs)]
+
 pub mod chat;
 pub mod cli;
-pub mod clock;
+pub mod client;
 pub mod config;
-pub mod connection;
-pub mod events;
-pub mod http;
-pub mod httpc;
-pub mod ids;
-pub mod inbound;
-pub mod protocol;
-pub mod ratelimit;
-pub mod router;
 pub mod server;
-pub mod sessions;
-pub mod stack;
-pub mod store;
-pub mod users;
-pub mod web;
-pub mod websocket;
+
+mod auth;
+mod clock;
+mod conn;
+mod events;
+mod http;
+mod router;
+mod stack;
+mod store;
+mod wire;
+
+/// The users file: `edgeim user add|passwd|remove|list`.
+pub mod users {
+    pub use crate::auth::Directory;
+    pub use crate::auth::users::{
+        UsersError, add, hash_password, list, path_in, remove, set_password,
+    };
+}
+
+/// `edgeim backup`: a consistent copy of the database.
+pub mod backup {
+    pub use crate::store::backup::{BackupError, backup, path_in};
+}

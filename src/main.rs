@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use edgeim::cli::{self, Command, UserAction};
 use edgeim::config::Config;
-use edgeim::{chat, server, store, users};
+use edgeim::{backup, chat, server, users};
 
 /// Exit code for a wrong command line or config.
 const EXIT_USAGE: u8 = 2;
@@ -40,12 +40,12 @@ fn main() -> ExitCode {
         },
         Command::Demo { dir } => demo(dir),
         Command::Backup { to, config } => match load(config.as_deref()) {
-            Ok(c) => match store::backup(&store::path_in(&c.data_dir), &to) {
+            Ok(c) => match backup::backup(&backup::path_in(&c.data_dir), &to) {
                 Ok(()) => {
                     eprintln!("backed up to {}", to.display());
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail(&e),
+                Err(e) => fail(&e.to_string()),
             },
             Err(code) => code,
         },

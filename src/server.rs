@@ -9,16 +9,17 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
+use crate::auth::Directory;
+use crate::auth::users;
 use crate::auth::{Logins, hash_secret};
 use crate::config::Config;
-use crate::connection::{ConnEnv, ws_config};
+use crate::conn::listener::Listener;
+use crate::conn::{ConnEnv, ws_config};
 use crate::events::Event;
 use crate::http::{HttpEnv, HttpServer};
-use crate::inbound::InboundLimits;
 use crate::router::{Router, RouterConfig};
 use crate::store::{self, Store, StoreLimits};
-use crate::users::{self, Directory};
-use crate::websocket::Listener;
+use crate::wire::checks::InboundLimits;
 
 /// Events waiting for the router; a full queue slows the senders down
 /// (readers block), which is the back-pressure a flood deserves.

@@ -723,7 +723,8 @@ impl Target {
         password: &str,
         ticks: f64,
     ) -> Result<Target, String> {
-        let (http_host, http_prefix) = edgeim::httpc::split_http_url(server)?;
+        let parsed = edgeim::client::HttpServer::parse(server).map_err(|e| e.to_string())?;
+        let (http_host, http_prefix) = (parsed.host, parsed.prefix);
         let ws_host = ws
             .strip_prefix("ws://")
             .ok_or_else(|| format!("bad --ws URL {ws:?}: it must start with ws://"))?;
@@ -818,7 +819,16 @@ fn http(
     token: Option<&str>,
     body: Option<&str>,
 ) -> Result<(u16, Value), String> {
-    edgeim::httpc::request(host, path, method, token, body, WAIT)
+    let server = edgeim::client::HttpServer {
+        host: host.to_string(),
+        prefix: String::new(),
+    };
+    let mut rq = server.request(method, path).token(token).timeout(WAIT);
+    if let Some(b) = body {
+        rq = rq.header("Content-Type", "application/json").body(b);
+    }
+    let answer = rq.send().map_err(|e| e.to_string())?;
+    Ok((answer.status, answer.json()))
 }
 
 // ---------------------------------------------------------------- spawned server

@@ -7,68 +7,37 @@
 //! channel. So 9001 SUCCESS and delivery both happen after the message is
 //! on disk.
 
-mod db;
+pub mod backup;
+mod history;
+mod logins;
+mod messages;
+mod open;
+mod purge;
 mod schema;
+#[cfg(test)]
+mod tests;
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, bounded, select, tick, unbounded};
-use tungstenite::Utf8Bytes;
 
-use crate::auth::{SavedLogin, SecretHash};
+use crate::auth::SavedLogin;
 use crate::clock::now_ms;
-use crate::events::ConnId;
-use crate::ids::{ClientKey, Origin, UserId};
-use crate::protocol::{Receipt, Reject, Status};
-use crate::users::PasswordTag;
+use crate::events::{Done, Dones, StoreOp};
+use crate::wire::ids::{Origin, UserId};
+use crate::wire::{Reject, Status};
+use messages::Db;
 
-pub use db::{StoredMessage, history, open_reader};
+pub use history::history;
+pub use messages::StoredMessage;
+pub use open::open_reader;
 
 /// The database file inside `data_dir`.
 pub fn path_in(data_dir: &Path) -> PathBuf {
     data_dir.join("edgeim.db")
-}
-
-/// `edgeim backup`: a consistent copy of the database at `to`, made with
-/// SQLite's online backup while the server may be running. Refuses to
-/// overwrite a file.
-pub fn backup(db: &Path, to: &Path) -> Result<(), String> {
-    if !db.exists() {
-        return Err(format!("no database at {}", db.display()));
-    }
-    if to.exists() {
-        return Err(format!("{} exists; choose a new file", to.display()));
-    }
-    let src = db::open_reader(db).map_err(|e| format!("database {}: {e}", db.display()))?;
-    let mut dst = rusqlite::Connection::open(to).map_err(|e| format!("{}: {e}", to.display()))?;
-    let copy = rusqlite::backup::Backup::new(&src, &mut dst).map_err(|e| e.to_string())?;
-    // One step: it reads one snapshot (WAL lets the server keep writing
-    // meanwhile). Copying in many steps restarts whenever the server
-    // commits between them, and a busy server never lets it finish.
-    let result = copy_all(&copy);
-    drop(copy);
-    drop(dst);
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(to);
-        format!("backup to {}: {e}", to.display())
-    })
-}
-
-/// Runs a backup in one step, retrying a bounded number of times while the
-/// database is briefly locked.
-fn copy_all(copy: &rusqlite::backup::Backup) -> Result<(), String> {
-    use rusqlite::backup::StepResult;
-    for _ in 0..1000 {
-        match copy.step(-1).map_err(|e| e.to_string())? {
-            StepResult::Done => return Ok(()),
-            StepResult::More => {}
-            // Locked for a moment by the server's checkpoint: try again soon.
-            _ => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
-    Err("the database stayed locked".into())
 }
 
 /// The store's limits, from `[limits]`.
@@ -98,9 +67,9 @@ pub struct Target {
 
 #[derive(Debug)]
 pub enum Accepted {
-    /// New: deliver `frame` to the targets' connected clients.
+    /// New: deliver `message` to the targets' connected clients.
     New {
-        frame: Utf8Bytes,
+        message: StoredMessage,
         targets: Vec<Target>,
     },
     /// A resend of an accepted (from, id): answer SUCCESS, deliver nothing.
@@ -123,86 +92,22 @@ pub enum ReceiptOutcome {
     Recorded,
 }
 
-/// The answer to an HTTP system message: its id, or why not.
-pub type SystemReply = Sender<Result<String, Reject>>;
-
-/// Work for the store thread.
-pub enum StoreOp {
-    Accept {
-        conn: Option<ConnId>,
-        sender: Option<ClientKey>,
-        msg: NewMessage,
-        reply: Option<SystemReply>,
-    },
-    Receipt {
-        conn: ConnId,
-        key: ClientKey,
-        receipt: Receipt,
-    },
-    /// A client registered: its backlog, and it counts as connected.
-    Attach {
-        conn: ConnId,
-        key: ClientKey,
-        register_id: String,
-    },
-    Detach {
-        key: ClientKey,
-    },
-    SaveLogin {
-        hash: SecretHash,
-        user: UserId,
-        tag: PasswordTag,
-        expires_ms: u64,
-        reply: Sender<bool>,
-    },
-    /// Answered once the revocation is on disk.
-    RevokeLogin {
-        hash: SecretHash,
-        reply: Sender<bool>,
-    },
-    RevokeUser {
-        user: UserId,
-    },
-    /// Finish what came before, then stop the thread.
-    Stop,
-}
-
-/// The answers to one committed batch, in the order of its ops. One
-/// channel message per commit: the router wakes once for all of them.
-pub type Dones = Vec<Done>;
-
-/// The store's answer to one op, after its commit.
-pub enum Done {
-    Accepted {
-        conn: Option<ConnId>,
-        sender: Option<ClientKey>,
-        id: String,
-        result: Result<Accepted, Reject>,
-        reply: Option<SystemReply>,
-    },
-    Receipt {
-        conn: ConnId,
-        key: ClientKey,
-        receipt: Receipt,
-        result: Result<ReceiptOutcome, Reject>,
-    },
-    Attached {
-        conn: ConnId,
-        key: ClientKey,
-        register_id: String,
-        result: Result<Vec<Utf8Bytes>, Reject>,
-    },
-}
-
 /// The store could not be opened: one line for the operator.
 #[derive(Debug)]
-pub struct OpenError(pub String);
+pub struct OpenError {
+    /// The database file.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub why: String,
+}
 
-impl std::fmt::Display for OpenError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "database {}: {}", self.path.display(), self.why)
     }
 }
+
+impl std::error::Error for OpenError {}
 
 /// Most ops in one transaction.
 const MAX_BATCH: usize = 4096;
@@ -229,10 +134,12 @@ pub struct Opened {
 impl Store {
     /// Opens (creating or migrating) the database and starts the store thread.
     pub fn open(path: &Path, limits: StoreLimits) -> Result<Opened, OpenError> {
-        let what =
-            |e: &dyn std::fmt::Display| OpenError(format!("database {}: {e}", path.display()));
-        let conn = db::open_connection(path).map_err(|e| what(&e))?;
-        let db = db::Db::new(conn, limits).map_err(|e| what(&e))?;
+        let what = |e: &dyn fmt::Display| OpenError {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        };
+        let conn = open::open_connection(path).map_err(|e| what(&e))?;
+        let db = Db::new(conn, limits).map_err(|e| what(&e))?;
         let logins = db.logins(now_ms()).map_err(|e| what(&e))?;
         let (ops_tx, ops_rx) = bounded(OP_QUEUE);
         let (done_tx, done_rx) = unbounded();
@@ -264,7 +171,7 @@ impl Store {
 
 /// The store thread: block for one op, take what else is waiting, do it all
 /// in one transaction, commit, answer.
-fn run(mut db: db::Db, ops: Receiver<StoreOp>, done: Sender<Dones>) {
+fn run(mut db: Db, ops: Receiver<StoreOp>, done: Sender<Dones>) {
     let purge = tick(PURGE_EVERY);
     let mut purging = true;
     loop {
@@ -306,7 +213,7 @@ fn run(mut db: db::Db, ops: Receiver<StoreOp>, done: Sender<Dones>) {
     }
 }
 
-fn purge_step(db: &mut db::Db) -> bool {
+fn purge_step(db: &mut Db) -> bool {
     let step = db
         .begin()
         .and_then(|()| db.purge_step(now_ms(), PURGE_STEP))
@@ -323,7 +230,7 @@ fn purge_step(db: &mut db::Db) -> bool {
 
 /// Applies a batch in one transaction. If anything fails on the database
 /// side, nothing of the batch is kept and every op is answered 400.
-fn apply_batch(db: &mut db::Db, batch: Vec<StoreOp>) -> Vec<Done> {
+fn apply_batch(db: &mut Db, batch: Vec<StoreOp>) -> Vec<Done> {
     let now = now_ms();
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut failure = db.begin().err();
@@ -361,14 +268,14 @@ fn apply_batch(db: &mut db::Db, batch: Vec<StoreOp>) -> Vec<Done> {
 enum Outcome {
     Accepted(Result<Accepted, Reject>),
     Receipt(Result<ReceiptOutcome, Reject>),
-    Attached(Vec<Utf8Bytes>),
+    Attached(Vec<StoredMessage>),
     Nothing,
     /// The batch was not committed.
     Failed,
 }
 
 /// Does one op inside the open transaction.
-fn execute(db: &mut db::Db, op: &StoreOp, now: u64) -> Result<Outcome, db::DbError> {
+fn execute(db: &mut Db, op: &StoreOp, now: u64) -> Result<Outcome, messages::DbError> {
     Ok(match op {
         StoreOp::Accept { msg, sender, .. } => {
             let result = db
@@ -422,81 +329,46 @@ fn execute(db: &mut db::Db, op: &StoreOp, now: u64) -> Result<Outcome, db::DbErr
 fn answer(op: StoreOp, outcome: Outcome) -> Option<Done> {
     let failed = matches!(outcome, Outcome::Failed);
     let storage = || Reject::new(Status::Failed, "storage failure: not stored; retry");
-    Some(match (op, outcome) {
-        (
-            StoreOp::Accept {
-                conn,
-                sender,
-                msg,
-                reply,
-            },
-            Outcome::Accepted(result),
-        ) => Done::Accepted {
-            conn,
+    Some(match op {
+        StoreOp::Accept {
+            sender,
+            msg,
+            reply_to,
+        } => Done::Accepted {
             sender,
             id: msg.id,
-            result,
-            reply,
-        },
-        (
-            StoreOp::Accept {
-                conn,
-                sender,
-                msg,
-                reply,
+            result: match outcome {
+                Outcome::Accepted(result) => result,
+                _ => Err(storage()),
             },
-            _,
-        ) => Done::Accepted {
-            conn,
-            sender,
-            id: msg.id,
-            result: Err(storage()),
-            reply,
+            reply_to,
         },
-        (StoreOp::Receipt { conn, key, receipt }, Outcome::Receipt(result)) => Done::Receipt {
+        StoreOp::Receipt { conn, key, receipt } => Done::Receipt {
             conn,
             key,
             receipt,
-            result,
-        },
-        (StoreOp::Receipt { conn, key, receipt }, _) => Done::Receipt {
-            conn,
-            key,
-            receipt,
-            result: Err(storage()),
-        },
-        (
-            StoreOp::Attach {
-                conn,
-                key,
-                register_id,
+            result: match outcome {
+                Outcome::Receipt(result) => result,
+                _ => Err(storage()),
             },
-            Outcome::Attached(backlog),
-        ) => Done::Attached {
+        },
+        StoreOp::Attach {
             conn,
             key,
             register_id,
-            result: Ok(backlog),
-        },
-        (
-            StoreOp::Attach {
-                conn,
-                key,
-                register_id,
-            },
-            _,
-        ) => Done::Attached {
+        } => Done::Attached {
             conn,
             key,
             register_id,
-            result: Err(storage()),
+            result: match outcome {
+                Outcome::Attached(backlog) => Ok(backlog),
+                _ => Err(storage()),
+            },
         },
-        (StoreOp::SaveLogin { reply, .. } | StoreOp::RevokeLogin { reply, .. }, _) => {
+        StoreOp::SaveLogin { reply, .. } | StoreOp::RevokeLogin { reply, .. } => {
             let _ = reply.send(!failed);
             return None;
         }
-        (StoreOp::Detach { .. } | StoreOp::RevokeUser { .. } | StoreOp::Stop, _) => {
-            return None;
-        }
+        StoreOp::Detach { .. } | StoreOp::RevokeUser { .. } | StoreOp::Stop => return None,
     })
 }

@@ -6,16 +6,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{OnceLock, RwLock};
-use std::time::SystemTime;
 
 use argon2::Argon2;
-use argon2::password_hash::{
-    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
-};
-use crossbeam_channel::{Receiver, Sender, bounded};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString, rand_core::OsRng};
 
-use crate::ids::UserId;
+use crate::wire::ids::UserId;
 
 /// The users file inside `data_dir`.
 pub fn path_in(data_dir: &Path) -> PathBuf {
@@ -56,7 +51,7 @@ impl fmt::Display for UsersError {
 
 impl std::error::Error for UsersError {}
 
-type Entries = BTreeMap<UserId, String>;
+pub(super) type Entries = BTreeMap<UserId, String>;
 
 /// Identifies one password of a user (a digest of its hash), so that a
 /// login made with an old password stops working when it changes.
@@ -70,7 +65,7 @@ pub fn password_tag(phc: &str) -> PasswordTag {
     u64::from_le_bytes(first)
 }
 
-fn read(path: &Path) -> Result<Entries, UsersError> {
+pub(super) fn read(path: &Path) -> Result<Entries, UsersError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Entries::new()),
@@ -192,140 +187,10 @@ pub fn list(path: &Path) -> Result<Vec<UserId>, UsersError> {
     Ok(read(path)?.into_keys().collect())
 }
 
-/// The server's view of the users file, reloaded when the file changes.
-pub struct Directory {
-    path: PathBuf,
-    state: RwLock<Loaded>,
-    /// argon2 takes 19 MiB and tens of ms per verify: two at a time.
-    permits: (Sender<()>, Receiver<()>),
-}
-
-struct Loaded {
-    entries: Entries,
-    version: Option<(SystemTime, u64)>,
-}
-
-fn version(path: &Path) -> Option<(SystemTime, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
-}
-
-impl Directory {
-    /// Loads the users file; a missing file is an empty directory.
-    pub fn open(path: PathBuf) -> Result<Directory, UsersError> {
-        let version = version(&path);
-        let entries = read(&path)?;
-        let permits = bounded(2);
-        for _ in 0..2 {
-            let _ = permits.0.send(());
-        }
-        Ok(Directory {
-            path,
-            state: RwLock::new(Loaded { entries, version }),
-            permits,
-        })
-    }
-
-    /// Rereads the file if it changed since the last look. Called on login
-    /// and directory requests, never on the message path.
-    pub fn refresh(&self) {
-        let now = version(&self.path);
-        let stale = self.state.read().map(|s| s.version != now).unwrap_or(true);
-        if !stale {
-            return;
-        }
-        match read(&self.path) {
-            Ok(entries) => {
-                if let Ok(mut s) = self.state.write() {
-                    log::info!("users file changed: {} users", entries.len());
-                    *s = Loaded {
-                        entries,
-                        version: now,
-                    };
-                }
-            }
-            Err(e) => log::error!("{e}; keeping the previous users"),
-        }
-    }
-
-    /// Whether a user exists. A miss rereads a changed users file first,
-    /// so a user added a moment ago can be written to at once; a hit costs
-    /// no system call (this is on the message path).
-    pub fn exists(&self, user: &str) -> bool {
-        let Some(id) = UserId::parse(user) else {
-            return false;
-        };
-        let known = |d: &Self| {
-            d.state
-                .read()
-                .map(|s| s.entries.contains_key(&id))
-                .unwrap_or(false)
-        };
-        known(self) || {
-            self.refresh();
-            known(self)
-        }
-    }
-
-    pub fn all(&self) -> Vec<UserId> {
-        self.state
-            .read()
-            .map(|s| s.entries.keys().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    pub fn len(&self) -> usize {
-        self.state.read().map(|s| s.entries.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Checks a password. An unknown user costs the same as a wrong
-    /// password, so timing does not tell which names exist.
-    /// The tag of a user's current password; `None` if the user is gone.
-    pub fn tag(&self, user: &UserId) -> Option<PasswordTag> {
-        let s = self.state.read().ok()?;
-        s.entries.get(user).map(|phc| password_tag(phc))
-    }
-
-    pub fn verify(&self, name: &str, password: &str) -> Option<(UserId, PasswordTag)> {
-        self.refresh();
-        let found = UserId::parse(name).and_then(|id| {
-            let s = self.state.read().ok()?;
-            s.entries.get(&id).map(|phc| (id, phc.clone()))
-        });
-        let phc = match &found {
-            Some((_, phc)) => phc.as_str(),
-            None => dummy_hash(),
-        };
-        let ok = {
-            let _permit = self.permits.1.recv();
-            let ok = PasswordHash::new(phc)
-                .map(|h| {
-                    Argon2::default()
-                        .verify_password(password.as_bytes(), &h)
-                        .is_ok()
-                })
-                .unwrap_or(false);
-            let _ = self.permits.0.send(());
-            ok
-        };
-        found
-            .filter(|_| ok)
-            .map(|(id, phc)| (id, password_tag(&phc)))
-    }
-}
-
-fn dummy_hash() -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| hash_password("no user has this password"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::directory::Directory;
 
     fn temp_file(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("edgeim-users-{tag}-{}", uuid::Uuid::new_v4()));

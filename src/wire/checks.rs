@@ -7,11 +7,10 @@ use std::time::Instant;
 
 use tungstenite::Utf8Bytes;
 
-use crate::ids::UserId;
-use crate::protocol::{
-    self, Register, Reject, Request, Rules, Status, TYPE_RECEIVE_STATUS, TYPE_REGISTER,
-};
-use crate::ratelimit::TokenBucket;
+use super::parse::{self, Rules};
+use crate::wire::ids::UserId;
+use crate::wire::ratelimit::TokenBucket;
+use crate::wire::{self, Register, Reject, Request, Status, TYPE_RECEIVE_STATUS, TYPE_REGISTER};
 
 /// What the reader does with one frame.
 #[derive(Debug)]
@@ -68,10 +67,6 @@ impl Inbound {
         self.user = Some(user);
     }
 
-    pub fn user(&self) -> Option<&UserId> {
-        self.user.as_ref()
-    }
-
     fn to(&self) -> &str {
         self.user.as_ref().map_or("", UserId::as_str)
     }
@@ -82,11 +77,11 @@ impl Inbound {
         let id = match id {
             Some(id) => id,
             None => {
-                made = protocol::server_id();
+                made = wire::server_id();
                 &made
             }
         };
-        protocol::send_status(id, self.to(), r.status, &r.msg, now_ms)
+        wire::send_status(id, self.to(), r.status, &r.msg, now_ms)
     }
 
     /// Decides what to do with one text frame.
@@ -97,7 +92,7 @@ impl Inbound {
         now: Instant,
         now_ms: u64,
     ) -> Decision {
-        let env = match protocol::parse(text) {
+        let env = match parse::parse(text) {
             Ok(env) => env,
             Err((id, r)) => return Decision::Answer(self.reject(id.as_deref(), &r, now_ms)),
         };
@@ -118,7 +113,7 @@ impl Inbound {
         let limited = !bucket.take(now);
         let rate = || Reject::new(Status::Failed, "rate limit: too many messages, slow down");
         let Some(user) = &self.user else {
-            let (msg, refused) = protocol::check_register(env);
+            let (msg, refused) = parse::check_register(env);
             let refused = if limited { Some(rate()) } else { refused };
             return Decision::Register { msg, refused };
         };
@@ -131,7 +126,7 @@ impl Inbound {
             max_recipients: self.max_recipients,
             user_exists,
         };
-        match protocol::check(env, &rules) {
+        match parse::check(env, &rules) {
             Ok(req) => Decision::Route(req),
             Err(r) => refuse(self, r, &id),
         }

@@ -5,6 +5,8 @@
 //! credentials picked out) and answered by [`handle`], which knows nothing
 //! of sockets.
 
+pub mod page;
+
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,11 +21,11 @@ use serde_json::{Value, json};
 use crate::auth::{COOKIE, Logins, SecretHash, hash_secret};
 use crate::clock::now_ms;
 use crate::events::Event;
-use crate::ids::{ClientName, Origin, SYSTEM, UserId};
-use crate::protocol::{self, Status};
+use crate::wire::ids::{ClientName, Origin, SYSTEM, UserId};
+use crate::wire::{self, Status};
+
+use crate::auth::Directory;
 use crate::store;
-use crate::users::Directory;
-use crate::web;
 
 /// Largest login request body; login bodies are tiny.
 const MAX_LOGIN_BODY: usize = 16 * 1024;
@@ -90,7 +92,7 @@ pub struct Reply {
 #[derive(Debug)]
 pub enum ReplyBody {
     Json(Value),
-    Static(&'static web::Asset),
+    Static(&'static page::Asset),
     Empty,
 }
 
@@ -159,9 +161,9 @@ fn route(path: &str) -> Option<(Method, Route<'_>)> {
 /// Answers one request.
 pub fn handle(env: &HttpEnv, req: &HttpRequest) -> Reply {
     if req.method == Method::Get
-        && let Some(asset) = web::asset(&req.path)
+        && let Some(asset) = page::asset(&req.path)
     {
-        return page(env, req, asset);
+        return page_reply(env, req, asset);
     }
     let Some((method, route)) = route(&req.path) else {
         return Reply::error(404, "no such endpoint");
@@ -303,7 +305,7 @@ fn history(env: &HttpEnv, me: &UserId, query: &str) -> Reply {
             let messages: Vec<Value> = messages
                 .iter()
                 .map(|m| {
-                    json!({"id": m.id, "type": protocol::TYPE_TEXT, "isSystem": m.origin == SYSTEM,
+                    json!({"id": m.id, "type": wire::TYPE_TEXT, "isSystem": m.origin == SYSTEM,
                         "from": m.origin, "to": m.recipients, "body": m.body, "timestamp": m.ts})
                 })
                 .collect();
@@ -317,7 +319,7 @@ fn history(env: &HttpEnv, me: &UserId, query: &str) -> Reply {
 }
 
 fn ws_url(env: &HttpEnv, req: &HttpRequest) -> String {
-    web::websocket_url(
+    page::websocket_url(
         env.ws_public_url.as_deref(),
         req.host.as_deref(),
         env.ws_port,
@@ -327,7 +329,7 @@ fn ws_url(env: &HttpEnv, req: &HttpRequest) -> String {
 
 /// A page file, revalidated by ETag on every load (so a new binary's page
 /// is picked up at once) and locked down by its CSP.
-fn page(env: &HttpEnv, req: &HttpRequest, asset: &'static web::Asset) -> Reply {
+fn page_reply(env: &HttpEnv, req: &HttpRequest, asset: &'static page::Asset) -> Reply {
     let etag = asset.etag();
     let unchanged = req
         .if_none_match
@@ -345,11 +347,11 @@ fn page(env: &HttpEnv, req: &HttpRequest, asset: &'static web::Asset) -> Reply {
             ("ETag", etag.to_string()),
             (
                 "Content-Security-Policy",
-                web::content_security_policy(web::origin_of(&ws_url(env, req))),
+                page::content_security_policy(page::origin_of(&ws_url(env, req))),
             ),
         ],
     };
-    for (k, v) in web::SECURITY_HEADERS {
+    for (k, v) in page::SECURITY_HEADERS {
         reply.headers.push((k, v.to_string()));
     }
     reply
@@ -494,7 +496,7 @@ fn system_message(env: &HttpEnv, req: &HttpRequest) -> Reply {
         );
     };
     let exists = |u: &str| env.users.exists(u);
-    let to = match protocol::recipients(&to, env.max_recipients, &exists) {
+    let to = match wire::parse::recipients(&to, env.max_recipients, &exists) {
         Ok(to) => to,
         Err(r) => return Reply::error(400, r.msg),
     };

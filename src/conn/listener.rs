@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
 
-use crate::connection::{self, ConnEnv};
+use super::ConnEnv;
 
 /// Readers parse JSON, which needs stack for nested input; a stack
 /// overflow would abort the whole process.
@@ -61,7 +61,7 @@ impl Listener {
                         .name(format!("ws-r{id}"))
                         .stack_size(READER_STACK)
                         .spawn(move || {
-                            connection::serve(tcp, id, &env);
+                            super::serve(tcp, id, &env);
                             drop(alive);
                         });
                     if let Err(e) = spawned {

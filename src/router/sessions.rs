@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::auth::{SecretHash, hash_secret};
-use crate::ids::ClientKey;
+use crate::wire::ids::ClientKey;
 
 struct Pending {
     key: ClientKey,
@@ -69,7 +69,7 @@ impl PendingSessions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{ClientName, UserId};
+    use crate::wire::ids::{ClientName, UserId};
 
     fn key() -> ClientKey {
         ClientKey {

@@ -1,83 +1,14 @@
-//! The wire format (PROTOCOL.md sections 3–5): parsing a client's text frame
-//! into a typed message, in the protocol's check order, and writing the
-//! server's frames. No I/O here: the connection threads and the router call
-//! these functions and unit tests drive them directly.
+//! Parsing a client's text frame into a typed message, in the protocol's
+//! check order (PROTOCOL.md sections 3–5). No I/O here: the connection
+//! threads and the router call these functions and unit tests drive them
+//! directly.
 
-use std::borrow::Cow;
-
-use serde::Serialize;
 use serde_json::{Map, Value};
-use tungstenite::Utf8Bytes;
 
-use crate::ids::{Origin, SYSTEM, UserId};
-
-/// Message type codes (section 4).
-pub const TYPE_REGISTER: i64 = 1000;
-pub const TYPE_TEXT: i64 = 2001;
-pub const TYPE_SEND_STATUS: i64 = 9001;
-pub const TYPE_RECEIVE_STATUS: i64 = 9101;
-
-/// Longest message id, in characters.
-pub const MAX_ID_CHARS: usize = 64;
-
-/// The status codes of section 5.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    Success,
-    Failed,
-    MessageError,
-    SessionError,
-    TypeError,
-    BodyError,
-    FromError,
-    ToError,
-    ReceiveError,
-}
-
-impl Status {
-    pub fn code(self) -> u16 {
-        match self {
-            Status::Success => 200,
-            Status::Failed => 400,
-            Status::MessageError => 401,
-            Status::SessionError => 402,
-            Status::TypeError => 403,
-            Status::BodyError => 404,
-            Status::FromError => 405,
-            Status::ToError => 406,
-            Status::ReceiveError => 407,
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            Status::Success => "SUCCESS",
-            Status::Failed => "FAILED",
-            Status::MessageError => "MESSAGE_ERROR",
-            Status::SessionError => "SESSION_ERROR",
-            Status::TypeError => "TYPE_ERROR",
-            Status::BodyError => "BODY_ERROR",
-            Status::FromError => "FROM_ERROR",
-            Status::ToError => "TO_ERROR",
-            Status::ReceiveError => "RECEIVE_ERROR",
-        }
-    }
-}
-
-/// A refusal: the status to answer with and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reject {
-    pub status: Status,
-    pub msg: Cow<'static, str>,
-}
-
-impl Reject {
-    pub fn new(status: Status, msg: impl Into<Cow<'static, str>>) -> Reject {
-        Reject {
-            status,
-            msg: msg.into(),
-        }
-    }
-}
+use super::ids::{Origin, UserId};
+use super::{
+    MAX_ID_CHARS, Reject, Status, TYPE_RECEIVE_STATUS, TYPE_REGISTER, TYPE_SEND_STATUS, TYPE_TEXT,
+};
 
 /// A frame that passed the shape checks (401): every required field is
 /// present with its type. The id is kept as the client sent it.
@@ -389,80 +320,6 @@ fn status_body(body: Body) -> Option<String> {
     Some(text.unwrap_or_else(|| Value::Object(obj).to_string()))
 }
 
-#[derive(Serialize)]
-struct WireOut<'a> {
-    id: &'a str,
-    #[serde(rename = "type")]
-    kind: i64,
-    #[serde(rename = "isSystem")]
-    is_system: bool,
-    from: &'a str,
-    to: &'a str,
-    body: &'a str,
-    timestamp: u64,
-}
-
-#[derive(Serialize)]
-struct StatusBody<'a> {
-    code: u16,
-    status: &'a str,
-    msg: &'a str,
-}
-
-/// A message as the server writes it.
-pub struct Outgoing<'a> {
-    pub id: &'a str,
-    pub kind: i64,
-    pub is_system: bool,
-    pub from: &'a str,
-    pub to: &'a str,
-    pub body: &'a str,
-    pub timestamp: u64,
-}
-
-impl Outgoing<'_> {
-    /// Serialises once; the result is shared by every recipient.
-    pub fn frame(&self) -> Utf8Bytes {
-        let wire = WireOut {
-            id: self.id,
-            kind: self.kind,
-            is_system: self.is_system,
-            from: self.from,
-            to: self.to,
-            body: self.body,
-            timestamp: self.timestamp,
-        };
-        // Serialising plain strings and numbers cannot fail.
-        serde_json::to_string(&wire).unwrap_or_default().into()
-    }
-}
-
-/// The 9001 answer to a client message. `to` is the client's user id, or
-/// empty before register.
-pub fn send_status(id: &str, to: &str, status: Status, msg: &str, now_ms: u64) -> Utf8Bytes {
-    let body = serde_json::to_string(&StatusBody {
-        code: status.code(),
-        status: status.name(),
-        msg,
-    })
-    .unwrap_or_default();
-    Outgoing {
-        id,
-        kind: TYPE_SEND_STATUS,
-        is_system: true,
-        from: SYSTEM,
-        to,
-        body: &body,
-        timestamp: now_ms,
-    }
-    .frame()
-}
-
-/// A fresh id for answers to frames that carried no usable id.
-pub fn server_id() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -637,21 +494,6 @@ mod tests {
         assert_eq!(
             (msg.session_id.as_str(), refused.map(|r| r.status)),
             ("abc", Some(Status::FromError))
-        );
-    }
-
-    #[test]
-    fn status_frames_carry_a_status_body_string() {
-        let f = send_status("m1", "alice", Status::ToError, "unknown user: x", 5);
-        let v: Value = serde_json::from_str(&f).unwrap();
-        assert_eq!(v["type"], 9001);
-        assert_eq!(v["isSystem"], true);
-        assert_eq!(v["from"], "SYSTEM");
-        assert_eq!(v["to"], "alice");
-        let b: Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
-        assert_eq!(
-            (b["code"].as_i64(), b["status"].as_str()),
-            (Some(406), Some("TO_ERROR"))
         );
     }
 }

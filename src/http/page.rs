@@ -19,22 +19,22 @@ static ASSETS: &[Asset] = &[
     Asset {
         path: "/",
         content_type: "text/html; charset=utf-8",
-        bytes: include_bytes!("../web/index.html"),
+        bytes: include_bytes!("../../web/index.html"),
     },
     Asset {
         path: "/app.js",
         content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../web/app.js"),
+        bytes: include_bytes!("../../web/app.js"),
     },
     Asset {
         path: "/app.css",
         content_type: "text/css; charset=utf-8",
-        bytes: include_bytes!("../web/app.css"),
+        bytes: include_bytes!("../../web/app.css"),
     },
     Asset {
         path: "/favicon.svg",
         content_type: "image/svg+xml",
-        bytes: include_bytes!("../web/favicon.svg"),
+        bytes: include_bytes!("../../web/favicon.svg"),
     },
 ];
 

@@ -1,0 +1,135 @@
+//! One WebSocket connection: a reader thread (handshake, frames in, checks)
+//! and a writer thread (the only one that writes to the socket), started
+//! by the [`listener`] for each accepted socket.
+//!
+//! - [`handshake`]: the WebSocket upgrade on the context path;
+//! - [`stream`]: one socket shared by both threads and the router;
+//! - [`reader`]: frames in, checked, answered or routed;
+//! - [`writer`]: the socket's only writer, around the pure [`queue`].
+
+mod handshake;
+pub mod listener;
+mod queue;
+mod reader;
+mod stream;
+mod writer;
+
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender, bounded, unbounded};
+use tungstenite::WebSocket;
+use tungstenite::protocol::{Role, WebSocketConfig};
+
+use crate::auth::Directory;
+use crate::events::{ConnHandle, ConnId, ConnShared, Ctrl, Event};
+use crate::wire::checks::InboundLimits;
+use handshake::handshake;
+use reader::Reader;
+use stream::SharedTcp;
+use writer::Writer;
+
+/// Settings every connection shares.
+pub struct ConnEnv {
+    /// `/websocket`: the only path the handshake accepts.
+    pub context_path: String,
+    /// tungstenite's buffers and limits ([`ws_config`]).
+    pub ws_config: WebSocketConfig,
+    /// Bounds the handshake's reads and the time to register.
+    pub register_timeout: Duration,
+    /// How often the writer pings.
+    pub ping_interval: Duration,
+    /// Silence after which a connection is dropped.
+    pub idle_timeout: Duration,
+    /// How long one write may block.
+    pub write_timeout: Duration,
+    /// The reader's checks.
+    pub limits: InboundLimits,
+    /// The router's events.
+    pub router: Sender<Event>,
+    /// Who exists, for `to` checks.
+    pub users: Arc<Directory>,
+    /// Origin of `ConnShared::last_seen_ms`.
+    pub started: Instant,
+}
+
+/// Writer control queue: reader pongs and local answers; full means stuck.
+pub const CTRL_QUEUE: usize = 16;
+const WRITER_STACK: usize = 64 * 1024;
+
+/// tungstenite buffers sized for many idle connections: its defaults cost
+/// 128 KiB of zeroed read buffer each. The read buffer is zeroed up to its
+/// size on every read, so it is resident: 2 KiB still holds about ten
+/// typical frames per `read`, and bigger frames take more reads.
+pub fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(2 * 1024)
+        .write_buffer_size(16 * 1024)
+        .max_message_size(Some(max_message_bytes))
+        .max_frame_size(Some(max_message_bytes))
+}
+
+/// Runs one connection on the calling (reader) thread until it ends.
+pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
+    let Ok(peer) = tcp.peer_addr() else { return };
+    let _ = tcp.set_nodelay(true);
+    // tungstenite has no handshake timeout: a read timeout stands in, for
+    // the handshake only.
+    let _ = tcp.set_read_timeout(Some(env.register_timeout));
+    let tcp = Arc::new(tcp);
+    let Some(mut ws) = handshake(&tcp, id, peer, env) else {
+        return;
+    };
+    let _ = tcp.set_read_timeout(None);
+    let _ = tcp.set_write_timeout(Some(env.write_timeout));
+
+    let (out_tx, out_rx) = unbounded();
+    let (ctrl_tx, ctrl_rx) = bounded(CTRL_QUEUE);
+    let shared = Arc::new(ConnShared::new(id, peer, Some(tcp.clone())));
+    shared
+        .last_seen_ms
+        .store(env.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    // The writer never reads: no read buffer (4 KiB per connection).
+    let writer_config = env.ws_config.read_buffer_size(0);
+    let writer = Writer {
+        ws: WebSocket::from_raw_socket(SharedTcp(tcp), Role::Server, Some(writer_config)),
+        shared: shared.clone(),
+        ctrl: ctrl_rx,
+        out: out_rx,
+        register_deadline: Some(Instant::now() + env.register_timeout),
+        ping_interval: env.ping_interval,
+        idle_timeout_ms: env.idle_timeout.as_millis() as u64,
+        started: env.started,
+    };
+    let spawned = std::thread::Builder::new()
+        .name(format!("ws-w{id}"))
+        .stack_size(WRITER_STACK)
+        .spawn(move || writer.run());
+    if let Err(e) = spawned {
+        log::warn!("conn {id} {peer}: cannot start a writer thread: {e}");
+        return;
+    }
+    ws.get_mut().writer = Some(ctrl_tx.clone());
+    let handle = ConnHandle {
+        shared: shared.clone(),
+        out: out_tx,
+        ctrl: ctrl_tx.clone(),
+    };
+    if env.router.send(Event::Opened(handle)).is_err() {
+        let _ = ctrl_tx.send(Ctrl::Close(1001, "server shutting down".into()));
+    }
+    log::info!("conn {id} opened from {peer}");
+    let reason = Reader {
+        ws,
+        id,
+        env,
+        shared: &shared,
+        ctrl: &ctrl_tx,
+    }
+    .run();
+    log::info!("conn {id} closed: {reason}");
+    let _ = env.router.send(Event::Closed { conn: id });
+    let _ = ctrl_tx.send(Ctrl::Stop);
+}

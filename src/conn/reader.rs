@@ -1,0 +1,129 @@
+//! The reader thread's loop: frames in, checked ([`crate::wire::checks`]),
+//! then answered at once, or handed to the router.
+
+use std::io::Read;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crossbeam_channel::{Sender, bounded};
+use tungstenite::{Error as WsError, Message, WebSocket, error::CapacityError};
+
+use super::ConnEnv;
+use super::stream::ReaderStream;
+use crate::clock::now_ms;
+use crate::events::{ConnId, ConnShared, Ctrl, Event};
+use crate::wire::checks::{Decision, Inbound};
+use crate::wire::{Reject, Status};
+
+/// One connection's reading side.
+pub struct Reader<'a> {
+    pub ws: WebSocket<ReaderStream>,
+    pub id: ConnId,
+    pub env: &'a ConnEnv,
+    pub shared: &'a ConnShared,
+    pub ctrl: &'a Sender<Ctrl>,
+}
+
+impl Reader<'_> {
+    /// Reads until the connection ends; returns why, for the log.
+    pub fn run(mut self) -> String {
+        let env = self.env;
+        let mut inbound = Inbound::new(env.limits, Instant::now());
+        let user_exists = |u: &str| env.users.exists(u);
+        loop {
+            let msg = match self.ws.read() {
+                Ok(m) => m,
+                Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => return "closed".into(),
+                Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })) => {
+                    self.fail(1009, "message too big");
+                    return format!("message of {size} bytes over the limit of {max_size}");
+                }
+                Err(WsError::Io(e)) => return format!("i/o: {e}"),
+                Err(e) => {
+                    self.fail(1002, "protocol error");
+                    return format!("protocol error: {e}");
+                }
+            };
+            self.shared
+                .last_seen_ms
+                .store(env.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            let text = match msg {
+                Message::Text(t) => t,
+                Message::Binary(_) => {
+                    let r = Reject::new(Status::MessageError, "binary frames are not supported");
+                    self.send(Ctrl::Frame(inbound.reject(None, &r, now_ms())));
+                    continue;
+                }
+                _ => continue,
+            };
+            match inbound.frame(&text, &user_exists, Instant::now(), now_ms()) {
+                Decision::Answer(frame) => self.send(Ctrl::Frame(frame)),
+                Decision::Route(req) => {
+                    if env
+                        .router
+                        .send(Event::Request { conn: self.id, req })
+                        .is_err()
+                    {
+                        return "server stopped".into();
+                    }
+                }
+                Decision::Register { msg, refused } => {
+                    let id = msg.id.clone();
+                    // A fresh reply channel: if the router stops, the sender
+                    // drops with the queued event and `recv` returns.
+                    let (reply_tx, reply_rx) = bounded(1);
+                    let ev = Event::Register {
+                        conn: self.id,
+                        msg,
+                        refused,
+                        reply: reply_tx,
+                    };
+                    let outcome = match env.router.send(ev) {
+                        Ok(()) => reply_rx.recv().ok(),
+                        Err(_) => None,
+                    };
+                    match outcome {
+                        Some(Ok(user)) => {
+                            inbound.registered(user);
+                            // From here on this thread mostly waits in `read`.
+                            crate::stack::trim();
+                        }
+                        Some(Err(r)) => return self.refuse_register(&inbound, &id, &r),
+                        None => return "server stopped".into(),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A failed register: its 9001, then Close 1008 naming the status.
+    fn refuse_register(self, inbound: &Inbound, id: &str, r: &Reject) -> String {
+        log::info!("conn {} register refused: {}", self.id, r.msg);
+        self.send(Ctrl::Frame(inbound.reject(Some(id), r, now_ms())));
+        self.send(Ctrl::Close(1008, r.status.name().into()));
+        self.drain("register refused")
+    }
+
+    fn send(&self, c: Ctrl) {
+        let _ = self.ctrl.send(c);
+    }
+
+    /// Closes with `code` after an error that leaves the stream unusable.
+    fn fail(&mut self, code: u16, reason: &'static str) {
+        self.send(Ctrl::Close(code, reason.into()));
+        self.drain_raw();
+    }
+
+    /// After the server decided to close: read and drop whatever arrives
+    /// until the peer or the writer ends the socket.
+    fn drain(mut self, why: &str) -> String {
+        self.drain_raw();
+        why.into()
+    }
+
+    fn drain_raw(&mut self) {
+        let mut sink = [0u8; 1024];
+        let tcp = &mut self.ws.get_mut().tcp;
+        while matches!(tcp.read(&mut sink), Ok(n) if n > 0) {}
+    }
+}

@@ -1,0 +1,202 @@
+//! The writer thread's loop, the only code that writes to the socket: it
+//! pushes what arrives on its two channels into a [`WriterQueue`], writes
+//! what the queue gives, and keeps the connection's timers (ping, idle,
+//! register deadline, close grace).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, never, select};
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{Message, WebSocket};
+
+use super::queue::{Next, WriterQueue};
+use super::stream::SharedTcp;
+use crate::events::{ConnShared, Ctrl, Outbound};
+
+/// How long a closing connection waits for the peer's Close reply.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Most items taken from the router's channel per wake-up before writing.
+const WRITE_BATCH: usize = 64;
+
+/// One connection's writing side.
+pub struct Writer {
+    /// The writer's own WebSocket context over the shared socket.
+    pub ws: WebSocket<SharedTcp>,
+    /// State shared with the reader and the router.
+    pub shared: Arc<ConnShared>,
+    /// From the reader and the router: pongs, local answers, closes.
+    pub ctrl: Receiver<Ctrl>,
+    /// From the router: messages and answers.
+    pub out: Receiver<Outbound>,
+    /// When an unregistered connection is closed.
+    pub register_deadline: Option<Instant>,
+    /// How often a ping goes out.
+    pub ping_interval: Duration,
+    /// Silence after which the connection is dropped.
+    pub idle_timeout_ms: u64,
+    /// Origin of `ConnShared::last_seen_ms`.
+    pub started: Instant,
+}
+
+/// The writer ends: the socket is done.
+struct Done;
+
+/// The loop's state besides its settings.
+struct Running {
+    w: Writer,
+    queue: WriterQueue,
+    /// Set once our Close is sent: when to give up on the peer's reply.
+    closing: Option<Instant>,
+}
+
+impl Writer {
+    /// Writes until the connection ends, then shuts the socket.
+    pub fn run(self) {
+        let mut r = Running {
+            w: self,
+            queue: WriterQueue::default(),
+            closing: None,
+        };
+        let _ = r.serve();
+        let _ = r.w.ws.flush();
+        r.w.shared.kill();
+    }
+}
+
+impl Running {
+    fn serve(&mut self) -> Result<(), Done> {
+        let mut next_ping = Instant::now() + self.w.ping_interval;
+        let mut out = self.w.out.clone();
+        loop {
+            self.take_waiting_ctrl();
+            self.write_queued()?;
+            self.flush()?;
+            // Registered: drop the deadline now rather than wake up for it
+            // later (10,000 idle connections would each wake once for
+            // nothing). The register's own 9001 is what woke us.
+            if self.w.register_deadline.is_some() && self.w.shared.is_registered() {
+                self.w.register_deadline = None;
+                crate::stack::trim();
+            }
+            let now = Instant::now();
+            let deadline = [Some(next_ping), self.w.register_deadline, self.closing]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(next_ping);
+            select! {
+                recv(self.w.ctrl) -> c => match c {
+                    Ok(c) => self.queue.push_ctrl(c),
+                    Err(_) => return Ok(()),
+                },
+                recv(out) -> item => match item {
+                    Ok(item) => {
+                        self.queue.push(item);
+                        for item in out.try_iter().take(WRITE_BATCH) {
+                            self.queue.push(item);
+                        }
+                    }
+                    // The router dropped us; wait for the reader's Stop.
+                    Err(_) => out = never(),
+                },
+                default(deadline.saturating_duration_since(now)) => {
+                    let now = Instant::now();
+                    if self.closing.is_some_and(|t| now >= t) {
+                        return Err(Done);
+                    }
+                    if self.w.register_deadline.is_some_and(|t| now >= t) {
+                        self.w.register_deadline = None;
+                        if !self.w.shared.is_registered() {
+                            log::info!("conn {} did not register in time", self.w.shared.id);
+                            self.queue.push_ctrl(Ctrl::Close(1008, "register timeout".into()));
+                        }
+                    }
+                    if now >= next_ping {
+                        next_ping = now + self.w.ping_interval;
+                        self.keepalive()?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Control first: a close must not wait behind a full queue.
+    fn take_waiting_ctrl(&mut self) {
+        while let Ok(c) = self.w.ctrl.try_recv() {
+            self.queue.push_ctrl(c);
+        }
+    }
+
+    /// Writes what the queue gives until it has nothing more.
+    fn write_queued(&mut self) -> Result<(), Done> {
+        loop {
+            let released = self.queue.released();
+            if released > 0 {
+                self.w.shared.queued.fetch_sub(released, Ordering::AcqRel);
+            }
+            let Some(next) = self.queue.next() else {
+                return Ok(());
+            };
+            match next {
+                Next::Text(f) => self.write(Message::Text(f))?,
+                Next::Raw(bytes) => {
+                    self.flush()?;
+                    self.w.ws.get_mut().write_all(&bytes).map_err(|_| Done)?;
+                }
+                Next::Close(code, reason) => self.close(code, reason.into_owned())?,
+                Next::Stop => return Err(Done),
+                Next::EndOfChunk => {
+                    // While a backlog is being written, the client reads and
+                    // acknowledges it: let the answers in.
+                    self.flush()?;
+                    self.take_waiting_ctrl();
+                    while let Ok(item) = self.w.out.try_recv() {
+                        self.queue.push(item);
+                    }
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, m: Message) -> Result<(), Done> {
+        self.w.ws.write(m).map_err(|e| {
+            log::debug!("conn {}: write failed: {e}", self.w.shared.id);
+            Done
+        })
+    }
+
+    fn flush(&mut self) -> Result<(), Done> {
+        self.w.ws.flush().map_err(|e| {
+            log::debug!("conn {}: flush failed: {e}", self.w.shared.id);
+            Done
+        })
+    }
+
+    fn close(&mut self, code: u16, reason: String) -> Result<(), Done> {
+        self.w.shared.closing.store(true, Ordering::Release);
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        self.closing = Some(Instant::now() + CLOSE_GRACE);
+        let _ = self.w.ws.close(Some(frame));
+        self.flush()
+    }
+
+    fn keepalive(&mut self) -> Result<(), Done> {
+        let now_ms = self.w.started.elapsed().as_millis() as u64;
+        let last = self.w.shared.last_seen_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) > self.w.idle_timeout_ms {
+            log::info!("conn {} silent for too long: closing", self.w.shared.id);
+            return Err(Done);
+        }
+        if self.queue.is_closed() {
+            return Ok(());
+        }
+        self.write(Message::Ping(Default::default()))
+    }
+}

@@ -1,0 +1,217 @@
+//! What the router does once the store has committed an op: answer the
+//! sender, deliver to the recipients' attached connections, send a
+//! registered client its backlog. Every frame is built here, from the data
+//! the store returns, and serialised once for all its recipients.
+
+use std::sync::atomic::Ordering;
+
+use tungstenite::Utf8Bytes;
+
+use super::{Router, close};
+use crate::events::{ConnId, Ctrl, Done, Outbound, ReplyTo, StoreOp};
+use crate::store::{Accepted, ReceiptOutcome, StoredMessage, Target};
+use crate::wire::ids::{ClientKey, UserId};
+use crate::wire::{self, Outgoing, Receipt, Reject, Status, TYPE_RECEIVE_STATUS};
+
+/// A stored text as its recipients get it.
+fn text_frame(m: &StoredMessage) -> Utf8Bytes {
+    wire::frames::text(&m.origin, &m.id, &m.recipients, &m.body, m.ts)
+}
+
+impl Router {
+    /// A committed op: answer and deliver.
+    pub fn done(&mut self, d: Done, now: u64) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        match d {
+            Done::Accepted {
+                sender,
+                id,
+                result,
+                reply_to,
+            } => self.accepted(sender, &id, result, reply_to, now),
+            Done::Receipt {
+                conn,
+                key,
+                receipt,
+                result,
+            } => self.receipt_done(conn, &key, &receipt, result, now),
+            Done::Attached {
+                conn,
+                key,
+                register_id,
+                result,
+            } => self.attached(conn, key, &register_id, result, now),
+        }
+    }
+
+    fn accepted(
+        &mut self,
+        sender: Option<ClientKey>,
+        id: &str,
+        result: Result<Accepted, Reject>,
+        reply_to: ReplyTo,
+        now: u64,
+    ) {
+        let from_conn = match &reply_to {
+            ReplyTo::Conn(c) => Some(*c),
+            ReplyTo::Api(_) => None,
+        };
+        let answer = match result {
+            Ok(Accepted::New { message, targets }) => {
+                self.deliver(&text_frame(&message), &targets, from_conn);
+                Ok(())
+            }
+            Ok(Accepted::Duplicate) => Ok(()),
+            Err(r) => Err(r),
+        };
+        match reply_to {
+            ReplyTo::Api(reply) => {
+                let _ = reply.send(answer.map(|()| id.to_string()));
+            }
+            ReplyTo::Conn(conn) => {
+                let to = sender.as_ref().map_or("", |k| k.user.as_str());
+                match answer {
+                    Ok(()) => self.answer(conn, id, to, Status::Success, "accepted", now),
+                    Err(r) => self.answer(conn, id, to, r.status, &r.msg, now),
+                }
+            }
+        }
+    }
+
+    /// A new text to every attached connection of its targets; the sending
+    /// connection gets no copy of its own text (it gets its 9001), but it
+    /// does get a note to self.
+    fn deliver(&mut self, frame: &Utf8Bytes, targets: &[Target], from_conn: Option<ConnId>) {
+        let mut to: Vec<ConnId> = Vec::new();
+        for t in targets {
+            let skip = if t.copy { from_conn } else { None };
+            to.extend(self.table.attached_of(&t.user, skip));
+        }
+        for c in to {
+            self.push(c, Outbound::Frame(frame.clone()));
+        }
+    }
+
+    fn receipt_done(
+        &mut self,
+        conn: ConnId,
+        key: &ClientKey,
+        receipt: &Receipt,
+        result: Result<ReceiptOutcome, Reject>,
+        now: u64,
+    ) {
+        let me = key.user.as_str();
+        let outcome = match result {
+            Err(r) => return self.answer(conn, &receipt.id, me, r.status, &r.msg, now),
+            Ok(outcome) => outcome,
+        };
+        self.answer(conn, &receipt.id, me, Status::Success, "recorded", now);
+        if let ReceiptOutcome::Forward(sender) = outcome {
+            self.forward_receipt(me, &sender, receipt, now);
+        }
+    }
+
+    /// The first receipt of a user goes to every client of the sender.
+    fn forward_receipt(&mut self, me: &str, sender: &UserId, receipt: &Receipt, now: u64) {
+        let frame = Outgoing {
+            id: &receipt.id,
+            kind: TYPE_RECEIVE_STATUS,
+            is_system: false,
+            from: me,
+            to: sender.as_str(),
+            body: &receipt.body,
+            timestamp: now,
+        }
+        .frame();
+        for c in self.table.attached_of(sender, None) {
+            self.push(c, Outbound::Frame(frame.clone()));
+        }
+    }
+
+    fn attached(
+        &mut self,
+        conn: ConnId,
+        key: ClientKey,
+        register_id: &str,
+        result: Result<Vec<StoredMessage>, Reject>,
+        now: u64,
+    ) {
+        // The connection may have gone or been replaced meanwhile.
+        if !self.table.is_bound_to(conn, &key) {
+            return;
+        }
+        let user = key.user.as_str();
+        match result {
+            Ok(backlog) => {
+                self.table.attach(conn, &key);
+                log::info!("conn {conn} registered as {key}");
+                let ok = wire::send_status(register_id, user, Status::Success, "registered", now);
+                self.push(conn, Outbound::Answer(ok));
+                if !backlog.is_empty() {
+                    self.push(
+                        conn,
+                        Outbound::Batch(backlog.iter().map(text_frame).collect()),
+                    );
+                }
+            }
+            Err(r) => {
+                // The answer goes on the control queue too: the writer
+                // takes that first, and writes nothing after the close.
+                let frame = wire::send_status(register_id, user, r.status, &r.msg, now);
+                self.table.unbind(conn);
+                if let Some(handle) = self.table.handle(conn) {
+                    if handle.ctrl.try_send(Ctrl::Frame(frame)).is_ok() {
+                        close(handle, 1008, r.status.name());
+                    } else {
+                        handle.shared.kill();
+                    }
+                }
+                self.send_to_store(StoreOp::Detach { key });
+            }
+        }
+    }
+
+    pub(super) fn answer(
+        &mut self,
+        conn: ConnId,
+        id: &str,
+        to: &str,
+        status: Status,
+        msg: &str,
+        now: u64,
+    ) {
+        let frame = wire::send_status(id, to, status, msg, now);
+        self.push(conn, Outbound::Answer(frame));
+    }
+
+    /// Queues for one connection without ever blocking. A connection whose
+    /// queue is full is closed as `slow`; what it missed stays in the store
+    /// for its next register.
+    fn push(&mut self, conn: ConnId, item: Outbound) {
+        let Some(handle) = self.table.handle(conn) else {
+            return;
+        };
+        let shared = &handle.shared;
+        if shared.is_closing() {
+            return;
+        }
+        let counts = item.counts();
+        if counts && shared.queued.load(Ordering::Acquire) >= self.config.send_queue {
+            log::warn!(
+                "conn {conn} ({}) is not reading: closing as slow",
+                shared.peer
+            );
+            close(handle, 1008, "slow");
+            if let Some(key) = self.table.unbind(conn) {
+                self.send_to_store(StoreOp::Detach { key });
+            }
+            return;
+        }
+        if counts {
+            shared.queued.fetch_add(1, Ordering::AcqRel);
+        }
+        if handle.out.send(item).is_err() && counts {
+            shared.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The router: one thread that owns the session table ([`table`]) and the
+//! pending session ids ([`sessions`]), and decides who gets what.
+//! Connections and HTTP handlers talk to it through [`Event`]s; the store
+//! answers its ops with [`Done`]s after they are committed, and only then
+//! does the router answer 9001 and deliver ([`deliver`]). Its decisions are
+//! methods on [`Router`], driven by unit tests through plain channels.
+
+mod deliver;
+pub mod sessions;
+pub mod table;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, select};
+
+use crate::clock::now_ms;
+use crate::events::{ConnHandle, ConnId, Ctrl, Dones, Event, ReplyTo, StoreOp};
+use crate::store::NewMessage;
+use crate::wire::ids::{ClientKey, Origin, UserId};
+use crate::wire::ratelimit::TokenBucket;
+use crate::wire::{self, Register, Reject, Request, Status};
+use sessions::PendingSessions;
+use table::{BindError, SessionTable};
+
+/// The router's settings, from the config.
+#[derive(Clone, Debug)]
+pub struct RouterConfig {
+    /// How long a session id is good for.
+    pub session_ttl_ms: u64,
+    /// Session ids issued per second, server-wide.
+    pub session_ids_per_s: f64,
+    /// Clients one user may have registered at once.
+    pub max_clients_per_user: usize,
+    /// Items one connection may have queued before it is closed as slow.
+    pub send_queue: usize,
+}
+
+/// Most events handled per wake-up before the store's answers get a look in.
+const BATCH: usize = 512;
+
+/// The router's state. Only the router thread has one.
+pub struct Router {
+    config: RouterConfig,
+    table: SessionTable,
+    sessions: PendingSessions,
+    session_bucket: TokenBucket,
+    store: Sender<StoreOp>,
+    /// Ops sent to the store and not answered yet.
+    in_flight: usize,
+}
+
+/// Whether the router loop goes on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Wait for the next event.
+    Continue,
+    /// Shut down.
+    Stop,
+}
+
+impl Router {
+    /// A router with an empty table that sends its ops to `store`.
+    pub fn new(config: RouterConfig, store: Sender<StoreOp>) -> Router {
+        let rate = config.session_ids_per_s;
+        Router {
+            sessions: PendingSessions::new(config.session_ttl_ms),
+            session_bucket: TokenBucket::new(rate, rate.max(1.0), Instant::now()),
+            table: SessionTable::default(),
+            store,
+            in_flight: 0,
+            config,
+        }
+    }
+
+    /// Runs until [`Event::Shutdown`] or until every sender is gone.
+    pub fn run(mut self, events: Receiver<Event>, done: Receiver<Dones>) {
+        loop {
+            select! {
+                recv(done) -> d => if let Ok(d) = d {
+                    let now = now_ms();
+                    for d in d {
+                        self.done(d, now);
+                    }
+                },
+                recv(events) -> ev => {
+                    let Ok(ev) = ev else { return };
+                    if self.handle(ev, now_ms()) == Flow::Stop {
+                        return;
+                    }
+                    // Drain a burst in one wake-up.
+                    for ev in events.try_iter().take(BATCH) {
+                        if self.handle(ev, now_ms()) == Flow::Stop {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ops the store has not answered yet.
+    #[cfg(test)]
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Reacts to one event.
+    pub fn handle(&mut self, ev: Event, now: u64) -> Flow {
+        match ev {
+            Event::Opened(handle) => self.table.open(handle),
+            Event::Register {
+                conn,
+                msg,
+                refused,
+                reply,
+            } => {
+                let result = self.register(conn, msg, refused, now);
+                let _ = reply.send(result);
+            }
+            Event::Request { conn, req } => self.request(conn, req, now),
+            Event::Closed { conn } => {
+                if let Some(key) = self.table.remove(conn) {
+                    self.send_to_store(StoreOp::Detach { key });
+                }
+            }
+            Event::IssueSession {
+                user,
+                client,
+                reply,
+            } => {
+                let id = self
+                    .session_bucket
+                    .take(Instant::now())
+                    .then(|| self.sessions.issue(ClientKey { user, client }, now));
+                let _ = reply.send(id);
+            }
+            Event::SystemMessage { to, body, reply } => {
+                let msg = NewMessage {
+                    origin: Origin::System,
+                    id: wire::server_id(),
+                    to,
+                    body,
+                };
+                self.send_to_store(StoreOp::Accept {
+                    sender: None,
+                    msg,
+                    reply_to: ReplyTo::Api(reply),
+                });
+            }
+            Event::Online { reply } => {
+                let _ = reply.send(self.table.online());
+            }
+            Event::Shutdown => {
+                for handle in self.table.handles() {
+                    close(handle, 1001, "server shutting down");
+                }
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// A checked text or receipt from a connection: to the store, unless the
+    /// connection is no longer registered (replaced, or closed as slow,
+    /// after its reader checked the frame).
+    fn request(&mut self, conn: ConnId, req: Request, now: u64) {
+        let Some(key) = self.table.client_of(conn).cloned() else {
+            let id = match &req {
+                Request::Text(t) => &t.id,
+                Request::Receipt(r) => &r.id,
+            };
+            let why = "this connection is no longer registered";
+            self.answer(conn, id, "", Status::SessionError, why, now);
+            return;
+        };
+        let op = match req {
+            Request::Text(t) => StoreOp::Accept {
+                msg: NewMessage {
+                    origin: Origin::User(key.user.clone()),
+                    id: t.id,
+                    to: t.to,
+                    body: t.body,
+                },
+                sender: Some(key),
+                reply_to: ReplyTo::Conn(conn),
+            },
+            Request::Receipt(receipt) => StoreOp::Receipt { conn, key, receipt },
+        };
+        self.send_to_store(op);
+    }
+
+    fn send_to_store(&mut self, op: StoreOp) {
+        let answered = matches!(
+            op,
+            StoreOp::Accept { .. } | StoreOp::Receipt { .. } | StoreOp::Attach { .. }
+        );
+        if self.store.send(op).is_err() {
+            log::error!("the store has stopped");
+        } else if answered {
+            self.in_flight += 1;
+        }
+    }
+
+    /// Checks the session id and takes the client's place in the table;
+    /// the 9001 SUCCESS follows when the store has the client's backlog.
+    fn register(
+        &mut self,
+        conn: ConnId,
+        msg: Register,
+        refused: Option<Reject>,
+        now: u64,
+    ) -> Result<UserId, Reject> {
+        let key = self.sessions.take(&msg.session_id, now);
+        if let Some(r) = refused {
+            return Err(r);
+        }
+        let Some(key) = key else {
+            return Err(Reject::new(
+                Status::SessionError,
+                "unknown, expired or used session id",
+            ));
+        };
+        if msg.from != key.user.as_str() {
+            return Err(Reject::new(
+                Status::FromError,
+                "from is not the session's user",
+            ));
+        }
+        let max = self.config.max_clients_per_user;
+        match self.table.bind(conn, key.clone(), max) {
+            Err(BindError::Gone) => {
+                return Err(Reject::new(Status::Failed, "connection is closing"));
+            }
+            Err(BindError::TooMany(max)) => {
+                return Err(Reject::new(
+                    Status::Failed,
+                    format!("user already has {max} clients connected"),
+                ));
+            }
+            Ok(Some(old)) => {
+                log::info!("conn {} {key} replaced by conn {conn}", old.shared.id);
+                close(&old, 4000, "replaced");
+            }
+            Ok(None) => {}
+        }
+        if let Some(handle) = self.table.handle(conn) {
+            handle.shared.registered.store(true, Ordering::Release);
+        }
+        let user = key.user.clone();
+        self.send_to_store(StoreOp::Attach {
+            conn,
+            key,
+            register_id: msg.id,
+        });
+        Ok(user)
+    }
+}
+
+/// Asks a writer to close, once; if its control queue is full, the writer
+/// is stuck, so the socket is shut instead.
+fn close(handle: &ConnHandle, code: u16, reason: &'static str) {
+    if !handle.shared.start_closing() {
+        return;
+    }
+    if handle
+        .ctrl
+        .try_send(Ctrl::Close(code, reason.into()))
+        .is_err()
+    {
+        handle.shared.kill();
+    }
+}
+
+/// The frames an outbound item carries.
+#[cfg(test)]
+pub fn frames_of(item: crate::events::Outbound) -> Vec<tungstenite::Utf8Bytes> {
+    use crate::events::Outbound;
+    match item {
+        Outbound::Frame(f) | Outbound::Answer(f) => vec![f],
+        Outbound::Batch(fs) => fs,
+    }
+}

@@ -1,0 +1,454 @@
+//! The router's decisions, driven step by step: against a real store on a
+//! temporary SQLite file, and against a fake store whose answers the test
+//! writes itself, so that races can be staged.
+
+use super::*;
+use crate::events::{ConnShared, Done, Outbound};
+use crate::store::{Store, StoreLimits};
+use crate::wire::ids::ClientName;
+use crate::wire::parse::{Receipt, Text};
+use crossbeam_channel::{Receiver, bounded, unbounded};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tungstenite::Utf8Bytes;
+
+const NOW: u64 = 1_000_000;
+
+struct Peer {
+    id: ConnId,
+    out: Receiver<Outbound>,
+    ctrl: Receiver<Ctrl>,
+    shared: Arc<ConnShared>,
+}
+
+impl Peer {
+    /// Everything queued for this connection, as JSON.
+    fn frames(&self) -> Vec<Value> {
+        let mut v = Vec::new();
+        while let Ok(item) = self.out.try_recv() {
+            if item.counts() {
+                self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+            }
+            v.extend(
+                frames_of(item)
+                    .iter()
+                    .map(|f| serde_json::from_str(f).unwrap()),
+            );
+        }
+        v
+    }
+    fn texts(&self) -> Vec<String> {
+        self.frames()
+            .into_iter()
+            .filter(|f| f["type"] == 2001)
+            .map(|f| f["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+    fn closed_with(&self) -> Option<u16> {
+        self.ctrl.try_iter().find_map(|c| match c {
+            Ctrl::Close(code, _) => Some(code),
+            _ => None,
+        })
+    }
+}
+
+/// A router with a real store on a temporary SQLite file; `handle`
+/// waits for the store's answers, so each step is complete on return.
+struct Rig {
+    router: Router,
+    done: Receiver<Dones>,
+    store: Option<Store>,
+    dir: PathBuf,
+}
+
+impl Rig {
+    fn handle(&mut self, ev: Event, now: u64) -> Flow {
+        let flow = self.router.handle(ev, now);
+        while self.router.in_flight() > 0 {
+            let ds = self
+                .done
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the store answers");
+            for d in ds {
+                self.router.done(d, now);
+            }
+        }
+        flow
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if let Some(s) = self.store.take() {
+            s.close();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn config() -> RouterConfig {
+    RouterConfig {
+        session_ttl_ms: 60_000,
+        session_ids_per_s: 1000.0,
+        max_clients_per_user: 2,
+        send_queue: 8,
+    }
+}
+
+fn rig(config: RouterConfig) -> Rig {
+    let dir = std::env::temp_dir().join(format!("edgeim-router-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let limits = StoreLimits {
+        offline_per_user: 100,
+        retention_ms: u64::MAX / 2,
+        forget_client_ms: u64::MAX / 2,
+    };
+    let opened = Store::open(&dir.join("edgeim.db"), limits).unwrap();
+    let router = Router::new(config, opened.store.sender());
+    Rig {
+        router,
+        done: opened.done,
+        store: Some(opened.store),
+        dir,
+    }
+}
+
+fn router() -> Rig {
+    rig(config())
+}
+
+fn open(r: &mut Rig, id: ConnId) -> Peer {
+    let (out_tx, out) = unbounded();
+    let (ctrl_tx, ctrl) = bounded(16);
+    let shared = Arc::new(ConnShared::new(id, "127.0.0.1:1".parse().unwrap(), None));
+    r.handle(
+        Event::Opened(ConnHandle {
+            shared: shared.clone(),
+            out: out_tx,
+            ctrl: ctrl_tx,
+        }),
+        NOW,
+    );
+    Peer {
+        id,
+        out,
+        ctrl,
+        shared,
+    }
+}
+
+fn session(r: &mut Rig, user: &str, client: &str, now: u64) -> String {
+    let (tx, rx) = bounded(1);
+    let user = UserId::parse(user).unwrap();
+    let client = ClientName::parse(client).unwrap();
+    r.handle(
+        Event::IssueSession {
+            user,
+            client,
+            reply: tx,
+        },
+        now,
+    );
+    rx.recv().unwrap().expect("not rate limited")
+}
+
+fn register(r: &mut Rig, conn: ConnId, from: &str, sid: &str, now: u64) -> Result<UserId, Reject> {
+    let (tx, rx) = bounded(1);
+    let msg = Register {
+        id: "reg".into(),
+        from: from.into(),
+        session_id: sid.into(),
+    };
+    r.handle(
+        Event::Register {
+            conn,
+            msg,
+            refused: None,
+            reply: tx,
+        },
+        now,
+    );
+    rx.recv().unwrap()
+}
+
+fn online(r: &mut Rig, user: &str, client: &str, id: ConnId) -> Peer {
+    let p = open(r, id);
+    let sid = session(r, user, client, NOW);
+    register(r, id, user, &sid, NOW).unwrap();
+    let Ok(Outbound::Answer(first)) = p.out.try_recv() else {
+        panic!("no register answer")
+    };
+    assert_eq!(
+        serde_json::from_str::<Value>(&first).unwrap()["type"],
+        9001,
+        "register answer comes first"
+    );
+    p
+}
+
+fn send(r: &mut Rig, conn: ConnId, id: &str, to: &[&str]) {
+    let to = to.iter().map(|u| UserId::parse(u).unwrap()).collect();
+    r.handle(
+        Event::Request {
+            conn,
+            req: Request::Text(Text {
+                id: id.into(),
+                to,
+                body: "hi".into(),
+            }),
+        },
+        NOW,
+    );
+}
+
+fn status_code(frame: &Value) -> i64 {
+    serde_json::from_str::<Value>(frame["body"].as_str().unwrap()).unwrap()["code"]
+        .as_i64()
+        .unwrap()
+}
+
+#[test]
+fn a_session_id_works_once_for_its_user_until_it_expires() {
+    let mut r = router();
+    open(&mut r, 1);
+    let sid = session(&mut r, "alice", "web", NOW);
+    assert_eq!(
+        register(&mut r, 1, "alice", &sid, NOW).map(|u| u.to_string()),
+        Ok("alice".into())
+    );
+    assert_eq!(
+        register(&mut r, 1, "alice", &sid, NOW).unwrap_err().status,
+        Status::SessionError
+    );
+    let late = session(&mut r, "alice", "web", NOW);
+    assert_eq!(
+        register(&mut r, 1, "alice", &late, NOW + 60_000)
+            .unwrap_err()
+            .status,
+        Status::SessionError
+    );
+    let stolen = session(&mut r, "alice", "web", NOW);
+    assert_eq!(
+        register(&mut r, 1, "bob", &stolen, NOW).unwrap_err().status,
+        Status::FromError
+    );
+    assert_eq!(
+        register(&mut r, 1, "alice", &stolen, NOW)
+            .unwrap_err()
+            .status,
+        Status::SessionError,
+        "a failed register uses the id up"
+    );
+    assert_eq!(
+        register(&mut r, 1, "alice", "made-up", NOW)
+            .unwrap_err()
+            .status,
+        Status::SessionError
+    );
+}
+
+#[test]
+fn a_register_refused_by_the_reader_still_uses_its_session_id_up() {
+    let mut r = router();
+    open(&mut r, 1);
+    let sid = session(&mut r, "alice", "web", NOW);
+    let (tx, rx) = bounded(1);
+    let msg = Register {
+        id: "reg".into(),
+        from: "alice".into(),
+        session_id: sid.clone(),
+    };
+    let refused = Some(Reject::new(Status::FromError, "isSystem"));
+    r.handle(
+        Event::Register {
+            conn: 1,
+            msg,
+            refused,
+            reply: tx,
+        },
+        NOW,
+    );
+    assert_eq!(rx.recv().unwrap().unwrap_err().status, Status::FromError);
+    assert_eq!(
+        register(&mut r, 1, "alice", &sid, NOW).unwrap_err().status,
+        Status::SessionError
+    );
+}
+
+#[test]
+fn session_ids_are_refused_when_asked_for_too_fast() {
+    let mut r = rig(RouterConfig {
+        session_ids_per_s: 1.0,
+        ..config()
+    });
+    session(&mut r, "alice", "web", NOW);
+    let (tx, rx) = bounded(1);
+    let (user, client) = (
+        UserId::parse("alice").unwrap(),
+        ClientName::parse("web").unwrap(),
+    );
+    r.handle(
+        Event::IssueSession {
+            user,
+            client,
+            reply: tx,
+        },
+        NOW,
+    );
+    assert_eq!(rx.recv().unwrap(), None);
+}
+
+#[test]
+fn the_same_client_name_replaces_and_the_client_limit_holds() {
+    let mut r = router();
+    let old = online(&mut r, "alice", "web", 1);
+    let _phone = online(&mut r, "alice", "phone", 2);
+    let third = open(&mut r, 3);
+    let sid = session(&mut r, "alice", "tablet", NOW);
+    assert_eq!(
+        register(&mut r, third.id, "alice", &sid, NOW)
+            .unwrap_err()
+            .status,
+        Status::Failed
+    );
+    let new = online(&mut r, "alice", "web", 4);
+    assert_eq!(old.closed_with(), Some(4000));
+    send(&mut r, 2, "m1", &["alice"]);
+    assert_eq!(new.texts(), ["m1"]);
+    assert!(
+        old.texts().is_empty(),
+        "the replaced connection gets nothing more"
+    );
+    // A message the replaced connection had in flight is not accepted:
+    // that connection is closing, so it is not answered either.
+    send(&mut r, 1, "late", &["alice"]);
+    assert!(old.frames().is_empty());
+    assert!(
+        new.texts().is_empty(),
+        "nothing from a replaced connection is delivered"
+    );
+}
+
+#[test]
+fn copies_reach_the_senders_other_clients_but_not_the_sender() {
+    let mut r = router();
+    let web = online(&mut r, "alice", "web", 1);
+    let phone = online(&mut r, "alice", "phone", 2);
+    let bob = online(&mut r, "bob", "web", 3);
+    send(&mut r, 1, "m1", &["bob"]);
+    let sent = web.frames();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0]["id"].as_str(), status_code(&sent[0])),
+        (Some("m1"), 200)
+    );
+    assert_eq!(phone.texts(), ["m1"]);
+    assert_eq!(bob.texts(), ["m1"]);
+    send(&mut r, 1, "self", &["alice"]);
+    assert_eq!(
+        web.texts(),
+        ["self"],
+        "a note to self reaches the sending connection too"
+    );
+    assert_eq!(phone.texts(), ["self"]);
+    assert!(bob.texts().is_empty());
+}
+
+/// The issue-5 fanout aim: one text to 100 online recipients is
+/// serialised once, and every recipient's writer gets the same bytes.
+#[test]
+fn a_text_to_a_hundred_is_serialised_once_for_all_of_them() {
+    let mut r = router();
+    let _alice = online(&mut r, "alice", "web", 1);
+    let names: Vec<String> = (0..100).map(|i| format!("u{i}")).collect();
+    let peers: Vec<Peer> = (0..100)
+        .map(|i| online(&mut r, &names[i], "web", 10 + i as ConnId))
+        .collect();
+    let to: Vec<&str> = names.iter().map(String::as_str).collect();
+    send(&mut r, 1, "wide", &to);
+    let frames: Vec<Utf8Bytes> = peers
+        .iter()
+        .map(|p| match p.out.try_recv() {
+            Ok(Outbound::Frame(f)) => f,
+            _ => panic!("a recipient got nothing"),
+        })
+        .collect();
+    let first = frames[0].as_str().as_ptr();
+    assert!(
+        frames.iter().all(|f| f.as_str().as_ptr() == first),
+        "each recipient must share one serialised frame"
+    );
+    assert!(frames[0].as_str().contains("\"id\":\"wide\""));
+}
+
+#[test]
+fn a_full_queue_closes_only_that_connection_and_keeps_its_messages() {
+    let mut r = router();
+    let alice = online(&mut r, "alice", "web", 1);
+    let bob = online(&mut r, "bob", "web", 2);
+    let carol = online(&mut r, "carol", "web", 3);
+    for i in 0..20 {
+        send(&mut r, 1, &format!("m{i}"), &["bob"]);
+        send(&mut r, 3, &format!("c{i}"), &["alice"]);
+        alice.frames();
+        carol.frames();
+    }
+    assert_eq!(bob.closed_with(), Some(1008));
+    assert!(bob.shared.queued.load(Ordering::Acquire) <= 8);
+    // Bob comes back and gets every message, in order.
+    let back = online(&mut r, "bob", "web", 4);
+    let ids = back.texts();
+    assert_eq!(ids.len(), 20);
+    assert!(
+        ids.iter().enumerate().all(|(i, id)| *id == format!("m{i}")),
+        "{ids:?}"
+    );
+}
+
+#[test]
+fn the_first_receipt_per_user_goes_to_every_client_of_the_sender() {
+    let mut r = router();
+    let a1 = online(&mut r, "alice", "web", 1);
+    let a2 = online(&mut r, "alice", "phone", 2);
+    let b1 = online(&mut r, "bob", "web", 3);
+    let b2 = online(&mut r, "bob", "phone", 4);
+    send(&mut r, 1, "m1", &["bob"]);
+    a1.frames();
+    a2.frames();
+    let ack = |conn| Event::Request {
+        conn,
+        req: Request::Receipt(Receipt {
+            id: "m1".into(),
+            to: Origin::parse("alice").unwrap(),
+            body: "{}".into(),
+        }),
+    };
+    r.handle(ack(3), NOW);
+    r.handle(ack(4), NOW);
+    for a in [&a1, &a2] {
+        let got: Vec<Value> = a.frames();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(
+            (got[0]["type"].as_i64(), got[0]["from"].as_str()),
+            (Some(9101), Some("bob"))
+        );
+    }
+    for b in [&b1, &b2] {
+        assert!(
+            b.frames().iter().all(|f| f["type"] != 9101),
+            "receipts go to the sender only"
+        );
+    }
+}
+
+#[test]
+fn shutdown_closes_every_connection_with_1001() {
+    let mut r = router();
+    let a = online(&mut r, "alice", "web", 1);
+    let b = open(&mut r, 2);
+    assert_eq!(r.handle(Event::Shutdown, NOW), Flow::Stop);
+    assert_eq!(a.closed_with(), Some(1001));
+    assert_eq!(b.closed_with(), Some(1001));
+}

@@ -1,0 +1,310 @@
+//! The store's decisions on the message path over SQLite (PROTOCOL.md
+//! section 7): per-client delivery, receipts, dedup of resends, the
+//! offline limit. The caller wraps a batch of calls in one transaction
+//! ([`Db::begin`], [`Db::commit`]). Small caches (unacknowledged counts,
+//! known clients) spare the message path a read; after a failed batch they
+//! are reloaded.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Accepted, NewMessage, ReceiptOutcome, Refused, StoreLimits, Target};
+use crate::wire::ids::{ClientKey, ClientName, Origin, UserId};
+
+/// A failure of the database itself (disk full, I/O error, corruption).
+pub type DbError = rusqlite::Error;
+
+pub(super) const STATE_UNACKED: i64 = 0;
+pub(super) const STATE_ACKED: i64 = 1;
+pub(super) const STATE_COPY: i64 = 2;
+#[derive(Default)]
+pub(super) struct UserCache {
+    pub(super) unacked: usize,
+    pub(super) clients: Vec<ClientName>,
+}
+
+pub struct Db {
+    pub(super) conn: Connection,
+    pub(super) limits: StoreLimits,
+    pub(super) users: HashMap<UserId, UserCache>,
+    /// Clients registered right now: never forgotten by the purge.
+    pub(super) connected: HashSet<ClientKey>,
+}
+
+/// A stored message, as history and redelivery need it; `wire` makes the
+/// frame.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub origin: String,
+    pub id: String,
+    pub recipients: String,
+    pub body: String,
+    pub ts: u64,
+}
+
+pub(super) fn stored(row: &rusqlite::Row) -> rusqlite::Result<StoredMessage> {
+    Ok(StoredMessage {
+        origin: row.get(0)?,
+        id: row.get(1)?,
+        recipients: row.get(2)?,
+        body: row.get(3)?,
+        ts: row.get::<_, i64>(4)? as u64,
+    })
+}
+
+/// Targets of a message: recipients, then the sender's own user (a copy)
+/// when it is not among them.
+pub(super) fn targets(origin: &Origin, to: &[UserId]) -> Vec<Target> {
+    let mut t: Vec<Target> = to
+        .iter()
+        .map(|u| Target {
+            user: u.clone(),
+            copy: false,
+        })
+        .collect();
+    if let Origin::User(from) = origin
+        && !to.contains(from)
+    {
+        t.push(Target {
+            user: from.clone(),
+            copy: true,
+        });
+    }
+    t
+}
+impl Db {
+    pub fn new(conn: Connection, limits: StoreLimits) -> Result<Db, DbError> {
+        let mut db = Db {
+            conn,
+            limits,
+            users: HashMap::new(),
+            connected: HashSet::new(),
+        };
+        db.load_caches()?;
+        Ok(db)
+    }
+
+    /// Rebuilds the caches from the database (at start, after a rollback).
+    pub fn load_caches(&mut self) -> Result<(), DbError> {
+        let mut users: HashMap<UserId, UserCache> = HashMap::new();
+        let mut q = self
+            .conn
+            .prepare("SELECT user, COUNT(*) FROM inbox WHERE state = 0 GROUP BY user")?;
+        let rows = q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (user, n) = row?;
+            if let Some(u) = UserId::parse(&user) {
+                users.entry(u).or_default().unacked = n as usize;
+            }
+        }
+        let mut q = self.conn.prepare("SELECT user, client FROM clients")?;
+        let rows = q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (user, client) = row?;
+            if let (Some(u), Some(c)) = (UserId::parse(&user), ClientName::parse(&client)) {
+                users.entry(u).or_default().clients.push(c);
+            }
+        }
+        drop(q);
+        self.users = users;
+        Ok(())
+    }
+
+    pub fn begin(&self) -> Result<(), DbError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")
+    }
+
+    pub fn commit(&self) -> Result<(), DbError> {
+        self.conn.execute_batch("COMMIT")
+    }
+
+    /// Undoes the open transaction and the caches with it.
+    pub fn rollback(&mut self) {
+        let _ = self.conn.execute_batch("ROLLBACK");
+        if let Err(e) = self.load_caches() {
+            log::error!("reloading the store's caches failed: {e}");
+        }
+    }
+
+    /// Accepts a message for every recipient or for none. `sender` is the
+    /// sending client, which counts as having acknowledged its own message.
+    pub fn accept(
+        &mut self,
+        msg: &NewMessage,
+        sender: Option<&ClientKey>,
+        now_ms: u64,
+    ) -> Result<Result<Accepted, Refused>, DbError> {
+        let origin = msg.origin.as_str();
+        let limit = self.limits.offline_per_user;
+        let full: Vec<UserId> = msg
+            .to
+            .iter()
+            .filter(|u| self.users.get(*u).is_some_and(|c| c.unacked >= limit))
+            .cloned()
+            .collect();
+        // A resend of an accepted message is SUCCESS even when a recipient
+        // is full now; only that rare case needs the separate look-up.
+        if !full.is_empty() {
+            let seen: Option<i64> = self
+                .conn
+                .prepare_cached("SELECT seq FROM messages WHERE origin = ?1 AND id = ?2")?
+                .query_row(params![origin, msg.id], |r| r.get(0))
+                .optional()?;
+            return Ok(match seen {
+                Some(_) => Ok(Accepted::Duplicate),
+                None => Err(Refused::Full(full)),
+            });
+        }
+        let to = msg
+            .to
+            .iter()
+            .map(UserId::as_str)
+            .collect::<Vec<_>>()
+            .join(",");
+        // The unique (origin, id) index is the dedup: a resend inserts nothing.
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO messages (origin, id, recipients, body, ts) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (origin, id) DO NOTHING",
+            )?
+            .execute(params![origin, msg.id, to, msg.body, now_ms as i64])?;
+        if inserted == 0 {
+            return Ok(Ok(Accepted::Duplicate));
+        }
+        let seq = self.conn.last_insert_rowid();
+        let targets = targets(&msg.origin, &msg.to);
+        for t in &targets {
+            let state = if t.copy { STATE_COPY } else { STATE_UNACKED };
+            self.conn
+                .prepare_cached("INSERT INTO inbox (user, seq, state) VALUES (?1, ?2, ?3)")?
+                .execute(params![t.user.as_str(), seq, state])?;
+            let cache = self.users.entry(t.user.clone()).or_default();
+            if !t.copy {
+                cache.unacked += 1;
+            }
+            for client in &cache.clients {
+                let is_sender = sender.is_some_and(|s| s.user == t.user && s.client == *client);
+                if t.copy && is_sender {
+                    continue;
+                }
+                self.conn
+                    .prepare_cached("INSERT INTO pending (user, client, seq) VALUES (?1, ?2, ?3)")?
+                    .execute(params![t.user.as_str(), client.as_str(), seq])?;
+            }
+        }
+        let message = StoredMessage {
+            origin: origin.to_string(),
+            id: msg.id.clone(),
+            recipients: to,
+            body: msg.body.clone(),
+            ts: now_ms,
+        };
+        Ok(Ok(Accepted::New { message, targets }))
+    }
+
+    /// A client registered: what it must get before anything newer, in
+    /// order. A client never seen before starts with what no client of its
+    /// user has acknowledged.
+    pub fn attach(&mut self, key: &ClientKey, now_ms: u64) -> Result<Vec<StoredMessage>, DbError> {
+        let (user, client) = (key.user.as_str(), key.client.as_str());
+        let cache = self.users.entry(key.user.clone()).or_default();
+        if cache.clients.contains(&key.client) {
+            self.conn
+                .prepare_cached(
+                    "UPDATE clients SET last_seen = ?3 WHERE user = ?1 AND client = ?2",
+                )?
+                .execute(params![user, client, now_ms as i64])?;
+        } else {
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO clients (user, client, last_seen) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![user, client, now_ms as i64])?;
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO pending (user, client, seq) SELECT user, ?2, seq FROM inbox WHERE user = ?1 AND state = 0",
+                )?
+                .execute(params![user, client])?;
+            cache.clients.push(key.client.clone());
+        }
+        self.connected.insert(key.clone());
+        let mut q = self.conn.prepare_cached(
+            "SELECT m.origin, m.id, m.recipients, m.body, m.ts FROM pending p JOIN messages m ON m.seq = p.seq
+             WHERE p.user = ?1 AND p.client = ?2 ORDER BY p.seq",
+        )?;
+        q.query_map(params![user, client], stored)?.collect()
+    }
+
+    /// A client's connection ended.
+    pub fn detach(&mut self, key: &ClientKey, now_ms: u64) -> Result<(), DbError> {
+        self.connected.remove(key);
+        self.conn
+            .prepare_cached("UPDATE clients SET last_seen = ?3 WHERE user = ?1 AND client = ?2")?
+            .execute(params![
+                key.user.as_str(),
+                key.client.as_str(),
+                now_ms as i64
+            ])?;
+        Ok(())
+    }
+
+    /// A client acknowledged the message (`origin`, `id`). `None`: this
+    /// user never received such a message.
+    pub fn receipt(
+        &mut self,
+        key: &ClientKey,
+        origin: &Origin,
+        id: &str,
+    ) -> Result<Option<ReceiptOutcome>, DbError> {
+        let user = key.user.as_str();
+        // The common case in one statement: the first receipt of this user.
+        let first: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "UPDATE inbox SET state = ?4 WHERE user = ?1 AND state = ?5
+                 AND seq = (SELECT seq FROM messages WHERE origin = ?2 AND id = ?3) RETURNING seq",
+            )?
+            .query_row(
+                params![user, origin.as_str(), id, STATE_ACKED, STATE_UNACKED],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let (seq, outcome) = match first {
+            Some(seq) => {
+                if let Some(c) = self.users.get_mut(&key.user) {
+                    c.unacked = c.unacked.saturating_sub(1);
+                }
+                let outcome = match origin {
+                    Origin::User(sender) => ReceiptOutcome::Forward(sender.clone()),
+                    Origin::System => ReceiptOutcome::Recorded,
+                };
+                (seq, outcome)
+            }
+            None => {
+                // A repeat, a copy, or a message this user never received.
+                let known: Option<i64> = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT i.seq FROM messages m JOIN inbox i ON i.seq = m.seq
+                         WHERE m.origin = ?2 AND m.id = ?3 AND i.user = ?1",
+                    )?
+                    .query_row(params![user, origin.as_str(), id], |r| r.get(0))
+                    .optional()?;
+                let Some(seq) = known else { return Ok(None) };
+                (seq, ReceiptOutcome::Recorded)
+            }
+        };
+        self.conn
+            .prepare_cached("DELETE FROM pending WHERE user = ?1 AND client = ?2 AND seq = ?3")?
+            .execute(params![user, key.client.as_str(), seq])?;
+        Ok(Some(outcome))
+    }
+
+    /// Messages of `user` that no client of it acknowledged.
+    #[cfg(test)]
+    pub fn unacked(&self, user: &UserId) -> usize {
+        self.users.get(user).map_or(0, |c| c.unacked)
+    }
+}

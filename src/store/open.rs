@@ -1,0 +1,58 @@
+//! Opening the database: create or migrate it, refuse what the server
+//! cannot write, and set the durability it promises.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::messages::DbError;
+use super::schema;
+
+/// Opens (creating if needed) and migrates the database; the error is one
+/// line for the operator.
+pub fn open_connection(path: &Path) -> Result<Connection, String> {
+    let existed = path.exists();
+    let mut conn = Connection::open(path).map_err(|e| e.to_string())?;
+    // SQLite quietly opens a file it may not write read-only; then every
+    // message would fail. Refuse to start instead.
+    if conn
+        .is_readonly(rusqlite::MAIN_DB)
+        .map_err(|e| e.to_string())?
+    {
+        return Err("the file is not writable by this user (check its owner and mode)".into());
+    }
+    if !existed {
+        log::info!("created a new database {}", path.display());
+    }
+    // WAL: readers (history) never block the writer; FULL: a commit is on
+    // disk when COMMIT returns, so 9001 SUCCESS can follow it.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(format!("cannot use WAL journal mode (got {mode})"));
+    }
+    // An 8 MiB page cache holds the hot ends of the tables; SQLite's 2 MiB
+    // default made the store re-read pages under load.
+    conn.execute_batch(
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-8192;",
+    )
+    .map_err(|e| e.to_string())?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    schema::migrate(&mut conn, schema::VERSION)?;
+    // Every statement of the message path stays prepared (the default
+    // cache holds 16, fewer than the store uses).
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// A read-only connection for queries outside the store thread.
+pub fn open_reader(path: &Path) -> Result<Connection, DbError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}

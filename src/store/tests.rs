@@ -1,0 +1,387 @@
+//! The store's decisions against a real SQLite file.
+
+use std::path::{Path, PathBuf};
+
+use super::history::history;
+use super::messages::{Db, StoredMessage};
+use super::open::open_connection;
+use super::*;
+use crate::wire::ids::{ClientKey, ClientName, Origin, UserId};
+use rusqlite::Connection;
+
+struct TempDb {
+    db: Db,
+    dir: PathBuf,
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("edgeim-db-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn open(dir: &Path, limit: usize) -> Db {
+    let conn = open_connection(&dir.join("edgeim.db")).unwrap();
+    let limits = StoreLimits {
+        offline_per_user: limit,
+        retention_ms: 1000,
+        forget_client_ms: 5000,
+    };
+    Db::new(conn, limits).unwrap()
+}
+
+fn store(limit: usize) -> TempDb {
+    let dir = temp_dir();
+    TempDb {
+        db: open(&dir, limit),
+        dir,
+    }
+}
+
+fn u(s: &str) -> UserId {
+    UserId::parse(s).unwrap()
+}
+fn key(user: &str, client: &str) -> ClientKey {
+    ClientKey {
+        user: u(user),
+        client: ClientName::parse(client).unwrap(),
+    }
+}
+fn text(from: &str, id: &str, to: &[&str]) -> NewMessage {
+    NewMessage {
+        origin: Origin::User(u(from)),
+        id: id.into(),
+        to: to.iter().map(|t| u(t)).collect(),
+        body: "hi".into(),
+    }
+}
+fn ids(messages: &[StoredMessage]) -> Vec<String> {
+    messages.iter().map(|m| m.id.clone()).collect()
+}
+
+impl TempDb {
+    /// Each call in its own committed transaction, like one batch.
+    fn accept(
+        &mut self,
+        m: NewMessage,
+        sender: Option<&ClientKey>,
+        now: u64,
+    ) -> Result<Accepted, Refused> {
+        self.db.begin().unwrap();
+        let r = self.db.accept(&m, sender, now).unwrap();
+        self.db.commit().unwrap();
+        r
+    }
+    fn attach(&mut self, k: &ClientKey, now: u64) -> Vec<String> {
+        self.db.begin().unwrap();
+        let r = self.db.attach(k, now).unwrap();
+        self.db.commit().unwrap();
+        ids(&r)
+    }
+    fn receipt(&mut self, k: &ClientKey, from: &str, id: &str) -> Option<ReceiptOutcome> {
+        self.db.begin().unwrap();
+        let r = self
+            .db
+            .receipt(k, &Origin::parse(from).unwrap(), id)
+            .unwrap();
+        self.db.commit().unwrap();
+        r
+    }
+    fn purge(&mut self, now: u64) {
+        self.db.begin().unwrap();
+        while self.db.purge_step(now, 2).unwrap() {}
+        self.db.commit().unwrap();
+    }
+}
+
+#[test]
+fn each_client_keeps_what_it_has_not_acknowledged() {
+    let mut s = store(100);
+    s.attach(&key("bob", "web"), 0);
+    s.attach(&key("bob", "phone"), 0);
+    s.accept(text("alice", "m1", &["bob"]), Some(&key("alice", "web")), 1)
+        .unwrap();
+    assert_eq!(
+        s.receipt(&key("bob", "web"), "alice", "m1"),
+        Some(ReceiptOutcome::Forward(u("alice")))
+    );
+    assert!(s.attach(&key("bob", "web"), 2).is_empty());
+    assert_eq!(s.attach(&key("bob", "phone"), 2), ["m1"]);
+    assert_eq!(
+        s.receipt(&key("bob", "phone"), "alice", "m1"),
+        Some(ReceiptOutcome::Recorded)
+    );
+    s.accept(text("alice", "m2", &["bob"]), None, 3).unwrap();
+    assert_eq!(
+        s.attach(&key("bob", "tablet"), 4),
+        ["m2"],
+        "a new client starts with what nobody acknowledged"
+    );
+}
+
+#[test]
+fn copies_go_to_the_senders_other_clients_and_are_never_receipts() {
+    let mut s = store(100);
+    s.attach(&key("alice", "web"), 0);
+    s.attach(&key("alice", "phone"), 0);
+    let Ok(Accepted::New { targets, .. }) =
+        s.accept(text("alice", "m1", &["bob"]), Some(&key("alice", "web")), 1)
+    else {
+        panic!()
+    };
+    assert!(targets.iter().any(|t| t.user == u("alice") && t.copy));
+    assert!(
+        s.attach(&key("alice", "web"), 2).is_empty(),
+        "the sender acked its own message"
+    );
+    assert_eq!(s.attach(&key("alice", "phone"), 2), ["m1"]);
+    assert_eq!(
+        s.receipt(&key("alice", "phone"), "alice", "m1"),
+        Some(ReceiptOutcome::Recorded)
+    );
+    assert_eq!(s.db.unacked(&u("alice")), 0);
+}
+
+#[test]
+fn resends_are_duplicates_and_unknown_receipts_are_refused() {
+    let mut s = store(100);
+    assert!(matches!(
+        s.accept(text("alice", "m1", &["bob"]), None, 1),
+        Ok(Accepted::New { .. })
+    ));
+    assert!(matches!(
+        s.accept(text("alice", "m1", &["bob"]), None, 2),
+        Ok(Accepted::Duplicate)
+    ));
+    assert!(matches!(
+        s.accept(text("carol", "m1", &["bob"]), None, 2),
+        Ok(Accepted::New { .. })
+    ));
+    assert_eq!(s.receipt(&key("bob", "web"), "alice", "nope"), None);
+    assert_eq!(
+        s.receipt(&key("dave", "web"), "alice", "m1"),
+        None,
+        "dave never received it"
+    );
+}
+
+#[test]
+fn the_offline_limit_refuses_whole_messages() {
+    let mut s = store(2);
+    s.accept(text("alice", "1", &["bob"]), None, 1).unwrap();
+    s.accept(text("alice", "2", &["bob"]), None, 1).unwrap();
+    assert_eq!(
+        s.accept(text("alice", "3", &["carol", "bob"]), None, 1)
+            .err(),
+        Some(Refused::Full(vec![u("bob")]))
+    );
+    assert_eq!(s.db.unacked(&u("carol")), 0, "nothing was kept for carol");
+    s.receipt(&key("bob", "web"), "alice", "1");
+    assert!(s.accept(text("alice", "3", &["bob"]), None, 1).is_ok());
+}
+
+#[test]
+fn state_survives_reopening_the_file() {
+    let dir = temp_dir();
+    {
+        let mut s = TempDb {
+            db: open(&dir, 2),
+            dir: PathBuf::new(),
+        };
+        s.attach(&key("bob", "web"), 0);
+        s.accept(text("alice", "m1", &["bob"]), None, 1).unwrap();
+        s.accept(text("alice", "m2", &["bob"]), None, 1).unwrap();
+    }
+    let mut s = TempDb {
+        db: open(&dir, 2),
+        dir,
+    };
+    assert_eq!(
+        s.db.unacked(&u("bob")),
+        2,
+        "counts are rebuilt from the file"
+    );
+    assert!(s.accept(text("alice", "m3", &["bob"]), None, 2).is_err());
+    assert!(matches!(
+        s.accept(text("alice", "m1", &["bob"]), None, 2),
+        Ok(Accepted::Duplicate)
+    ));
+    assert_eq!(s.attach(&key("bob", "web"), 3), ["m1", "m2"]);
+}
+
+#[test]
+fn purge_deletes_old_messages_and_forgets_idle_clients() {
+    let mut s = store(100);
+    s.attach(&key("bob", "old"), 0);
+    for i in 0..5 {
+        s.accept(text("alice", &format!("m{i}"), &["bob"]), None, 10)
+            .unwrap();
+    }
+    s.purge(2000);
+    assert_eq!(s.db.unacked(&u("bob")), 0);
+    assert!(s.attach(&key("bob", "web"), 2000).is_empty());
+    assert!(
+        matches!(
+            s.accept(text("alice", "m1", &["bob"]), None, 2000),
+            Ok(Accepted::New { .. })
+        ),
+        "ids are forgotten with their messages"
+    );
+    s.receipt(&key("bob", "web"), "alice", "m1");
+    s.purge(6000);
+    // "old" was forgotten: it comes back as a new client, and gets only
+    // what nobody acknowledged (nothing).
+    assert!(s.attach(&key("bob", "old"), 6001).is_empty());
+    let left: i64 =
+        s.db.conn
+            .query_row("SELECT COUNT(*) FROM pending", [], |r| r.get(0))
+            .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn history_pages_newest_first_between_two_users() {
+    let mut s = store(1000);
+    // Accepted at t = 100, 101, ...: a0 b0 a1 b1 ... a4 b4 c g.
+    let mut t = 100;
+    for i in 0..5 {
+        s.accept(text("alice", &format!("a{i}"), &["bob"]), None, t)
+            .unwrap();
+        s.accept(text("bob", &format!("b{i}"), &["alice"]), None, t + 1)
+            .unwrap();
+        t += 2;
+    }
+    s.accept(text("alice", "c", &["carol"]), None, t).unwrap();
+    s.accept(text("alice", "g", &["bob", "carol"]), None, t + 1)
+        .unwrap();
+    let page = |s: &TempDb, before, limit| {
+        let with = Origin::parse("bob").unwrap();
+        let h = history(&s.db.conn, &u("alice"), &with, before, limit).unwrap();
+        h.into_iter().map(|m| m.id).collect::<Vec<_>>()
+    };
+    assert_eq!(page(&s, u64::MAX, 3), ["g", "b4", "a4"]);
+    assert_eq!(page(&s, 103, 3), ["a1", "b0", "a0"], "before is exclusive");
+    assert_eq!(page(&s, 100, 3), Vec::<String>::new());
+    s.accept(text("alice", "note", &["alice"]), None, 400)
+        .unwrap();
+    let me = history(
+        &s.db.conn,
+        &u("alice"),
+        &Origin::parse("alice").unwrap(),
+        u64::MAX,
+        50,
+    )
+    .unwrap();
+    let ids: Vec<String> = me.into_iter().map(|m| m.id).collect();
+    assert_eq!(
+        ids,
+        ["note"],
+        "with=me is notes to self, not everything sent"
+    );
+    // Messages of one millisecond are never split across pages.
+    for i in 0..4 {
+        s.accept(text("bob", &format!("same{i}"), &["alice"]), None, 500)
+            .unwrap();
+    }
+    s.accept(text("bob", "last", &["alice"]), None, 501)
+        .unwrap();
+    assert_eq!(
+        page(&s, u64::MAX, 3),
+        ["last"],
+        "the page ends before the shared millisecond"
+    );
+    assert_eq!(
+        page(&s, 501, 3),
+        ["same3", "same2", "same1", "same0"],
+        "one millisecond is one page"
+    );
+    assert_eq!(page(&s, 500, 2), ["g", "b4"]);
+    let bob_view = history(
+        &s.db.conn,
+        &u("bob"),
+        &Origin::parse("alice").unwrap(),
+        u64::MAX,
+        100,
+    )
+    .unwrap();
+    assert_eq!(bob_view.len(), 16, "both directions and the group message");
+}
+
+#[test]
+fn a_version_1_file_is_migrated_with_its_data() {
+    let dir = temp_dir();
+    let path = dir.join("edgeim.db");
+    {
+        let mut conn = Connection::open(&path).unwrap();
+        schema::migrate(&mut conn, 1).unwrap();
+        conn.execute("INSERT INTO messages (origin, id, recipients, body, ts) VALUES ('alice', 'm1', 'bob', 'hi', 5)", [])
+                .unwrap();
+        conn.execute(
+            "INSERT INTO inbox (user, seq, state) VALUES ('bob', 1, 0)",
+            [],
+        )
+        .unwrap();
+    }
+    let mut s = TempDb {
+        db: open(&dir, 100),
+        dir,
+    };
+    let v: i64 =
+        s.db.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+    assert_eq!(v, schema::VERSION);
+    assert_eq!(s.attach(&key("bob", "web"), 10), ["m1"]);
+    s.db.save_login(&[7; 32], &u("bob"), 5, 99).unwrap();
+    assert_eq!(s.db.logins(50).unwrap().len(), 1);
+    assert!(
+        s.db.logins(99).unwrap().is_empty(),
+        "expired logins are not loaded"
+    );
+}
+
+#[test]
+fn an_empty_file_becomes_a_database() {
+    let dir = temp_dir();
+    std::fs::write(dir.join("edgeim.db"), b"").unwrap();
+    let mut s = TempDb {
+        db: open(&dir, 100),
+        dir,
+    };
+    assert!(s.attach(&key("bob", "web"), 1).is_empty());
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_an_error_not_a_reset() {
+    let dir = temp_dir();
+    let path = dir.join("edgeim.db");
+    let junk = vec![0x5a_u8; 8192];
+    std::fs::write(&path, &junk).unwrap();
+    let e = open_connection(&path).expect_err("refused");
+    assert!(e.contains("not a database"), "{e}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        junk,
+        "the file was left alone"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = temp_dir();
+    let path = dir.join("edgeim.db");
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let e = open_connection(&path).expect_err("refused");
+    assert!(e.contains("newer"), "{e}");
+    let _ = std::fs::remove_dir_all(dir);
+}
