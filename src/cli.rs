@@ -8,6 +8,7 @@ use crate::wire::ids::UserId;
 use crate::chat;
 use crate::wire::ids::ClientName;
 
+/// `edgeim --help`.
 pub const USAGE: &str = "\
 edgeim: a small instant-messaging server
 
@@ -41,32 +42,51 @@ OPTIONS:
     -V, --version       the version
 ";
 
+/// `edgeim user ...`.
 #[derive(Debug, PartialEq, Eq)]
 pub enum UserAction {
+    /// `user add NAME`.
     Add(UserId),
+    /// `user passwd NAME`.
     Passwd(UserId),
+    /// `user remove NAME`.
     Remove(UserId),
+    /// `user list`.
     List,
 }
 
+/// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
+    /// `edgeim [serve]`: run the server.
     Serve {
+        /// `--config FILE`; the built-in defaults without it.
         config: Option<PathBuf>,
     },
+    /// `edgeim demo`: a server with the two demo accounts.
     Demo {
+        /// `--dir DIR`; a new temporary directory without it.
         dir: Option<PathBuf>,
     },
+    /// `edgeim user ...`.
     User {
+        /// Which.
         action: UserAction,
+        /// `--config FILE`: where the users file is.
         config: Option<PathBuf>,
     },
+    /// `edgeim chat USER`.
     Chat(chat::Options),
+    /// `edgeim backup FILE`.
     Backup {
+        /// The new file.
         to: PathBuf,
+        /// `--config FILE`: where the database is.
         config: Option<PathBuf>,
     },
+    /// `--help`.
     Help,
+    /// `--version`.
     Version,
 }
 
@@ -77,6 +97,7 @@ fn user_id(name: &str) -> Result<UserId, String> {
     })
 }
 
+/// Parses the arguments after the program name; the error is one line.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
     use lexopt::prelude::*;
     let mut p = lexopt::Parser::from_args(args);

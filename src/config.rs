@@ -11,20 +11,27 @@ use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+/// The whole configuration file.
 pub struct Config {
     /// Where the server keeps its state (the users file among it).
     pub data_dir: PathBuf,
     /// `error`, `warn`, `info`, `debug` or `trace`; `EDGEIM_LOG` overrides it.
     pub log_level: LogLevel,
+    /// `[http]`.
     pub http: Http,
+    /// `[websocket]`.
     pub websocket: WebSocket,
+    /// `[api]`.
     pub api: Api,
+    /// `[limits]`.
     pub limits: Limits,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+/// `[http]`: the HTTP API and the chat page.
 pub struct Http {
+    /// The address and port to listen on (loopback by default).
     pub listen: SocketAddr,
     /// How long a browser cookie or an app token stays valid.
     pub login_ttl_s: u64,
@@ -34,11 +41,15 @@ pub struct Http {
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+/// `[websocket]`: the WebSocket listener.
 pub struct WebSocket {
+    /// The address and port to listen on (loopback by default).
     pub listen: SocketAddr,
     /// The path clients connect to, without the leading slash.
     pub context: String,
+    /// How often the server pings each connection.
     pub ping_interval_s: u64,
+    /// A connection silent this long is closed.
     pub idle_timeout_s: u64,
     /// Messages queued for one connection before it is closed as `slow`.
     pub send_queue: usize,
@@ -51,6 +62,7 @@ pub struct WebSocket {
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+/// `[api]`: the system-message endpoint.
 pub struct Api {
     /// Bearer key for `POST /api/system/message`; unset disables it.
     pub key: Option<String>,
@@ -58,50 +70,89 @@ pub struct Api {
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+/// `[limits]`: what one client, user or message may use.
 pub struct Limits {
+    /// How long a one-time session id is good for.
     pub session_ttl_s: u64,
+    /// How long a connection may take to register.
     pub register_timeout_s: u64,
+    /// Largest WebSocket message (and system-message body).
     pub max_message_bytes: usize,
+    /// Most users in one `to`.
     pub max_recipients: usize,
+    /// Most clients one user may have registered at once.
     pub max_clients_per_user: usize,
+    /// Messages one connection may send per second, sustained.
     pub rate_per_s: f64,
+    /// Messages one connection may send in a burst.
     pub rate_burst: f64,
+    /// Unacknowledged messages kept for one user.
     pub offline_per_user: usize,
+    /// How long messages are kept.
     pub retention_days: u64,
+    /// A client not seen this long is forgotten with its pending messages.
     pub forget_client_days: u64,
+    /// Session ids issued per second, server-wide.
     pub session_ids_per_s: f64,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
+/// `log_level`.
 pub enum LogLevel {
+    /// Errors only.
     Error,
+    /// And warnings.
     Warn,
+    /// And what happens (the default).
     Info,
+    /// And details.
     Debug,
+    /// Everything.
     Trace,
 }
 
+/// The default of `data_dir`.
 pub const DEFAULT_DATA_DIR: &str = "data";
+/// The default of `http_listen`.
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
+/// The default of `login_ttl_s`.
 pub const DEFAULT_LOGIN_TTL_S: u64 = 30 * 24 * 3600;
+/// The default of `http_workers`.
 pub const DEFAULT_HTTP_WORKERS: usize = 4;
+/// The default of `ws_listen`.
 pub const DEFAULT_WS_LISTEN: &str = "127.0.0.1:8081";
+/// The default of `context`.
 pub const DEFAULT_CONTEXT: &str = "websocket";
+/// The default of `ping_interval_s`.
 pub const DEFAULT_PING_INTERVAL_S: u64 = 30;
+/// The default of `idle_timeout_s`.
 pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 90;
+/// The default of `send_queue`.
 pub const DEFAULT_SEND_QUEUE: usize = 1024;
+/// The default of `write_timeout_s`.
 pub const DEFAULT_WRITE_TIMEOUT_S: u64 = 10;
+/// The default of `session_ttl_s`.
 pub const DEFAULT_SESSION_TTL_S: u64 = 60;
+/// The default of `register_timeout_s`.
 pub const DEFAULT_REGISTER_TIMEOUT_S: u64 = 10;
+/// The default of `max_message_bytes`.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// The default of `max_recipients`.
 pub const DEFAULT_MAX_RECIPIENTS: usize = 100;
+/// The default of `max_clients_per_user`.
 pub const DEFAULT_MAX_CLIENTS_PER_USER: usize = 16;
+/// The default of `rate_per_s`.
 pub const DEFAULT_RATE_PER_S: f64 = 200.0;
+/// The default of `rate_burst`.
 pub const DEFAULT_RATE_BURST: f64 = 400.0;
+/// The default of `offline_per_user`.
 pub const DEFAULT_OFFLINE_PER_USER: usize = 10_000;
+/// The default of `retention_days`.
 pub const DEFAULT_RETENTION_DAYS: u64 = 30;
+/// The default of `forget_client_days`.
 pub const DEFAULT_FORGET_CLIENT_DAYS: u64 = 7;
+/// The default of `session_ids_per_s`.
 pub const DEFAULT_SESSION_IDS_PER_S: f64 = 500.0;
 
 fn addr(s: &str) -> SocketAddr {
@@ -166,6 +217,7 @@ impl Default for Limits {
 }
 
 impl LogLevel {
+    /// The `log` crate's filter for this level.
     pub fn to_filter(self) -> log::LevelFilter {
         match self {
             LogLevel::Error => log::LevelFilter::Error,
@@ -178,12 +230,15 @@ impl LogLevel {
 }
 
 impl Limits {
+    /// `session_ttl_s` as a duration.
     pub fn session_ttl(&self) -> Duration {
         Duration::from_secs(self.session_ttl_s)
     }
+    /// `register_timeout_s` as a duration.
     pub fn register_timeout(&self) -> Duration {
         Duration::from_secs(self.register_timeout_s)
     }
+    /// `retention_days` in ms.
     pub fn retention_ms(&self) -> u64 {
         self.retention_days.saturating_mul(24 * 3600 * 1000)
     }
@@ -192,7 +247,9 @@ impl Limits {
 /// A configuration that cannot be used, said in one line.
 #[derive(Debug)]
 pub struct ConfigError {
+    /// The config file.
     pub path: PathBuf,
+    /// What is wrong, naming the key and line.
     pub why: String,
 }
 

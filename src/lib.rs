@@ -17,7 +17,7 @@
 //!
 //! Only what the binaries and the tests use is public.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod chat;
 pub mod cli;

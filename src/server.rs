@@ -2,6 +2,7 @@
 //! WebSocket listener and the HTTP listener, wired by channels.
 
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
@@ -10,15 +11,15 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::auth::Directory;
-use crate::auth::users;
+use crate::auth::users::{self, UsersError};
 use crate::auth::{Logins, hash_secret};
 use crate::config::Config;
 use crate::conn::listener::Listener;
 use crate::conn::{ConnEnv, ws_config};
 use crate::events::Event;
-use crate::http::{HttpEnv, HttpServer};
+use crate::http::{HttpEnv, HttpServer, HttpStartError};
 use crate::router::{Router, RouterConfig};
-use crate::store::{self, Store, StoreLimits};
+use crate::store::{self, OpenError, Store, StoreLimits};
 use crate::wire::checks::InboundLimits;
 
 /// Events waiting for the router; a full queue slows the senders down
@@ -27,11 +28,28 @@ const ROUTER_QUEUE: usize = 16 * 1024;
 
 /// A server that failed to start, said in one line.
 #[derive(Debug)]
-pub struct StartError(pub String);
+pub enum StartError {
+    /// `data_dir` cannot be created.
+    DataDir(PathBuf, std::io::Error),
+    /// The users file cannot be read.
+    Users(UsersError),
+    /// The database cannot be opened.
+    Store(OpenError),
+    /// A listener cannot bind its address.
+    Listen(&'static str, SocketAddr, std::io::Error),
+    /// A thread cannot be started.
+    Thread(&'static str, std::io::Error),
+}
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            StartError::DataDir(p, e) => write!(f, "data_dir {}: {e}", p.display()),
+            StartError::Users(e) => e.fmt(f),
+            StartError::Store(e) => e.fmt(f),
+            StartError::Listen(what, addr, e) => write!(f, "{what} listen {addr}: {e}"),
+            StartError::Thread(what, e) => write!(f, "cannot start the {what} thread: {e}"),
+        }
     }
 }
 
@@ -58,10 +76,12 @@ impl Running {
         &self.died
     }
 
+    /// Where the HTTP listener is (the real port when configured as 0).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
     }
 
+    /// Where the WebSocket listener is.
     pub fn ws_addr(&self) -> SocketAddr {
         self.ws.addr()
     }
@@ -90,12 +110,10 @@ impl Running {
 
 /// Starts everything the config describes.
 pub fn start(config: &Config) -> Result<Running, StartError> {
-    let err = |what: &str, e: &dyn std::fmt::Display| StartError(format!("{what}: {e}"));
     std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| err(&format!("data_dir {}", config.data_dir.display()), &e))?;
-    let users = Arc::new(
-        Directory::open(users::path_in(&config.data_dir)).map_err(|e| StartError(e.to_string()))?,
-    );
+        .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
+    let users =
+        Arc::new(Directory::open(users::path_in(&config.data_dir)).map_err(StartError::Users)?);
     if users.is_empty() {
         log::warn!(
             "no users yet: add one with `edgeim user add NAME` (users file {})",
@@ -112,7 +130,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             forget_client_ms: limits.forget_client_days.saturating_mul(24 * 3600 * 1000),
         },
     )
-    .map_err(|e| StartError(e.to_string()))?;
+    .map_err(StartError::Store)?;
     let store = opened.store;
     let (router_tx, router_rx) = bounded(ROUTER_QUEUE);
     let router = Router::new(
@@ -128,7 +146,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     let router = std::thread::Builder::new()
         .name("router".into())
         .spawn(move || router.run(router_rx, done))
-        .map_err(|e| err("cannot start the router thread", &e))?;
+        .map_err(|e| StartError::Thread("router", e))?;
 
     let healthy = Arc::new(AtomicBool::new(true));
     let ws = &config.websocket;
@@ -150,10 +168,10 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         started: Instant::now(),
     });
     let (alive, alive_rx) = bounded(1);
-    let listener = TcpListener::bind(ws.listen)
-        .map_err(|e| err(&format!("websocket listen {}", ws.listen), &e))?;
+    let listener =
+        TcpListener::bind(ws.listen).map_err(|e| StartError::Listen("websocket", ws.listen, e))?;
     let ws_listener = Listener::start(listener, conn_env, alive.clone(), healthy.clone())
-        .map_err(|e| err("websocket listener", &e))?;
+        .map_err(|e| StartError::Thread("websocket accept", e))?;
 
     let http_env = Arc::new(HttpEnv {
         users,
@@ -173,8 +191,12 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         healthy,
     });
     let (died_tx, died) = bounded(1);
-    let http = HttpServer::start(config.http.listen, config.http.workers, http_env, died_tx)
-        .map_err(|e| err(&format!("http listen {}", config.http.listen), &e))?;
+    let listen = config.http.listen;
+    let http =
+        HttpServer::start(listen, config.http.workers, http_env, died_tx).map_err(|e| match e {
+            HttpStartError::Bind(e) => StartError::Listen("http", listen, e),
+            HttpStartError::Worker(e) => StartError::Thread("http worker", e),
+        })?;
     let http_addr = http.addr().unwrap_or(config.http.listen);
     log::info!("http listening on {http_addr}");
     log::info!(

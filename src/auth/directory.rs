@@ -87,6 +87,7 @@ impl Directory {
         }
     }
 
+    /// Every user id, in order.
     pub fn all(&self) -> Vec<UserId> {
         self.state
             .read()
@@ -94,22 +95,24 @@ impl Directory {
             .unwrap_or_default()
     }
 
+    /// How many users there are.
     pub fn len(&self) -> usize {
         self.state.read().map(|s| s.entries.len()).unwrap_or(0)
     }
 
+    /// Whether there are no users at all.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Checks a password. An unknown user costs the same as a wrong
-    /// password, so timing does not tell which names exist.
     /// The tag of a user's current password; `None` if the user is gone.
     pub fn tag(&self, user: &UserId) -> Option<PasswordTag> {
         let s = self.state.read().ok()?;
         s.entries.get(user).map(|phc| password_tag(phc))
     }
 
+    /// Checks a password. An unknown user costs the same as a wrong
+    /// password, so timing does not tell which names exist.
     pub fn verify(&self, name: &str, password: &str) -> Option<(UserId, PasswordTag)> {
         self.refresh();
         let found = UserId::parse(name).and_then(|id| {

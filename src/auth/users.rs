@@ -17,13 +17,20 @@ pub fn path_in(data_dir: &Path) -> PathBuf {
     data_dir.join("users")
 }
 
+/// What went wrong with the users file or a change to it.
 #[derive(Debug)]
 pub enum UsersError {
+    /// Reading or writing the file failed.
     Io(PathBuf, io::Error),
+    /// This line is not `userId:$argon2id$...`.
     Syntax(PathBuf, usize),
+    /// Not a valid user id.
     BadName(String),
+    /// `user add` of a user that exists.
     Exists(String),
+    /// `passwd` or `remove` of a user that does not.
     Missing(String),
+    /// An empty password.
     EmptyPassword,
 }
 

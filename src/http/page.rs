@@ -7,6 +7,10 @@ use std::sync::OnceLock;
 
 use blake2::{Blake2s256, Digest};
 
+use super::HttpEnv;
+use super::request::HttpRequest;
+use super::response::{Reply, ReplyBody};
+
 /// One embedded file.
 #[derive(Debug)]
 pub struct Asset {
@@ -113,6 +117,46 @@ pub fn origin_of(url: &str) -> &str {
         Some(i) => &url[..after_scheme + i],
         None => url,
     }
+}
+
+/// The WebSocket URL the page should use.
+pub fn ws_url(env: &HttpEnv, req: &HttpRequest) -> String {
+    websocket_url(
+        env.ws_public_url.as_deref(),
+        req.host.as_deref(),
+        env.ws_port,
+        &env.ws_context,
+    )
+}
+
+/// A page file, revalidated by ETag on every load (so a new binary's page
+/// is picked up at once) and locked down by its CSP.
+pub fn page_reply(env: &HttpEnv, req: &HttpRequest, asset: &'static Asset) -> Reply {
+    let etag = asset.etag();
+    let unchanged = req
+        .if_none_match
+        .as_deref()
+        .is_some_and(|t| t.split(',').any(|t| t.trim() == etag));
+    let mut reply = Reply {
+        status: if unchanged { 304 } else { 200 },
+        body: if unchanged {
+            ReplyBody::Empty
+        } else {
+            ReplyBody::Static(asset)
+        },
+        headers: vec![
+            ("Cache-Control", "no-cache".into()),
+            ("ETag", etag.to_string()),
+            (
+                "Content-Security-Policy",
+                content_security_policy(origin_of(&ws_url(env, req))),
+            ),
+        ],
+    };
+    for (k, v) in SECURITY_HEADERS {
+        reply.headers.push((k, v.to_string()));
+    }
+    reply
 }
 
 #[cfg(test)]

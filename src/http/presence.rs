@@ -1,0 +1,50 @@
+//! `GET /api/websocket/online` (who is online, with their clients) and
+//! `GET /api/users` (everyone, with whether they are online).
+
+use crossbeam_channel::bounded;
+use serde_json::{Value, json};
+
+use super::request::HttpRequest;
+use super::response::{Reply, busy};
+use super::{HttpEnv, ROUTER_WAIT, login::caller};
+use crate::events::{Event, OnlineList};
+use crate::wire::ids::ClientName;
+
+/// `GET /api/websocket/online`.
+pub fn online(env: &HttpEnv, req: &HttpRequest, now: u64) -> Reply {
+    if caller(env, req, now).is_none() {
+        return Reply::error(401, "not logged in");
+    }
+    let Some(online) = ask_online(env) else {
+        return busy("server busy");
+    };
+    let users: Vec<Value> = online
+        .iter()
+        .map(|(u, cs)| json!({"userId": u.as_str(), "clients": cs.iter().map(ClientName::as_str).collect::<Vec<_>>()}))
+        .collect();
+    Reply::ok(json!({"users": users}))
+}
+
+/// `GET /api/users`.
+pub fn users(env: &HttpEnv, req: &HttpRequest, now: u64) -> Reply {
+    if caller(env, req, now).is_none() {
+        return Reply::error(401, "not logged in");
+    }
+    let Some(online) = ask_online(env) else {
+        return busy("server busy");
+    };
+    env.users.refresh();
+    let users: Vec<Value> = env
+        .users
+        .all()
+        .iter()
+        .map(|u| json!({"userId": u.as_str(), "online": online.iter().any(|(o, _)| o == u)}))
+        .collect();
+    Reply::ok(json!({"users": users}))
+}
+
+fn ask_online(env: &HttpEnv) -> Option<OnlineList> {
+    let (tx, rx) = bounded(1);
+    env.router.send(Event::Online { reply: tx }).ok()?;
+    rx.recv_timeout(ROUTER_WAIT).ok()
+}

@@ -1,0 +1,110 @@
+//! Which handler answers which path and method.
+
+use std::sync::atomic::Ordering;
+
+use serde_json::json;
+
+use super::request::{HttpRequest, Method};
+use super::response::Reply;
+use super::{HttpEnv, history, login, page, presence, sessions, system};
+use crate::clock::now_ms;
+
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Healthz,
+    WebSocketUrl,
+    ApiLogin,
+    ApiLogout,
+    AppLogin,
+    AppLogout,
+    SessionId { client: &'a str, app: bool },
+    Online,
+    Users,
+    History,
+    SystemMessage,
+}
+
+fn route(path: &str) -> Option<(Method, Route<'_>)> {
+    use Method::{Get, Post};
+    let r = match path {
+        "/healthz" => (Get, Route::Healthz),
+        "/api/websocket/url" => (Get, Route::WebSocketUrl),
+        "/api/login" => (Post, Route::ApiLogin),
+        "/api/logout" => (Post, Route::ApiLogout),
+        "/app/login" => (Post, Route::AppLogin),
+        "/app/logout" => (Post, Route::AppLogout),
+        "/api/websocket/online" => (Get, Route::Online),
+        "/api/users" => (Get, Route::Users),
+        "/api/message/history" => (Get, Route::History),
+        "/api/system/message" => (Post, Route::SystemMessage),
+        _ => {
+            if let Some(client) = path.strip_prefix("/api/websocket/client/login/") {
+                (Get, Route::SessionId { client, app: false })
+            } else if let Some(client) = path.strip_prefix("/app/websocket/client/login/") {
+                (Get, Route::SessionId { client, app: true })
+            } else {
+                return None;
+            }
+        }
+    };
+    Some(r)
+}
+
+/// Answers one request.
+pub fn handle(env: &HttpEnv, req: &HttpRequest) -> Reply {
+    if req.method == Method::Get
+        && let Some(asset) = page::asset(&req.path)
+    {
+        return page::page_reply(env, req, asset);
+    }
+    let Some((method, route)) = route(&req.path) else {
+        return Reply::error(404, "no such endpoint");
+    };
+    if req.method != method {
+        let allow = if method == Method::Get { "GET" } else { "POST" };
+        return Reply::error(405, "method not allowed").header("Allow", allow.into());
+    }
+    let now = now_ms();
+    match route {
+        Route::Healthz => {
+            if env.healthy.load(Ordering::Acquire) {
+                Reply::ok(json!({"status": "ok"}))
+            } else {
+                Reply::error(503, "a listener has stopped")
+            }
+        }
+        Route::WebSocketUrl => Reply::ok(json!({ "url": page::ws_url(env, req) })),
+        Route::ApiLogin | Route::AppLogin => login::login(env, req, route == Route::AppLogin, now),
+        Route::ApiLogout => login::api_logout(env, req),
+        Route::AppLogout => login::app_logout(env, req),
+        Route::SessionId { client, app } => sessions::session_id(env, req, client, app, now),
+        Route::Online => presence::online(env, req, now),
+        Route::Users => presence::users(env, req, now),
+        Route::History => match login::caller(env, req, now) {
+            Some(me) => history::history(env, &me, &req.query),
+            None => Reply::error(401, "not logged in"),
+        },
+        Route::SystemMessage => system::system_message(env, req),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_typed_at_the_edge() {
+        assert_eq!(route("/api/login"), Some((Method::Post, Route::ApiLogin)));
+        assert_eq!(
+            route("/app/websocket/client/login/phone-1"),
+            Some((
+                Method::Get,
+                Route::SessionId {
+                    client: "phone-1",
+                    app: true
+                }
+            ))
+        );
+        assert_eq!(route("/api/nothing"), None);
+    }
+}

@@ -1,0 +1,51 @@
+//! `GET /api/websocket/client/login/{clientName}` (cookie) and
+//! `/app/websocket/client/login/{clientName}` (token): a one-time session
+//! id from the router.
+
+use crossbeam_channel::bounded;
+use serde_json::json;
+
+use super::request::HttpRequest;
+use super::response::{Reply, busy};
+use super::{HttpEnv, ROUTER_WAIT, login::logged_in};
+use crate::events::Event;
+use crate::wire::ids::ClientName;
+
+/// A session id for `client` of the caller.
+pub fn session_id(env: &HttpEnv, req: &HttpRequest, client: &str, app: bool, now: u64) -> Reply {
+    let secret = if app {
+        req.token.as_deref()
+    } else {
+        req.cookie.as_deref()
+    };
+    let Some(user) = secret.and_then(|s| logged_in(env, s, now)) else {
+        return Reply::error(
+            401,
+            if app {
+                "no valid token"
+            } else {
+                "not logged in"
+            },
+        );
+    };
+    let Some(client) = ClientName::parse(client) else {
+        return Reply::error(400, "clientName must be 1 to 64 of A-Z a-z 0-9 . _ -");
+    };
+    let (tx, rx) = bounded(1);
+    if env
+        .router
+        .send(Event::IssueSession {
+            user,
+            client,
+            reply: tx,
+        })
+        .is_err()
+    {
+        return busy("server is stopping");
+    }
+    match rx.recv_timeout(ROUTER_WAIT) {
+        Ok(Some(id)) => Reply::ok(json!({"sessionId": id})),
+        Ok(None) => busy("too many session ids asked for; retry shortly"),
+        Err(_) => busy("server busy"),
+    }
+}
