@@ -55,6 +55,20 @@ pub struct HttpEnv {
     pub healthy: Arc<AtomicBool>,
 }
 
+/// Sends the router an event carrying a one-shot reply channel and waits
+/// for its answer, at most [`ROUTER_WAIT`]; otherwise the 503 to send.
+fn ask_router<T>(
+    env: &HttpEnv,
+    event: impl FnOnce(Sender<T>) -> Event,
+) -> Result<T, response::Reply> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    if env.router.send(event(tx)).is_err() {
+        return Err(response::busy("server is stopping"));
+    }
+    rx.recv_timeout(ROUTER_WAIT)
+        .map_err(|_| response::busy("server busy"))
+}
+
 /// Why the HTTP listener did not start.
 #[derive(Debug)]
 pub enum HttpStartError {

@@ -1,12 +1,11 @@
 //! `GET /api/websocket/online` (who is online, with their clients) and
 //! `GET /api/users` (everyone, with whether they are online).
 
-use crossbeam_channel::bounded;
 use serde_json::{Value, json};
 
 use super::request::HttpRequest;
 use super::response::{Reply, busy};
-use super::{HttpEnv, ROUTER_WAIT, login::caller};
+use super::{HttpEnv, ask_router, login::caller};
 use crate::events::{Event, OnlineList};
 use crate::wire::ids::ClientName;
 
@@ -44,7 +43,5 @@ pub fn users(env: &HttpEnv, req: &HttpRequest, now: u64) -> Reply {
 }
 
 fn ask_online(env: &HttpEnv) -> Option<OnlineList> {
-    let (tx, rx) = bounded(1);
-    env.router.send(Event::Online { reply: tx }).ok()?;
-    rx.recv_timeout(ROUTER_WAIT).ok()
+    ask_router(env, |reply| Event::Online { reply }).ok()
 }

@@ -2,12 +2,11 @@
 //! `/app/websocket/client/login/{clientName}` (token): a one-time session
 //! id from the router.
 
-use crossbeam_channel::bounded;
 use serde_json::json;
 
 use super::request::HttpRequest;
 use super::response::{Reply, busy};
-use super::{HttpEnv, ROUTER_WAIT, login::logged_in};
+use super::{HttpEnv, ask_router, login::logged_in};
 use crate::events::Event;
 use crate::wire::ids::ClientName;
 
@@ -31,21 +30,14 @@ pub fn session_id(env: &HttpEnv, req: &HttpRequest, client: &str, app: bool, now
     let Some(client) = ClientName::parse(client) else {
         return Reply::error(400, "clientName must be 1 to 64 of A-Z a-z 0-9 . _ -");
     };
-    let (tx, rx) = bounded(1);
-    if env
-        .router
-        .send(Event::IssueSession {
-            user,
-            client,
-            reply: tx,
-        })
-        .is_err()
-    {
-        return busy("server is stopping");
-    }
-    match rx.recv_timeout(ROUTER_WAIT) {
+    let asked = ask_router(env, |reply| Event::IssueSession {
+        user,
+        client,
+        reply,
+    });
+    match asked {
         Ok(Some(id)) => Reply::ok(json!({"sessionId": id})),
         Ok(None) => busy("too many session ids asked for; retry shortly"),
-        Err(_) => busy("server busy"),
+        Err(reply) => reply,
     }
 }

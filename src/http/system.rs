@@ -1,12 +1,11 @@
 //! `POST /api/system/message`: a text from SYSTEM, for integrations that
 //! hold the API key.
 
-use crossbeam_channel::bounded;
 use serde_json::{Value, json};
 
 use super::request::HttpRequest;
-use super::response::{Reply, busy};
-use super::{HttpEnv, ROUTER_WAIT};
+use super::response::Reply;
+use super::{HttpEnv, ask_router};
 use crate::auth::hash_secret;
 use crate::events::Event;
 use crate::wire::Status;
@@ -42,22 +41,10 @@ pub fn system_message(env: &HttpEnv, req: &HttpRequest) -> Reply {
     if body.is_empty() {
         return Reply::error(400, "body is empty");
     }
-    let (tx, rx) = bounded(1);
-    if env
-        .router
-        .send(Event::SystemMessage {
-            to,
-            body,
-            reply: tx,
-        })
-        .is_err()
-    {
-        return busy("server is stopping");
-    }
-    match rx.recv_timeout(ROUTER_WAIT) {
+    match ask_router(env, |reply| Event::SystemMessage { to, body, reply }) {
         Ok(Ok(id)) => Reply::ok(json!({"id": id})),
         Ok(Err(r)) if r.status == Status::ReceiveError => Reply::error(409, r.msg),
         Ok(Err(r)) => Reply::error(400, r.msg),
-        Err(_) => busy("server busy"),
+        Err(reply) => reply,
     }
 }
