@@ -412,13 +412,8 @@ fn log_of_a_busy_server(level: &str) -> (String, Vec<(&'static str, String)>) {
         &[("Content-Type", "application/x-www-form-urlencoded")],
         "username=alice&password=pw-alice-cli",
     );
-    assert_eq!(resp.status().as_u16(), 200);
-    let set_cookie = resp
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .expect("Set-Cookie")
-        .to_string();
+    assert_eq!(resp.status, 200);
+    let set_cookie = resp.header("set-cookie").expect("Set-Cookie").to_string();
     let cookie = set_cookie
         .split(';')
         .next()

@@ -89,13 +89,8 @@ fn browser_cookie(srv: &TestServer, user: &str) -> String {
         &[("Content-Type", "application/json")],
         &json!({"username": user, "password": password(user)}).to_string(),
     );
-    assert_eq!(resp.status().as_u16(), 200, "browser login {user}");
-    let set = resp
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .expect("Set-Cookie")
-        .to_string();
+    assert_eq!(resp.status, 200, "browser login {user}");
+    let set = resp.header("set-cookie").expect("Set-Cookie").to_string();
     let pair = set.split(';').next().unwrap_or_default().trim();
     pair.strip_prefix("edgeim_session=")
         .unwrap_or_else(|| panic!("not an edgeim_session cookie: {set}"))

@@ -1,5 +1,6 @@
-//! Test harness: a real server on ephemeral loopback ports, a real HTTP
-//! client (ureq) and a real WebSocket client (tungstenite).
+//! Test harness: a real server on ephemeral loopback ports, edgeim's own
+//! HTTP client (`edgeim::client`, the one `edgeim chat` and the load
+//! generator use) and a real WebSocket client (tungstenite).
 //!
 //! Every wait has a timeout; nothing sleeps to wait for a condition.
 
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use edgeim::client::{HttpResponse, HttpServer};
 use edgeim::config::Config;
 use edgeim::server::{self, Running};
 use serde_json::{Value, json};
@@ -152,62 +154,68 @@ impl Drop for TestServer {
     }
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(WAIT))
-        .build()
-        .into()
+// ---- HTTP ----
+
+/// The server of a `http://host:port` URL.
+fn http_server(base: &str) -> HttpServer {
+    HttpServer::parse(base).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn finish(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
-    let mut resp = resp.expect("http request");
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, body)
+/// `http://host:port/path?query` as the server and `/path?query`.
+fn split_url(url: &str) -> (HttpServer, &str) {
+    let rest = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("not an http:// URL: {url}"));
+    let at = rest.find('/').unwrap_or(rest.len());
+    let path = if at == rest.len() { "/" } else { &rest[at..] };
+    (http_server(&url[..url.len() - rest.len() + at]), path)
+}
+
+/// Sends `method url` with `headers` and `body`; panics if no answer comes
+/// within [`WAIT`]. Any status is an answer.
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+    let (server, path) = split_url(url);
+    let mut rq = server.request(method, path).timeout(WAIT).body(body);
+    for (k, v) in headers {
+        rq = rq.header(k, v);
+    }
+    rq.send()
+        .unwrap_or_else(|e| panic!("http request {method} {url}: {e}"))
+}
+
+/// An answer's body as JSON, or its text as a JSON string when it is not
+/// JSON.
+pub fn body_of(resp: &HttpResponse) -> Value {
+    let text = resp.text();
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
 }
 
 /// GET with headers; returns status and JSON body (or the text as a string).
 pub fn get(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
-    let mut rq = agent().get(url);
-    for (k, v) in headers {
-        rq = rq.header(*k, *v);
-    }
-    finish(rq.call())
+    let resp = get_raw(url, headers);
+    (resp.status, body_of(&resp))
 }
 
+/// POST a JSON body with headers; returns status and JSON body (or the
+/// text as a string).
 pub fn post_json(url: &str, headers: &[(&str, &str)], body: Value) -> (u16, Value) {
-    let mut rq = agent().post(url);
-    for (k, v) in headers {
-        rq = rq.header(*k, *v);
-    }
-    finish(
-        rq.header("Content-Type", "application/json")
-            .send(body.to_string()),
-    )
+    let mut all = headers.to_vec();
+    all.push(("Content-Type", "application/json"));
+    let resp = post_raw(url, &all, &body.to_string());
+    (resp.status, body_of(&resp))
 }
 
-/// POST returning the raw response, for header checks.
-pub fn post_raw(
-    url: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> ureq::http::Response<ureq::Body> {
-    let mut rq = agent().post(url);
-    for (k, v) in headers {
-        rq = rq.header(*k, *v);
-    }
-    rq.send(body).expect("http request")
+/// POST returning the whole answer, for header checks.
+pub fn post_raw(url: &str, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+    request("POST", url, headers, body)
 }
 
-pub fn get_raw(url: &str, headers: &[(&str, &str)]) -> ureq::http::Response<ureq::Body> {
-    let mut rq = agent().get(url);
-    for (k, v) in headers {
-        rq = rq.header(*k, *v);
-    }
-    rq.call().expect("http request")
+/// GET returning the whole answer, for header checks.
+pub fn get_raw(url: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    request("GET", url, headers, "")
 }
+
+// ---- WebSocket ----
 
 /// A WebSocket client speaking the protocol. Messages read while waiting
 /// for a 9001 are kept, not dropped: a sender that is one of its own
