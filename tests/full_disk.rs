@@ -308,12 +308,7 @@ fn register_outcome(c: &mut Client) -> (Option<StatusAnswer>, Option<CloseFrame>
             Ok(Message::Text(t)) => {
                 let m: Value = serde_json::from_str(&t).expect("server sent JSON");
                 if m["type"] == 9001 && m["id"] == "reg" {
-                    let body: Value =
-                        serde_json::from_str(m["body"].as_str().expect("body")).expect("status");
-                    let got = (
-                        body["code"].as_i64().expect("code"),
-                        body["msg"].as_str().unwrap_or_default().to_string(),
-                    );
+                    let got = status_of(&m);
                     if got.0 == 200 {
                         return (Some(got), None);
                     }

@@ -1,6 +1,6 @@
-//! Test harness: a real server on ephemeral loopback ports, edgeim's own
-//! HTTP client (`edgeim::client`, the one `edgeim chat` and the load
-//! generator use) and a real WebSocket client (tungstenite).
+//! Test harness: a real server on ephemeral loopback ports, and edgeim's
+//! own client (`edgeim::client`, the one `edgeim chat` and the load
+//! generator use) for HTTP and the WebSocket.
 //!
 //! Every wait has a timeout; nothing sleeps to wait for a condition.
 
@@ -9,17 +9,16 @@
 pub mod served;
 
 use std::collections::VecDeque;
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use edgeim::client::{HttpResponse, HttpServer};
+use edgeim::client::frames::{self, StatusBody};
+use edgeim::client::{HttpResponse, HttpServer, Ws, ws};
 use edgeim::config::Config;
 use edgeim::server::{self, Running};
 use serde_json::{Value, json};
-use tungstenite::stream::MaybeTlsStream;
-use tungstenite::{Message, WebSocket};
+use tungstenite::Message;
 
 /// How long any single wait in a test may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -221,19 +220,47 @@ pub fn get_raw(url: &str, headers: &[(&str, &str)]) -> HttpResponse {
 /// for a 9001 are kept, not dropped: a sender that is one of its own
 /// recipients may get its message before its SUCCESS.
 pub struct Client {
-    pub ws: WebSocket<MaybeTlsStream<TcpStream>>,
+    pub ws: Ws,
     pub user: String,
     held: VecDeque<Value>,
 }
 
+/// A status frame's body, parsed; panics unless it is a string holding JSON.
+fn status_json(frame: &Value) -> Value {
+    serde_json::from_str(frame["body"].as_str().expect("body string")).expect("StatusBody")
+}
+
 /// A 9001 frame's (code, msg).
 pub fn status_of(frame: &Value) -> (i64, String) {
-    let body: Value =
-        serde_json::from_str(frame["body"].as_str().expect("body string")).expect("StatusBody");
+    let body = status_json(frame);
     (
         body["code"].as_i64().expect("code"),
         body["msg"].as_str().unwrap_or_default().to_string(),
     )
+}
+
+/// A 9001 frame's whole StatusBody; panics unless `code`, `status` and
+/// `msg` are all there.
+pub fn status_body(frame: &Value) -> StatusBody {
+    let body = status_json(frame);
+    StatusBody {
+        code: body["code"].as_i64().expect("code"),
+        status: body["status"].as_str().expect("status").to_string(),
+        msg: body["msg"].as_str().expect("msg").to_string(),
+    }
+}
+
+/// A 9001 frame as (id, code, msg); `None` for any other type.
+pub fn status_answer(frame: &Value) -> Option<(String, i64, String)> {
+    if frame["type"] != 9001 {
+        return None;
+    }
+    let (code, msg) = status_of(frame);
+    Some((
+        frame["id"].as_str().unwrap_or_default().to_string(),
+        code,
+        msg,
+    ))
 }
 
 /// Wall-clock milliseconds since the epoch, as the server stamps them.
@@ -245,12 +272,14 @@ pub fn now_ms() -> i64 {
 }
 
 impl Client {
-    /// Opens the socket without registering.
+    /// Opens the socket without registering; a read or a write that takes
+    /// longer than [`WAIT`] fails.
     pub fn open(url: &str, user: &str) -> Client {
-        let (ws, _) = tungstenite::connect(url).expect("websocket connect");
-        if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-            s.set_read_timeout(Some(WAIT)).expect("read timeout");
-        }
+        let ws = ws::open(url).unwrap_or_else(|e| panic!("websocket connect: {e}"));
+        let tcp = ws.get_ref().tcp();
+        tcp.set_read_timeout(Some(WAIT))
+            .and_then(|()| tcp.set_write_timeout(Some(WAIT)))
+            .expect("socket timeouts");
         Client {
             ws,
             user: user.to_string(),
@@ -266,25 +295,22 @@ impl Client {
         self.send_raw(&v.to_string());
     }
 
+    /// Sends a register (1000) with id `reg`.
     pub fn register(&mut self, session_id: &str) {
-        let reg = json!({"id": "reg", "type": 1000, "isSystem": false, "from": self.user, "to": "SYSTEM",
-            "body": json!({"sessionId": session_id}).to_string()});
+        let reg = frames::register(frames::REGISTER_ID, &self.user, session_id);
         self.send_json(reg);
     }
 
     /// Sends a text (2001) from this client's user.
     pub fn text(&mut self, id: &str, to: &str, body: &str) {
-        let user = self.user.clone();
-        self.send_json(json!({"id": id, "type": 2001, "isSystem": false, "from": user, "to": to, "body": body}));
+        let text = frames::text(id, &self.user, to, body);
+        self.send_json(text);
     }
 
     /// Acknowledges a received message (9101).
     pub fn ack(&mut self, id: &str, original_sender: &str) {
-        let user = self.user.clone();
-        self.send_json(
-            json!({"id": id, "type": 9101, "isSystem": false, "from": user, "to": original_sender,
-            "body": "{\"code\":200,\"status\":\"SUCCESS\",\"msg\":\"received\"}"}),
-        );
+        let ack = frames::ack(id, &self.user, original_sender);
+        self.send_json(ack);
     }
 
     /// The next frame from the socket; panics on timeout or close.
@@ -333,8 +359,7 @@ impl Client {
     /// The next 9001 whatever its id: (id, code, msg).
     pub fn any_status(&mut self) -> (String, i64, String) {
         let m = self.wait_status(|_| true);
-        let (code, msg) = status_of(&m);
-        (m["id"].as_str().unwrap_or_default().to_string(), code, msg)
+        status_answer(&m).expect("a 9001")
     }
 
     /// The next message that is not a 9001.
