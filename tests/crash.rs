@@ -35,9 +35,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use common::{Client, get, post_json, status_answer, temp_dir};
+use common::{Client, register_on, status_answer, temp_dir};
 use edgeim::users;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tungstenite::Message;
 
 use common::served::Served;
@@ -110,24 +110,13 @@ fn toml_string(p: &Path) -> String {
 /// Logs in over HTTP and registers `user` as `client` (the harness times
 /// out reads and writes on its sockets after `WAIT`).
 fn connect(srv: &Served, user: &str, client: &str) -> Client {
-    let (status, body) = post_json(
-        &format!("{}/app/login", srv.http),
-        &[],
-        json!({"username": user, "password": format!("pw-{user}-crash")}),
-    );
-    assert_eq!(status, 200, "login {user}: {body}");
-    let token = body["token"].as_str().expect("token").to_string();
-    let (status, body) = get(
-        &format!("{}/app/websocket/client/login/{client}", srv.http),
-        &[("token", &token)],
-    );
-    assert_eq!(status, 200, "session id: {body}");
-    let sid = body["sessionId"].as_str().expect("sessionId");
-    let mut c = Client::open(&srv.ws, user);
-    c.register(sid);
-    let st = c.status("reg");
-    assert_eq!(st.0, 200, "register {user}/{client}: {st:?}");
-    c
+    register_on(
+        &srv.http,
+        &srv.ws,
+        user,
+        &format!("pw-{user}-crash"),
+        client,
+    )
 }
 
 /// Closes the socket politely and reads until it ends (bounded).

@@ -14,10 +14,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use edgeim::client::frames::{self, StatusBody};
-use edgeim::client::{HttpResponse, HttpServer, Ws, ws};
+use edgeim::client::{self, HttpResponse, HttpServer, Ws, ws};
 use edgeim::config::Config;
 use edgeim::server::{self, Running};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tungstenite::Message;
 
 /// How long any single wait in a test may take before the test fails.
@@ -115,34 +115,28 @@ impl TestServer {
 
     /// Logs in as an app; returns the token.
     pub fn token(&self, user: &str) -> String {
-        let (status, body) = post_json(
-            &format!("{}/app/login", self.http),
-            &[],
-            json!({"username": user, "password": password(user)}),
-        );
-        assert_eq!(status, 200, "login {user}: {body}");
-        body["token"].as_str().expect("token").to_string()
+        login(&self.http, user, &password(user))
     }
 
     /// A one-time session id for `client` of `user`.
     pub fn session_id(&self, user: &str, client: &str) -> String {
-        let token = self.token(user);
-        let (status, body) = get(
-            &format!("{}/app/websocket/client/login/{client}", self.http),
-            &[("token", &token)],
-        );
-        assert_eq!(status, 200, "session id: {body}");
-        body["sessionId"].as_str().expect("sessionId").to_string()
+        self.session_id_with(&self.token(user), client)
+    }
+
+    /// A one-time session id for `client`, asked for with an app `token`.
+    pub fn session_id_with(&self, token: &str, client: &str) -> String {
+        session_id_with(&self.http, token, client)
     }
 
     /// Connect, log in and register `user` as `client`; asserts SUCCESS.
     pub fn client(&self, user: &str, client: &str) -> Client {
-        let sid = self.session_id(user, client);
-        let mut c = Client::open(&self.ws, user);
-        c.register(&sid);
-        let st = c.status("reg");
-        assert_eq!(st.0, 200, "register {user}/{client}: {st:?}");
-        c
+        self.client_with(&self.token(user), user, client)
+    }
+
+    /// Registers `user` as `client` with a session id asked for with an app
+    /// `token`; asserts SUCCESS.
+    pub fn client_with(&self, token: &str, user: &str, client: &str) -> Client {
+        registered(&self.ws, user, client, &self.session_id_with(token, client))
     }
 }
 
@@ -151,6 +145,38 @@ impl Drop for TestServer {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.config.data_dir);
     }
+}
+
+// ---- logging in and registering, against any server by its URLs ----
+
+/// `POST /app/login` at `http` (`http://host:port`): the app token; panics
+/// unless the answer is 200 with a token.
+pub fn login(http: &str, user: &str, password: &str) -> String {
+    client::app_login(&http_server(http), user, password)
+        .unwrap_or_else(|e| panic!("login {user}: {e}"))
+}
+
+/// `GET /app/websocket/client/login/{client}` at `http` with an app
+/// `token`: a one-time session id; panics unless 200 with one.
+pub fn session_id_with(http: &str, token: &str, client: &str) -> String {
+    client::session_id(&http_server(http), token, client)
+        .unwrap_or_else(|e| panic!("session id for {client}: {e}"))
+}
+
+/// Logs in at `http`, gets a session id for `client` and registers `user`
+/// over `ws`; asserts SUCCESS. For a server the harness did not start
+/// (a [`served::Served`]); a [`TestServer`] has [`TestServer::client`].
+pub fn register_on(http: &str, ws: &str, user: &str, password: &str, client: &str) -> Client {
+    let token = login(http, user, password);
+    registered(ws, user, client, &session_id_with(http, &token, client))
+}
+
+/// Opens `ws` and registers `user` (as `client`) with `session_id`;
+/// asserts SUCCESS.
+pub fn registered(ws: &str, user: &str, client: &str, session_id: &str) -> Client {
+    let mut c = Client::registering(ws, user, session_id);
+    c.assert_registered(client);
+    c
 }
 
 // ---- HTTP ----
@@ -285,6 +311,21 @@ impl Client {
             user: user.to_string(),
             held: VecDeque::new(),
         }
+    }
+
+    /// Opens the socket and sends a register with `session_id`; the answer
+    /// (the 9001 for id `reg`) is the caller's.
+    pub fn registering(url: &str, user: &str, session_id: &str) -> Client {
+        let mut c = Client::open(url, user);
+        c.register(session_id);
+        c
+    }
+
+    /// Waits for the answer to this client's register (as `client`) and
+    /// asserts it is SUCCESS.
+    pub fn assert_registered(&mut self, client: &str) {
+        let st = self.status(frames::REGISTER_ID);
+        assert_eq!(st.0, 200, "register {}/{client}: {st:?}", self.user);
     }
 
     pub fn send_raw(&mut self, text: &str) {
