@@ -320,22 +320,9 @@ fn an_unknown_command_or_option_is_exit_2() {
 /// Logs in over HTTP and registers a WebSocket client; returns it with
 /// the token and session id used.
 fn connect(srv: &Served, user: &str, pass: &str, client: &str) -> (Client, String, String) {
-    let (status, body) = post_json(
-        &format!("{}/app/login", srv.http),
-        &[],
-        json!({"username": user, "password": pass}),
-    );
-    assert_eq!(status, 200, "login {user}: {body}");
-    let token = body["token"].as_str().expect("token").to_string();
-    let (status, body) = get(
-        &format!("{}/app/websocket/client/login/{client}", srv.http),
-        &[("token", &token)],
-    );
-    assert_eq!(status, 200, "session id: {body}");
-    let sid = body["sessionId"].as_str().expect("sessionId").to_string();
-    let mut c = Client::open(&srv.ws, user);
-    c.register(&sid);
-    assert_eq!(c.status("reg").0, 200, "register {user}/{client}");
+    let token = common::login(&srv.http, user, pass);
+    let sid = common::session_id_with(&srv.http, &token, client);
+    let c = common::registered(&srv.ws, user, client, &sid);
     (c, token, sid)
 }
 
@@ -412,13 +399,8 @@ fn log_of_a_busy_server(level: &str) -> (String, Vec<(&'static str, String)>) {
         &[("Content-Type", "application/x-www-form-urlencoded")],
         "username=alice&password=pw-alice-cli",
     );
-    assert_eq!(resp.status().as_u16(), 200);
-    let set_cookie = resp
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .expect("Set-Cookie")
-        .to_string();
+    assert_eq!(resp.status, 200);
+    let set_cookie = resp.header("set-cookie").expect("Set-Cookie").to_string();
     let cookie = set_cookie
         .split(';')
         .next()

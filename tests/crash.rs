@@ -35,11 +35,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use common::{Client, WAIT, get, post_json, temp_dir};
+use common::{Client, register_on, status_answer, temp_dir};
 use edgeim::users;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tungstenite::Message;
-use tungstenite::stream::MaybeTlsStream;
 
 use common::served::Served;
 /// Texts alice means to send before the crash.
@@ -108,30 +107,16 @@ fn toml_string(p: &Path) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// Logs in over HTTP and registers `user` as `client`, with 10 s read and
-/// write timeouts on the socket.
+/// Logs in over HTTP and registers `user` as `client` (the harness times
+/// out reads and writes on its sockets after `WAIT`).
 fn connect(srv: &Served, user: &str, client: &str) -> Client {
-    let (status, body) = post_json(
-        &format!("{}/app/login", srv.http),
-        &[],
-        json!({"username": user, "password": format!("pw-{user}-crash")}),
-    );
-    assert_eq!(status, 200, "login {user}: {body}");
-    let token = body["token"].as_str().expect("token").to_string();
-    let (status, body) = get(
-        &format!("{}/app/websocket/client/login/{client}", srv.http),
-        &[("token", &token)],
-    );
-    assert_eq!(status, 200, "session id: {body}");
-    let sid = body["sessionId"].as_str().expect("sessionId");
-    let mut c = Client::open(&srv.ws, user);
-    if let MaybeTlsStream::Plain(s) = c.ws.get_ref() {
-        s.set_write_timeout(Some(WAIT)).expect("write timeout");
-    }
-    c.register(sid);
-    let st = c.status("reg");
-    assert_eq!(st.0, 200, "register {user}/{client}: {st:?}");
-    c
+    register_on(
+        &srv.http,
+        &srv.ws,
+        user,
+        &format!("pw-{user}-crash"),
+        client,
+    )
 }
 
 /// Closes the socket politely and reads until it ends (bounded).
@@ -142,20 +127,6 @@ fn close(mut c: Client) {
             return;
         }
     }
-}
-
-/// A 9001 as (id, code, msg); None for any other type.
-fn status_of(m: &Value) -> Option<(String, i64, String)> {
-    if m["type"] != 9001 {
-        return None;
-    }
-    let body: Value = serde_json::from_str(m["body"].as_str().expect("9001 body is a string"))
-        .expect("StatusBody");
-    Some((
-        m["id"].as_str().unwrap_or_default().to_string(),
-        body["code"].as_i64().expect("code"),
-        body["msg"].as_str().unwrap_or_default().to_string(),
-    ))
 }
 
 /// What alice saw of one stream of texts.
@@ -174,7 +145,7 @@ impl Answers {
         if m["type"] == 9101 {
             return; // a receipt from bob (phase 3): not an answer
         }
-        let Some((id, code, msg)) = status_of(m) else {
+        let Some((id, code, msg)) = status_answer(m) else {
             self.wrong.push(format!("not a 9001: {m}"));
             return;
         };
@@ -278,7 +249,7 @@ fn read_until(bob: &mut Client, marker: &str, ack_window: usize) -> Vec<usize> {
             Ok(_) => continue,
             Err(e) => panic!("bob: read failed before {marker} (timeout?): {e}"),
         };
-        if let Some((id, code, msg)) = status_of(&m) {
+        if let Some((id, code, msg)) = status_answer(&m) {
             assert_eq!(code, 200, "bob's 9101 for {id}: {code} {msg}");
             let n = acks_unanswered
                 .get_mut(&id)

@@ -44,18 +44,6 @@ fn session_with_token(srv: &TestServer, token: &str, client: &str) -> (u16, Valu
     )
 }
 
-/// Registers a client with a session id asked for with `token`.
-fn dev_with_token(srv: &TestServer, token: &str, user: &str, client: &str) -> Dev {
-    let (status, body) = session_with_token(srv, token, client);
-    assert_eq!(status, 200, "session id with a token: {body}");
-    let mut c = Client::open(&srv.ws, user);
-    c.register(body["sessionId"].as_str().expect("sessionId"));
-    let mut d = c;
-    let st = d.status("reg");
-    assert_eq!(st.0, 200, "register {user}/{client}: {st:?}");
-    d
-}
-
 /// Registers `user`/`client` once and hangs up: from now on the server
 /// keeps what this client has not acknowledged.
 fn known_client(srv: &TestServer, user: &str, client: &str) {
@@ -89,13 +77,8 @@ fn browser_cookie(srv: &TestServer, user: &str) -> String {
         &[("Content-Type", "application/json")],
         &json!({"username": user, "password": password(user)}).to_string(),
     );
-    assert_eq!(resp.status().as_u16(), 200, "browser login {user}");
-    let set = resp
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .expect("Set-Cookie")
-        .to_string();
+    assert_eq!(resp.status, 200, "browser login {user}");
+    let set = resp.header("set-cookie").expect("Set-Cookie").to_string();
     let pair = set.split(';').next().unwrap_or_default().trim();
     pair.strip_prefix("edgeim_session=")
         .unwrap_or_else(|| panic!("not an edgeim_session cookie: {set}"))
@@ -223,13 +206,10 @@ fn a_new_client_name_after_a_restart_gets_only_what_no_client_acknowledged() {
 /// answer, lets `meanwhile` send newer messages: they race the backlog.
 fn register_racing(srv: &TestServer, user: &str, client: &str, meanwhile: impl FnOnce()) -> Dev {
     let sid = srv.session_id(user, client);
-    let mut c = Client::open(&srv.ws, user);
-    c.register(&sid);
+    let mut c = Client::registering(&srv.ws, user, &sid);
     meanwhile();
-    let mut d = c;
-    let st = d.status("reg");
-    assert_eq!(st.0, 200, "register {user}/{client}: {st:?}");
-    d
+    c.assert_registered(client);
+    c
 }
 
 #[test]
@@ -381,7 +361,7 @@ fn app_tokens_and_browser_cookies_stay_valid_after_a_restart() {
     srv.restart();
 
     // The token registers a client.
-    let alice = dev_with_token(&srv, &token, "alice", "phone");
+    let alice = srv.client_with(&token, "alice", "phone");
     drop(alice);
     let (status, body) = browser_session(&srv, &cookie, "web");
     assert_eq!(status, 200, "cookie after restart: {body}");

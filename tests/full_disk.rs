@@ -91,32 +91,6 @@ fn fill(dir: &Path) -> (PathBuf, u64) {
 /// a 9001, so nothing is lost between answers).
 type Dev = Client;
 
-/// A session id from an app token (session ids live in memory: asking for
-/// one needs no disk).
-fn session_id(srv: &TestServer, token: &str, client: &str) -> String {
-    let (status, body) = get(
-        &format!("{}/app/websocket/client/login/{client}", srv.http),
-        &[("token", token)],
-    );
-    assert_eq!(status, 200, "session id: {body}");
-    body["sessionId"].as_str().expect("sessionId").to_string()
-}
-
-/// Opens a connection and sends a register; the answer is the caller's.
-fn open_and_register(srv: &TestServer, token: &str, user: &str, client: &str) -> Dev {
-    let sid = session_id(srv, token, client);
-    let mut c = Client::open(&srv.ws, user);
-    c.register(&sid);
-    c
-}
-
-fn dev(srv: &TestServer, token: &str, user: &str, client: &str) -> Dev {
-    let mut d = open_and_register(srv, token, user, client);
-    let st = d.status("reg");
-    assert_eq!(st.0, 200, "register {user}/{client}: {st:?}");
-    d
-}
-
 /// Reads `c`'s texts until `last` (included); returns their ids.
 fn texts_until(c: &mut Dev, last: &str, bound: usize) -> Vec<String> {
     let mut ids = Vec::new();
@@ -176,8 +150,8 @@ fn rig(test: &str) -> Option<Rig> {
     // Logins are stored: log in while there is room.
     let alice_token = srv.token("alice");
     let bob_token = srv.token("bob");
-    let mut alice = dev(&srv, &alice_token, "alice", "web");
-    let mut bob = dev(&srv, &bob_token, "bob", "web");
+    let mut alice = srv.client_with(&alice_token, "alice", "web");
+    let mut bob = srv.client_with(&bob_token, "bob", "web");
     let warm: Vec<String> = (0..20).map(|i| format!("w{i:02}")).collect();
     for id in &warm {
         alice.text(id, "bob", "warm");
@@ -278,7 +252,7 @@ fn a_full_disk_is_400_storage_failure_and_the_server_recovers_when_space_returns
     // What is on disk agrees: after a restart bob's backlog is the same,
     // plus the warm messages (w00 unless its receipt was stored).
     rig.srv.restart();
-    let mut bob = dev(&rig.srv, &rig.bob_token, "bob", "web");
+    let mut bob = rig.srv.client_with(&rig.bob_token, "bob", "web");
     let mut backlog: Vec<String> = rig
         .warm
         .iter()
@@ -308,12 +282,7 @@ fn register_outcome(c: &mut Client) -> (Option<StatusAnswer>, Option<CloseFrame>
             Ok(Message::Text(t)) => {
                 let m: Value = serde_json::from_str(&t).expect("server sent JSON");
                 if m["type"] == 9001 && m["id"] == "reg" {
-                    let body: Value =
-                        serde_json::from_str(m["body"].as_str().expect("body")).expect("status");
-                    let got = (
-                        body["code"].as_i64().expect("code"),
-                        body["msg"].as_str().unwrap_or_default().to_string(),
-                    );
+                    let got = status_of(&m);
                     if got.0 == 200 {
                         return (Some(got), None);
                     }
@@ -344,9 +313,9 @@ fn a_register_refused_on_a_full_disk_gets_its_9001_before_the_close() {
     };
     let (_filler, _) = fill(&rig.disk.dir);
     for attempt in 0..30 {
-        let sid = session_id(&rig.srv, &rig.alice_token, "phone");
-        let mut c = Client::open(&rig.srv.ws, "alice");
-        c.register(&sid);
+        // Session ids live in memory: asking for one needs no disk.
+        let sid = rig.srv.session_id_with(&rig.alice_token, "phone");
+        let mut c = Client::registering(&rig.srv.ws, "alice", &sid);
         match register_outcome(&mut c) {
             (Some((200, _)), _) => {}
             (Some((400, msg)), Some(close)) if msg.starts_with("storage failure") => {

@@ -6,6 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
+use edgeim::client::HttpResponse;
 use serde_json::{Value, json};
 
 const API_KEY: &str = "0123456789abcdef-test";
@@ -20,20 +21,15 @@ fn now_ms() -> u64 {
 }
 
 /// Reads a raw response into (status, headers by lower-case name, JSON body).
-fn split(
-    mut resp: ureq::http::Response<ureq::Body>,
-) -> (u16, BTreeMap<String, Vec<String>>, Value) {
-    let status = resp.status().as_u16();
+fn split(resp: HttpResponse) -> (u16, BTreeMap<String, Vec<String>>, Value) {
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (k, v) in resp.headers() {
+    for (k, v) in &resp.headers {
         headers
-            .entry(k.as_str().to_ascii_lowercase())
+            .entry(k.to_ascii_lowercase())
             .or_default()
-            .push(v.to_str().unwrap_or_default().to_string());
+            .push(v.clone());
     }
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, headers, body)
+    (resp.status, headers, body_of(&resp))
 }
 
 fn header<'a>(headers: &'a BTreeMap<String, Vec<String>>, name: &str) -> Option<&'a str> {
@@ -859,14 +855,8 @@ fn a_system_message_to_a_removed_user_is_400() {
 fn the_chat_page_is_served_with_its_type_a_strict_policy_and_an_etag() {
     let srv = TestServer::start();
     let resp = get_raw(&format!("{}/", srv.http), &[]);
-    assert_eq!(resp.status().as_u16(), 200);
-    let header = |name: &str| {
-        resp.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
-    };
+    assert_eq!(resp.status, 200);
+    let header = |name: &str| resp.header(name).unwrap_or_default().to_string();
     assert!(header("content-type").starts_with("text/html"));
     let csp = header("content-security-policy");
     assert!(
@@ -888,17 +878,11 @@ fn the_chat_page_is_served_with_its_type_a_strict_policy_and_an_etag() {
     assert!(etag.starts_with('"'), "{etag}");
     let again = get_raw(&format!("{}/", srv.http), &[("If-None-Match", &etag)]);
     assert_eq!(
-        again.status().as_u16(),
-        304,
+        again.status, 304,
         "unchanged page is revalidated, not resent"
     );
     let js = get_raw(&format!("{}/app.js", srv.http), &[]);
-    let js_type = js
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let js_type = js.header("content-type").unwrap_or_default().to_string();
     assert!(js_type.starts_with("text/javascript"), "{js_type}");
     let (status, body) = get(&format!("{}/nothing.js", srv.http), &[]);
     assert_eq!(status, 404, "{body}");

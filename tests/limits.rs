@@ -410,20 +410,12 @@ fn a_thousand_clients_register_at_once_and_are_all_served() {
                     .iter()
                     .map(|&i| {
                         let u = i % USERS.len();
-                        let (status, body) = get(
-                            &format!("{http}/app/websocket/client/login/c{i}"),
-                            &[("token", &tokens[u])],
-                        );
-                        assert_eq!(status, 200, "session id c{i}: {body}");
-                        let sid = body["sessionId"].as_str().unwrap().to_string();
-                        let mut c = Client::open(&ws, USERS[u]);
-                        c.register(&sid);
-                        (i, c)
+                        let sid = session_id_with(&http, &tokens[u], &format!("c{i}"));
+                        (i, Client::registering(&ws, USERS[u], &sid))
                     })
                     .collect();
                 for (i, c) in &mut clients {
-                    let st = c.status("reg");
-                    assert_eq!(st.0, 200, "register c{i}: {st:?}");
+                    c.assert_registered(&format!("c{i}"));
                 }
                 clients
             })

@@ -4,10 +4,9 @@
 mod common;
 use common::*;
 
+use edgeim::client::frames::{self, RECEIVED, StatusBody};
 use serde_json::{Value, json};
 use tungstenite::Message;
-
-const RECEIVED: &str = "{\"code\":200,\"status\":\"SUCCESS\",\"msg\":\"received\"}";
 
 /// A client message with every required field.
 fn frame(id: &str, kind: i64, from: &str, to: &str, body: &str) -> Value {
@@ -16,7 +15,7 @@ fn frame(id: &str, kind: i64, from: &str, to: &str, body: &str) -> Value {
 
 /// A text (2001) from `c`'s user.
 fn text(c: &Client, id: &str, to: &str, body: &str) -> Value {
-    frame(id, 2001, &c.user, to, body)
+    frames::text(id, &c.user, to, body)
 }
 
 /// Sends `v` and returns the (code, msg) of the 9001 answering its id.
@@ -47,23 +46,12 @@ fn next_status_frame(c: &mut Client) -> Value {
     }
 }
 
-/// (code, status name, msg) of a 9001 frame.
-fn status_of(m: &Value) -> (i64, String, String) {
-    let b: Value = serde_json::from_str(m["body"].as_str().expect("9001 body is a string"))
-        .expect("9001 body is a StatusBody");
-    (
-        b["code"].as_i64().expect("code"),
-        b["status"].as_str().expect("status").to_string(),
-        b["msg"].as_str().expect("msg").to_string(),
-    )
-}
-
 /// Sends a raw text frame that carries no usable id; asserts the answer is a
 /// 401 with a server-made id (a UUID) addressed to `c`'s user (`to_user`).
 fn expect_401_with_server_id(c: &mut Client, raw: &str, to_user: &str) {
     c.send_raw(raw);
     let m = next_status_frame(c);
-    let (code, status, msg) = status_of(&m);
+    let StatusBody { code, status, msg } = status_body(&m);
     assert_eq!(
         (code, status.as_str()),
         (401, "MESSAGE_ERROR"),
@@ -110,7 +98,11 @@ fn expect_register_refused(c: &mut Client, v: Value, code: i64, name: &str) {
     let id = v["id"].as_str().unwrap().to_string();
     c.send_json(v);
     let m = next_status_frame(c);
-    let (got, status, msg) = status_of(&m);
+    let StatusBody {
+        code: got,
+        status,
+        msg,
+    } = status_body(&m);
     assert_eq!(
         (m["id"].as_str(), got, status.as_str()),
         (Some(id.as_str()), code, name),
@@ -138,7 +130,7 @@ fn a_success_answer_is_a_system_9001_addressed_to_the_user() {
     assert_eq!(m["from"], "SYSTEM");
     assert_eq!(m["to"], "alice");
     assert!(m["body"].is_string(), "a 9001 body is a string: {m}");
-    let (code, status, _) = status_of(&m);
+    let StatusBody { code, status, .. } = status_body(&m);
     assert_eq!((code, status.as_str()), (200, "SUCCESS"));
     let ts = m["timestamp"].as_i64().expect("timestamp");
     assert!((ts - before).abs() < 60_000, "timestamp {ts} vs {before}");
@@ -271,7 +263,7 @@ fn a_binary_frame_is_401_and_the_connection_stays_usable() {
         .send(Message::binary(v.to_string().into_bytes()))
         .expect("send binary");
     let m = next_status_frame(&mut alice);
-    let (code, status, _) = status_of(&m);
+    let StatusBody { code, status, .. } = status_body(&m);
     assert_eq!((code, status.as_str()), (401, "MESSAGE_ERROR"));
     let id = m["id"].as_str().unwrap();
     assert!(
@@ -317,7 +309,7 @@ fn a_message_before_register_is_402_and_the_connection_stays_open() {
     let mut c = unregistered(&srv, "alice");
     c.send_json(frame("early", 2001, "alice", "bob", "hi"));
     let m = next_status_frame(&mut c);
-    let (code, status, _) = status_of(&m);
+    let StatusBody { code, status, .. } = status_body(&m);
     assert_eq!((code, status.as_str()), (402, "SESSION_ERROR"));
     assert_eq!(m["id"], "early");
     assert_eq!(m["to"], "", "before register a 9001 is addressed to nobody");
@@ -330,7 +322,7 @@ fn a_message_before_register_is_402_and_the_connection_stays_open() {
         (m["id"].as_str(), m["to"].as_str()),
         (Some("reg"), Some("alice"))
     );
-    assert_eq!(status_of(&m).0, 200);
+    assert_eq!(status_body(&m).code, 200);
     let v = text(&c, "after", "bob", "registered now");
     expect_code(&mut c, v, 200);
 }
@@ -1016,7 +1008,7 @@ fn a_refused_message_is_not_echoed_to_the_sender() {
         (Some(9001), Some("self-bad")),
         "{m}"
     );
-    assert_eq!(status_of(&m).0, 406);
+    assert_eq!(status_body(&m).code, 406);
     // ...or after it.
     expect_nothing_before(&mut alice, "marker");
 }

@@ -1,5 +1,6 @@
-//! Test harness: a real server on ephemeral loopback ports, a real HTTP
-//! client (ureq) and a real WebSocket client (tungstenite).
+//! Test harness: a real server on ephemeral loopback ports, and edgeim's
+//! own client (`edgeim::client`, the one `edgeim chat` and the load
+//! generator use) for HTTP and the WebSocket.
 //!
 //! Every wait has a timeout; nothing sleeps to wait for a condition.
 
@@ -8,16 +9,16 @@
 pub mod served;
 
 use std::collections::VecDeque;
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use edgeim::client::frames::{self, StatusBody};
+use edgeim::client::{self, HttpResponse, HttpServer, Ws, ws};
 use edgeim::config::Config;
 use edgeim::server::{self, Running};
-use serde_json::{Value, json};
-use tungstenite::stream::MaybeTlsStream;
-use tungstenite::{Message, WebSocket};
+use serde_json::Value;
+use tungstenite::Message;
 
 /// How long any single wait in a test may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -114,34 +115,28 @@ impl TestServer {
 
     /// Logs in as an app; returns the token.
     pub fn token(&self, user: &str) -> String {
-        let (status, body) = post_json(
-            &format!("{}/app/login", self.http),
-            &[],
-            json!({"username": user, "password": password(user)}),
-        );
-        assert_eq!(status, 200, "login {user}: {body}");
-        body["token"].as_str().expect("token").to_string()
+        login(&self.http, user, &password(user))
     }
 
     /// A one-time session id for `client` of `user`.
     pub fn session_id(&self, user: &str, client: &str) -> String {
-        let token = self.token(user);
-        let (status, body) = get(
-            &format!("{}/app/websocket/client/login/{client}", self.http),
-            &[("token", &token)],
-        );
-        assert_eq!(status, 200, "session id: {body}");
-        body["sessionId"].as_str().expect("sessionId").to_string()
+        self.session_id_with(&self.token(user), client)
+    }
+
+    /// A one-time session id for `client`, asked for with an app `token`.
+    pub fn session_id_with(&self, token: &str, client: &str) -> String {
+        session_id_with(&self.http, token, client)
     }
 
     /// Connect, log in and register `user` as `client`; asserts SUCCESS.
     pub fn client(&self, user: &str, client: &str) -> Client {
-        let sid = self.session_id(user, client);
-        let mut c = Client::open(&self.ws, user);
-        c.register(&sid);
-        let st = c.status("reg");
-        assert_eq!(st.0, 200, "register {user}/{client}: {st:?}");
-        c
+        self.client_with(&self.token(user), user, client)
+    }
+
+    /// Registers `user` as `client` with a session id asked for with an app
+    /// `token`; asserts SUCCESS.
+    pub fn client_with(&self, token: &str, user: &str, client: &str) -> Client {
+        registered(&self.ws, user, client, &self.session_id_with(token, client))
     }
 }
 
@@ -152,80 +147,146 @@ impl Drop for TestServer {
     }
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(WAIT))
-        .build()
-        .into()
+// ---- logging in and registering, against any server by its URLs ----
+
+/// `POST /app/login` at `http` (`http://host:port`): the app token; panics
+/// unless the answer is 200 with a token.
+pub fn login(http: &str, user: &str, password: &str) -> String {
+    client::app_login(&http_server(http), user, password)
+        .unwrap_or_else(|e| panic!("login {user}: {e}"))
 }
 
-fn finish(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
-    let mut resp = resp.expect("http request");
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, body)
+/// `GET /app/websocket/client/login/{client}` at `http` with an app
+/// `token`: a one-time session id; panics unless 200 with one.
+pub fn session_id_with(http: &str, token: &str, client: &str) -> String {
+    client::session_id(&http_server(http), token, client)
+        .unwrap_or_else(|e| panic!("session id for {client}: {e}"))
+}
+
+/// Logs in at `http`, gets a session id for `client` and registers `user`
+/// over `ws`; asserts SUCCESS. For a server the harness did not start
+/// (a [`served::Served`]); a [`TestServer`] has [`TestServer::client`].
+pub fn register_on(http: &str, ws: &str, user: &str, password: &str, client: &str) -> Client {
+    let token = login(http, user, password);
+    registered(ws, user, client, &session_id_with(http, &token, client))
+}
+
+/// Opens `ws` and registers `user` (as `client`) with `session_id`;
+/// asserts SUCCESS.
+pub fn registered(ws: &str, user: &str, client: &str, session_id: &str) -> Client {
+    let mut c = Client::registering(ws, user, session_id);
+    c.assert_registered(client);
+    c
+}
+
+// ---- HTTP ----
+
+/// The server of a `http://host:port` URL.
+fn http_server(base: &str) -> HttpServer {
+    HttpServer::parse(base).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `http://host:port/path?query` as the server and `/path?query`.
+fn split_url(url: &str) -> (HttpServer, &str) {
+    let rest = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("not an http:// URL: {url}"));
+    let at = rest.find('/').unwrap_or(rest.len());
+    let path = if at == rest.len() { "/" } else { &rest[at..] };
+    (http_server(&url[..url.len() - rest.len() + at]), path)
+}
+
+/// Sends `method url` with `headers` and `body`; panics if no answer comes
+/// within [`WAIT`]. Any status is an answer.
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+    let (server, path) = split_url(url);
+    let mut rq = server.request(method, path).timeout(WAIT).body(body);
+    for (k, v) in headers {
+        rq = rq.header(k, v);
+    }
+    rq.send()
+        .unwrap_or_else(|e| panic!("http request {method} {url}: {e}"))
+}
+
+/// An answer's body as JSON, or its text as a JSON string when it is not
+/// JSON.
+pub fn body_of(resp: &HttpResponse) -> Value {
+    let text = resp.text();
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
 }
 
 /// GET with headers; returns status and JSON body (or the text as a string).
 pub fn get(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
-    let mut rq = agent().get(url);
-    for (k, v) in headers {
-        rq = rq.header(*k, *v);
-    }
-    finish(rq.call())
+    let resp = get_raw(url, headers);
+    (resp.status, body_of(&resp))
 }
 
+/// POST a JSON body with headers; returns status and JSON body (or the
+/// text as a string).
 pub fn post_json(url: &str, headers: &[(&str, &str)], body: Value) -> (u16, Value) {
-    let mut rq = agent().post(url);
-    for (k, v) in headers {
-        rq = rq.header(*k, *v);
-    }
-    finish(
-        rq.header("Content-Type", "application/json")
-            .send(body.to_string()),
-    )
+    let mut all = headers.to_vec();
+    all.push(("Content-Type", "application/json"));
+    let resp = post_raw(url, &all, &body.to_string());
+    (resp.status, body_of(&resp))
 }
 
-/// POST returning the raw response, for header checks.
-pub fn post_raw(
-    url: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> ureq::http::Response<ureq::Body> {
-    let mut rq = agent().post(url);
-    for (k, v) in headers {
-        rq = rq.header(*k, *v);
-    }
-    rq.send(body).expect("http request")
+/// POST returning the whole answer, for header checks.
+pub fn post_raw(url: &str, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+    request("POST", url, headers, body)
 }
 
-pub fn get_raw(url: &str, headers: &[(&str, &str)]) -> ureq::http::Response<ureq::Body> {
-    let mut rq = agent().get(url);
-    for (k, v) in headers {
-        rq = rq.header(*k, *v);
-    }
-    rq.call().expect("http request")
+/// GET returning the whole answer, for header checks.
+pub fn get_raw(url: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    request("GET", url, headers, "")
 }
+
+// ---- WebSocket ----
 
 /// A WebSocket client speaking the protocol. Messages read while waiting
 /// for a 9001 are kept, not dropped: a sender that is one of its own
 /// recipients may get its message before its SUCCESS.
 pub struct Client {
-    pub ws: WebSocket<MaybeTlsStream<TcpStream>>,
+    pub ws: Ws,
     pub user: String,
     held: VecDeque<Value>,
 }
 
+/// A status frame's body, parsed; panics unless it is a string holding JSON.
+fn status_json(frame: &Value) -> Value {
+    serde_json::from_str(frame["body"].as_str().expect("body string")).expect("StatusBody")
+}
+
 /// A 9001 frame's (code, msg).
 pub fn status_of(frame: &Value) -> (i64, String) {
-    let body: Value =
-        serde_json::from_str(frame["body"].as_str().expect("body string")).expect("StatusBody");
+    let body = status_json(frame);
     (
         body["code"].as_i64().expect("code"),
         body["msg"].as_str().unwrap_or_default().to_string(),
     )
+}
+
+/// A 9001 frame's whole StatusBody; panics unless `code`, `status` and
+/// `msg` are all there.
+pub fn status_body(frame: &Value) -> StatusBody {
+    let body = status_json(frame);
+    StatusBody {
+        code: body["code"].as_i64().expect("code"),
+        status: body["status"].as_str().expect("status").to_string(),
+        msg: body["msg"].as_str().expect("msg").to_string(),
+    }
+}
+
+/// A 9001 frame as (id, code, msg); `None` for any other type.
+pub fn status_answer(frame: &Value) -> Option<(String, i64, String)> {
+    if frame["type"] != 9001 {
+        return None;
+    }
+    let (code, msg) = status_of(frame);
+    Some((
+        frame["id"].as_str().unwrap_or_default().to_string(),
+        code,
+        msg,
+    ))
 }
 
 /// Wall-clock milliseconds since the epoch, as the server stamps them.
@@ -237,17 +298,34 @@ pub fn now_ms() -> i64 {
 }
 
 impl Client {
-    /// Opens the socket without registering.
+    /// Opens the socket without registering; a read or a write that takes
+    /// longer than [`WAIT`] fails.
     pub fn open(url: &str, user: &str) -> Client {
-        let (ws, _) = tungstenite::connect(url).expect("websocket connect");
-        if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-            s.set_read_timeout(Some(WAIT)).expect("read timeout");
-        }
+        let ws = ws::open(url).unwrap_or_else(|e| panic!("websocket connect: {e}"));
+        let tcp = ws.get_ref().tcp();
+        tcp.set_read_timeout(Some(WAIT))
+            .and_then(|()| tcp.set_write_timeout(Some(WAIT)))
+            .expect("socket timeouts");
         Client {
             ws,
             user: user.to_string(),
             held: VecDeque::new(),
         }
+    }
+
+    /// Opens the socket and sends a register with `session_id`; the answer
+    /// (the 9001 for id `reg`) is the caller's.
+    pub fn registering(url: &str, user: &str, session_id: &str) -> Client {
+        let mut c = Client::open(url, user);
+        c.register(session_id);
+        c
+    }
+
+    /// Waits for the answer to this client's register (as `client`) and
+    /// asserts it is SUCCESS.
+    pub fn assert_registered(&mut self, client: &str) {
+        let st = self.status(frames::REGISTER_ID);
+        assert_eq!(st.0, 200, "register {}/{client}: {st:?}", self.user);
     }
 
     pub fn send_raw(&mut self, text: &str) {
@@ -258,25 +336,22 @@ impl Client {
         self.send_raw(&v.to_string());
     }
 
+    /// Sends a register (1000) with id `reg`.
     pub fn register(&mut self, session_id: &str) {
-        let reg = json!({"id": "reg", "type": 1000, "isSystem": false, "from": self.user, "to": "SYSTEM",
-            "body": json!({"sessionId": session_id}).to_string()});
+        let reg = frames::register(frames::REGISTER_ID, &self.user, session_id);
         self.send_json(reg);
     }
 
     /// Sends a text (2001) from this client's user.
     pub fn text(&mut self, id: &str, to: &str, body: &str) {
-        let user = self.user.clone();
-        self.send_json(json!({"id": id, "type": 2001, "isSystem": false, "from": user, "to": to, "body": body}));
+        let text = frames::text(id, &self.user, to, body);
+        self.send_json(text);
     }
 
     /// Acknowledges a received message (9101).
     pub fn ack(&mut self, id: &str, original_sender: &str) {
-        let user = self.user.clone();
-        self.send_json(
-            json!({"id": id, "type": 9101, "isSystem": false, "from": user, "to": original_sender,
-            "body": "{\"code\":200,\"status\":\"SUCCESS\",\"msg\":\"received\"}"}),
-        );
+        let ack = frames::ack(id, &self.user, original_sender);
+        self.send_json(ack);
     }
 
     /// The next frame from the socket; panics on timeout or close.
@@ -325,8 +400,7 @@ impl Client {
     /// The next 9001 whatever its id: (id, code, msg).
     pub fn any_status(&mut self) -> (String, i64, String) {
         let m = self.wait_status(|_| true);
-        let (code, msg) = status_of(&m);
-        (m["id"].as_str().unwrap_or_default().to_string(), code, msg)
+        status_answer(&m).expect("a 9001")
     }
 
     /// The next message that is not a 9001.
