@@ -46,7 +46,7 @@ pub struct Writer {
 struct Done;
 
 /// The loop's state besides its settings.
-struct Running {
+struct WriterLoop {
     w: Writer,
     queue: WriterQueue,
     /// Set once our Close is sent: when to give up on the peer's reply.
@@ -56,7 +56,7 @@ struct Running {
 impl Writer {
     /// Writes until the connection ends, then shuts the socket.
     pub fn run(self) {
-        let mut r = Running {
+        let mut r = WriterLoop {
             w: self,
             queue: WriterQueue::default(),
             closing: None,
@@ -67,7 +67,7 @@ impl Writer {
     }
 }
 
-impl Running {
+impl WriterLoop {
     fn serve(&mut self) -> Result<(), Done> {
         let mut next_ping = Instant::now() + self.w.ping_interval;
         let mut out = self.w.out.clone();
