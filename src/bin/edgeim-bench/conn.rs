@@ -2,23 +2,26 @@
 //! closing it, and the frames the generator reads and writes on it.
 
 use std::borrow::Cow;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use edgeim::client::{self, ClientError, ws, ws::Ws};
 use serde::Deserialize;
-use serde_json::json;
-use tungstenite::protocol::Role;
-use tungstenite::{Message, WebSocket};
 
+use crate::POLL;
+use crate::flow::STAMP_DIGITS;
 use crate::target::Target;
-use crate::{POLL, WAIT};
 
-/// The StatusBody of a 9101, escaped to sit inside a JSON string.
-pub(crate) const ACK_BODY: &str = r#"{\"code\":200,\"status\":\"SUCCESS\",\"msg\":\"received\"}"#;
+/// The StatusBody of a 9101 ([`client::frames::RECEIVED`]), escaped to sit
+/// inside a JSON string.
+const ACK_BODY: &str = r#"{\"code\":200,\"status\":\"SUCCESS\",\"msg\":\"received\"}"#;
 
-/// The parts of a server frame the generator looks at.
+/// How long [`close`] waits for the server's Close.
+const CLOSE_WAIT: Duration = Duration::from_millis(500);
+
+/// The parts of a server frame the generator looks at. Kept here rather
+/// than parsing into the `serde_json::Value` that the client library
+/// works with: every frame of a run goes through this, and borrowing from
+/// the frame's text allocates nothing for ids and names.
 #[derive(Deserialize)]
 pub(crate) struct Frame<'a> {
     #[serde(borrow, default)]
@@ -31,79 +34,6 @@ pub(crate) struct Frame<'a> {
     pub(crate) body: Cow<'a, str>,
 }
 
-#[derive(Deserialize)]
-pub(crate) struct StatusBody<'a> {
-    pub(crate) code: i64,
-    #[serde(borrow, default)]
-    pub(crate) status: Cow<'a, str>,
-    #[serde(borrow, default)]
-    pub(crate) msg: Cow<'a, str>,
-}
-
-/// (code, "code STATUS: msg") of a 9001's body.
-pub(crate) fn status_of(body: &str) -> (i64, String) {
-    match serde_json::from_str::<StatusBody>(body) {
-        Ok(s) => (s.code, format!("{} {}: {}", s.code, s.status, s.msg)),
-        Err(_) => (0, format!("unreadable status body {body:?}")),
-    }
-}
-
-/// The socket under a client's WebSocket. Until [`split`] its writes go
-/// straight to the socket. After it they go to the writer thread, which is
-/// then the only one writing: tungstenite has no thread-safe split, and its
-/// `read` itself writes Pong and Close replies (the server does the same:
-/// docs/ARCHITECTURE.md).
-pub(crate) struct Stream {
-    pub(crate) tcp: TcpStream,
-    pub(crate) forward: Option<Sender<Vec<u8>>>,
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.tcp.read(buf)
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match &self.forward {
-            None => self.tcp.write(buf),
-            Some(tx) => tx
-                .send(buf.to_vec())
-                .map(|()| buf.len())
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "writer gone")),
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match &self.forward {
-            None => self.tcp.flush(),
-            Some(_) => Ok(()),
-        }
-    }
-}
-
-pub(crate) type Ws = WebSocket<Stream>;
-
-/// The writing side of a split connection: its own WebSocket context over
-/// a clone of the socket, and the bytes the reading side wants written.
-pub(crate) struct WriteHalf {
-    pub(crate) ws: WebSocket<TcpStream>,
-    pub(crate) from_reader: Receiver<Vec<u8>>,
-}
-
-/// From now on `ws` only reads; everything it writes goes through the
-/// returned half. Nothing is lost: `ws` keeps its read buffer.
-pub(crate) fn split(ws: &mut Ws) -> Result<WriteHalf, String> {
-    let tcp = ws.get_ref().tcp.try_clone().map_err(|e| e.to_string())?;
-    let (tx, rx) = unbounded();
-    ws.get_mut().forward = Some(tx);
-    Ok(WriteHalf {
-        ws: WebSocket::from_raw_socket(tcp, Role::Client, None),
-        from_reader: rx,
-    })
-}
-
 /// How long each step of getting a registered client took.
 pub(crate) struct Opened {
     pub(crate) ws: Ws,
@@ -114,96 +44,52 @@ pub(crate) struct Opened {
 }
 
 /// Logs in (or reuses the token), gets a session id, opens the WebSocket
-/// and registers `user` as `client`. Reads then time out after [`POLL`].
-pub(crate) fn open_client(target: &Target, user: &str, client: &str) -> Result<Opened, String> {
+/// and registers `user` as `client_name`, timing each step: the steps of
+/// [`client::connect`], one by one. Reads then time out after [`POLL`].
+pub(crate) fn open_client(
+    target: &Target,
+    user: &str,
+    client_name: &str,
+) -> Result<Opened, String> {
     let t0 = Instant::now();
     let token = target.token(user)?;
     let t1 = Instant::now();
-    let path = format!("/app/websocket/client/login/{client}");
-    let (status, answer) = target.http("GET", &path, Some(&token), None)?;
-    let session_id = match answer["sessionId"].as_str() {
-        Some(s) if status == 200 => s.to_string(),
-        _ => return Err(format!("session id for {user}: HTTP {status} {answer}")),
-    };
+    let session_id = client::session_id(&target.server, &token, client_name)
+        .map_err(|e| step_failed(&format!("session id for {user}"), e))?;
     let t2 = Instant::now();
-    let connect_err = |e: &dyn std::fmt::Display| format!("connect {}: {e}", target.ws_url);
-    let tcp = TcpStream::connect(&target.ws_host).map_err(|e| connect_err(&e))?;
-    tcp.set_nodelay(true)
-        .and_then(|()| tcp.set_read_timeout(Some(WAIT)))
-        .and_then(|()| tcp.set_write_timeout(Some(WAIT)))
-        .map_err(|e| connect_err(&e))?;
-    let stream = Stream { tcp, forward: None };
-    let (mut ws, _) =
-        tungstenite::client(target.ws_url.as_str(), stream).map_err(|e| connect_err(&e))?;
+    let mut ws = ws::open(&target.ws_url).map_err(|e| match e {
+        ClientError::Connect { err, .. } => format!("connect {}: {err}", target.ws_url),
+        e => e.to_string(),
+    })?;
     let t3 = Instant::now();
-    let reg = json!({"id": "register", "type": 1000, "isSystem": false, "from": user,
-        "to": "SYSTEM", "body": json!({"sessionId": session_id}).to_string()});
-    ws.send(Message::text(reg.to_string()))
-        .map_err(|e| format!("register {user}: {e}"))?;
-    // Bounded: the socket's read timeout ends a silent wait.
-    for _ in 0..1000 {
-        match ws.read() {
-            Ok(Message::Text(t)) => {
-                let Ok(f) = serde_json::from_str::<Frame>(&t) else {
-                    continue;
-                };
-                if f.kind == 9001 && f.id == "register" {
-                    let (code, why) = status_of(&f.body);
-                    if code != 200 {
-                        return Err(format!("register {user}: {why}"));
-                    }
-                    set_read_timeout(&ws, POLL);
-                    let t4 = Instant::now();
-                    return Ok(Opened {
-                        ws,
-                        token: t1 - t0,
-                        session_id: t2 - t1,
-                        handshake: t3 - t2,
-                        register: t4 - t3,
-                    });
-                }
-            }
-            Ok(Message::Close(f)) => return Err(format!("register {user}: closed {f:?}")),
-            Ok(_) => {}
-            Err(e) => return Err(format!("register {user}: {e}")),
-        }
+    ws::register(&mut ws, user, &session_id)
+        .map_err(|e| step_failed(&format!("register {user}"), e))?;
+    ws::set_read_timeout(&ws, POLL);
+    let t4 = Instant::now();
+    Ok(Opened {
+        ws,
+        token: t1 - t0,
+        session_id: t2 - t1,
+        handshake: t3 - t2,
+        register: t4 - t3,
+    })
+}
+
+/// A failed step in words. A refusal or a WebSocket error does not say
+/// whose step it was, so `what` ("register u3") goes in front; a failed
+/// connection says enough as it is.
+pub(crate) fn step_failed(what: &str, e: ClientError) -> String {
+    match e {
+        ClientError::Refused { why, .. } => format!("{what}: {why}"),
+        ClientError::WebSocket(..) | ClientError::Closed(_) => format!("{what}: {e}"),
+        e => e.to_string(),
     }
-    Err(format!("register {user}: no answer"))
 }
 
-pub(crate) fn is_timeout(e: &tungstenite::Error) -> bool {
-    matches!(e, tungstenite::Error::Io(io) if matches!(
-        io.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    ))
-}
-
-/// The kernel rounds socket timeouts up to whole jiffies (about 8 ms here
-/// at HZ=250): good for noticing a deadline, useless for pacing sends.
-pub(crate) fn set_read_timeout(ws: &Ws, d: Duration) {
-    let _ = ws
-        .get_ref()
-        .tcp
-        .set_read_timeout(Some(d.max(Duration::from_millis(1))));
-}
-
-/// Close 1000, then a short bounded wait for the server's close.
+/// Close 1000, then a short bounded wait for the server's Close. Takes
+/// `ws` and drops it: for a split connection that is what ends the writer.
 pub(crate) fn close(mut ws: Ws) {
-    if ws.close(None).is_err() {
-        return;
-    }
-    set_read_timeout(&ws, POLL);
-    let deadline = Instant::now() + Duration::from_millis(500);
-    for _ in 0..10_000 {
-        if Instant::now() >= deadline {
-            break;
-        }
-        match ws.read() {
-            Ok(_) => {}
-            Err(e) if is_timeout(&e) => {}
-            Err(_) => break,
-        }
-    }
+    ws::close(&mut ws, None, CLOSE_WAIT);
 }
 
 /// A text's id: run tag, sender index, sequence number.
@@ -218,7 +104,9 @@ pub(crate) fn parse_text_id(tag: &str, id: &str) -> Option<(usize, u64)> {
     Some((s.parse().ok()?, q.parse().ok()?))
 }
 
-/// A 9101 acknowledging `id` from `sender`.
+/// A 9101 acknowledging `id` from `sender`. Formatted here rather than
+/// with [`client::frames::ack`] (a `serde_json::Value` built field by field,
+/// then serialised): every text of a run is acknowledged with one.
 pub(crate) fn ack_frame(id: &str, me: &str, sender: &str) -> String {
     let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
     format!(
@@ -226,6 +114,17 @@ pub(crate) fn ack_frame(id: &str, me: &str, sender: &str) -> String {
         q(id),
         q(me),
         q(sender)
+    )
+}
+
+/// A text (2001) whose body is `stamp` in [`STAMP_DIGITS`] digits, then
+/// `pad`. Formatted here rather than with [`client::frames::text`], for the
+/// same reason as [`ack_frame`]; `id`, `me` and `to` are the generator's
+/// own and need no escaping.
+pub(crate) fn text_frame(id: &str, me: &str, to: &str, stamp: u64, pad: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","type":2001,"isSystem":false,"from":"{me}","to":"{to}","body":"{stamp:0w$}{pad}"}}"#,
+        w = STAMP_DIGITS
     )
 }
 
@@ -238,5 +137,19 @@ mod tests {
         let id = text_id("abc", 7, 42);
         assert_eq!(parse_text_id("abc", &id), Some((7, 42)));
         assert_eq!(parse_text_id("abd", &id), None);
+    }
+
+    #[test]
+    fn the_preformatted_frames_are_the_client_librarys() {
+        use client::frames;
+        let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+        assert_eq!(
+            parse(&ack_frame("t.1.2", "u1", "u0")),
+            frames::ack("t.1.2", "u1", "u0")
+        );
+        assert_eq!(
+            parse(&text_frame("t.1.2", "u0", "u1,u2", 42, "xx")),
+            frames::text("t.1.2", "u0", "u1,u2", "00000000000000000042xx")
+        );
     }
 }

@@ -9,11 +9,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
+use edgeim::client::frames::StatusBody;
+use edgeim::client::ws::{Ws, is_timeout};
 use tungstenite::Message;
 
 use crate::args::{Flow, Pacing};
 use crate::clock::{now_ns, sleep_until_ns};
-use crate::conn::{Frame, Ws, ack_frame, close, is_timeout, open_client, parse_text_id, status_of};
+use crate::conn::{Frame, ack_frame, close, open_client, parse_text_id};
 use crate::procfs::CpuSample;
 use crate::sender::{rate_sender, window_sender};
 use crate::stats::{RunResult, Stats, quantile_ms};
@@ -254,9 +256,9 @@ pub(crate) fn receiver(mut ws: Ws, me: &str, shared: &RunShared, window: Window)
                 }
             }
             9001 => {
-                let (code, why) = status_of(&f.body);
-                if code != 200 {
-                    st.error(format!("9001 to a receipt: {why}"));
+                let status = StatusBody::of(&f.body);
+                if status.code != 200 {
+                    st.error(format!("9001 to a receipt: {status}"));
                 }
             }
             other => st.error(format!("receiver got type {other}")),

@@ -94,7 +94,7 @@ pub(crate) fn open_many(target: &Target, hold: &Hold, first: usize, limit: Durat
                             let opened = open_client(target, &user, &client).and_then(|o| {
                                 let tcp =
                                     o.ws.get_ref()
-                                        .tcp
+                                        .tcp()
                                         .try_clone()
                                         .map_err(|e| format!("dup: {e}"))?;
                                 Ok((o, tcp))

@@ -93,8 +93,6 @@ scenarios:
 CI smoke run: edgeim-bench --spawn target/debug/edgeim pairs --pairs 2 --seconds 1
 ";
 
-/// One HTTP request, the register answer, a handshake: how long each may take.
-const WAIT: Duration = Duration::from_secs(10);
 /// The longest a worker blocks in a read before it looks at the clock
 /// again. Answers wake it sooner; this only bounds how late it notices the
 /// end of a run, and each wake-up costs the generator CPU that the server

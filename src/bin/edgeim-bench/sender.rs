@@ -7,14 +7,14 @@ use std::thread;
 use std::time::Duration;
 
 use crossbeam_channel::RecvTimeoutError;
+use edgeim::client::frames::StatusBody;
+use edgeim::client::ws::{self, WriteHalf, Ws, is_timeout};
 use tungstenite::{Message, WebSocket};
 
 use crate::POLL;
 use crate::args::Flow;
 use crate::clock::{now_ns, sleep_until_ns};
-use crate::conn::{
-    Frame, WriteHalf, Ws, ack_frame, close, is_timeout, parse_text_id, split, status_of, text_id,
-};
+use crate::conn::{Frame, ack_frame, close, parse_text_id, text_frame, text_id};
 use crate::flow::{MAX_ITERATIONS, MAX_MESSAGES, RunShared, STAMP_DIGITS, Window, finish};
 use crate::stats::Stats;
 
@@ -127,11 +127,11 @@ impl Outbox {
                 };
                 self.answered[n] = true;
                 self.n_answered += 1;
-                let (code, why) = status_of(&f.body);
-                if code != 200 {
+                let status = StatusBody::of(&f.body);
+                if status.code != 200 {
                     // No receipts will come: free its place.
                     self.n_complete += 1;
-                    st.error(format!("9001 {why}"));
+                    st.error(format!("9001 {status}"));
                     return Ok(());
                 }
                 self.check_complete(n);
@@ -275,10 +275,10 @@ pub(crate) fn rate_sender(
     for k in 0..schedule.count {
         out.push(schedule.due(k));
     }
-    let half = match split(&mut ws) {
+    let half = match ws::split(&mut ws) {
         Ok(h) => h,
         Err(e) => {
-            st.error(format!("split: {e}"));
+            st.error(e.to_string());
             return st;
         }
     };
@@ -431,11 +431,7 @@ pub(crate) fn send_text<S: Read + Write>(
     pad: &str,
 ) -> Result<(), tungstenite::Error> {
     let id = text_id(tag, index, seq);
-    let frame = format!(
-        r#"{{"id":"{id}","type":2001,"isSystem":false,"from":"{me}","to":"{to}","body":"{stamp:0w$}{pad}"}}"#,
-        w = STAMP_DIGITS
-    );
-    ws.write(Message::text(frame))
+    ws.write(Message::text(text_frame(&id, me, to, stamp, pad)))
 }
 
 #[cfg(test)]

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Sender, unbounded};
 
 use crate::args::{CLIENTS_PER_USER, MAX_RECIPIENTS};
-use crate::{WAIT, lock};
+use crate::lock;
+
+/// How long a spawned server may take to report its addresses.
+const WAIT: Duration = Duration::from_secs(10);
 
 /// A server started by `--spawn`, on its own temp data dir.
 pub(crate) struct Spawned {

@@ -4,19 +4,18 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use serde_json::{Value, json};
+use edgeim::client::{self, HttpServer, ws};
 
+use crate::conn::step_failed;
+use crate::lock;
 use crate::procfs::{CpuSample, cpu_seconds, rss_kib};
-use crate::{WAIT, lock};
 
 /// The server under test, and the tokens of the users logged in so far
 /// (logins are slow on purpose: argon2; a token serves every run).
 pub(crate) struct Target {
-    pub(crate) http_host: String,
-    pub(crate) http_prefix: String,
+    /// Where the HTTP API is.
+    pub(crate) server: HttpServer,
     pub(crate) ws_url: String,
-    /// host:port of `ws_url`.
-    pub(crate) ws_host: String,
     pub(crate) pid: Option<u32>,
     pub(crate) password: String,
     pub(crate) ticks: f64,
@@ -31,18 +30,9 @@ impl Target {
         password: &str,
         ticks: f64,
     ) -> Result<Target, String> {
-        let parsed = edgeim::client::HttpServer::parse(server).map_err(|e| e.to_string())?;
-        let (http_host, http_prefix) = (parsed.host, parsed.prefix);
-        let ws_host = ws
-            .strip_prefix("ws://")
-            .ok_or_else(|| format!("bad --ws URL {ws:?}: it must start with ws://"))?;
-        let ws_host = ws_host.split('/').next().unwrap_or_default();
-        let ws_host = if ws_host.ends_with(']') || !ws_host.contains(':') {
-            format!("{ws_host}:80")
-        } else {
-            ws_host.to_string()
-        };
-        for host in [http_host.as_str(), ws_host.as_str()] {
+        let server = HttpServer::parse(server).map_err(|e| e.to_string())?;
+        let ws_host = ws::ws_host(ws).map_err(|e| e.to_string())?;
+        for host in [server.host.as_str(), ws_host.as_str()] {
             if !is_loopback(host) {
                 return Err(format!(
                     "{host}: the load generator talks to loopback addresses only"
@@ -50,10 +40,8 @@ impl Target {
             }
         }
         Ok(Target {
-            http_host,
-            http_prefix,
+            server,
             ws_url: ws.to_string(),
-            ws_host,
             pid,
             password: password.to_string(),
             ticks,
@@ -74,33 +62,13 @@ impl Target {
         self.pid.and_then(|p| rss_kib(&p.to_string()))
     }
 
-    pub(crate) fn http(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&str>,
-    ) -> Result<(u16, Value), String> {
-        http(
-            &self.http_host,
-            &format!("{}{path}", self.http_prefix),
-            method,
-            token,
-            body,
-        )
-    }
-
     /// An app token for `user`, logging in the first time.
     pub(crate) fn token(&self, user: &str) -> Result<String, String> {
         if let Some(t) = lock(&self.tokens).get(user) {
             return Ok(t.clone());
         }
-        let body = json!({"username": user, "password": self.password}).to_string();
-        let (status, answer) = self.http("POST", "/app/login", None, Some(&body))?;
-        let token = match answer["token"].as_str() {
-            Some(t) if status == 200 => t.to_string(),
-            _ => return Err(format!("login as {user}: HTTP {status} {answer}")),
-        };
+        let token = client::app_login(&self.server, user, &self.password)
+            .map_err(|e| step_failed(&format!("login as {user}"), e))?;
         lock(&self.tokens).insert(user.to_string(), token.clone());
         Ok(token)
     }
@@ -113,26 +81,6 @@ pub(crate) fn is_loopback(host_port: &str) -> bool {
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// One HTTP/1.1 request over a fresh connection: (status, JSON body or Null).
-pub(crate) fn http(
-    host: &str,
-    path: &str,
-    method: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-) -> Result<(u16, Value), String> {
-    let server = edgeim::client::HttpServer {
-        host: host.to_string(),
-        prefix: String::new(),
-    };
-    let mut rq = server.request(method, path).token(token).timeout(WAIT);
-    if let Some(b) = body {
-        rq = rq.header("Content-Type", "application/json").body(b);
-    }
-    let answer = rq.send().map_err(|e| e.to_string())?;
-    Ok((answer.status, answer.json()))
 }
 
 #[cfg(test)]
