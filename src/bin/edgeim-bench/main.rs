@@ -1,0 +1,209 @@
+//! `edgeim-bench`: the load generator behind `docs/BENCHMARKS.md`.
+//!
+//! It speaks the protocol like any client: HTTP app login → token → one-time
+//! session id → WebSocket register → texts (2001), answered by the server
+//! with 9001 and acknowledged by the receivers with 9101. Every simulated
+//! client has its own connection and blocking thread (a `rate` sender has
+//! two: a writer that sends on schedule, a reader for the answers). It
+//! talks to loopback only, and every loop is bounded by a count and a
+//! deadline.
+//!
+//! With `--spawn PATH` it starts its own server: a fresh temp data dir,
+//! users `u0..uN` sharing one password, a config with port 0 and the
+//! per-connection limits raised so that load is not refused. It reads the
+//! server's CPU time and RSS from `/proc/PID` at the start and the end of
+//! each measured window, and stops the server (SIGTERM) at the end.
+//!
+//! Scenarios are variants of [`Scenario`]; `pairs`, `rate` and `fanout`
+//! are pacings of the same flow ([`run_flow`](flow::run_flow): fanout is
+//! one sender whose texts each go to R receivers). `idle`
+//! ([`run_idle`](hold::run_idle)) and `ramp` ([`run_ramp`](hold::run_ramp))
+//! open many registered clients from a few threads
+//! ([`open_many`](hold::open_many), over the timed login path
+//! [`open_client`](conn::open_client)) and keep only their sockets. Each
+//! `run_*` returns a [`RunResult`].
+//!
+//! Output: one JSON line per scenario on stdout (medians over `--runs`),
+//! a table on stderr. Exit status 0 only if every run delivered messages
+//! and saw no error (a non-200 HTTP answer or 9001, a close by the server,
+//! an I/O error, a duplicate or reordered delivery); 2 for usage errors.
+//!
+//! The files: [`args`] (the command line), [`target`] (the server under
+//! test), [`spawn`] (`--spawn`), [`conn`] (one registered connection and
+//! its frames), [`flow`] and [`sender`] (pairs, rate, fanout), [`hold`]
+//! (idle, ramp), [`stats`], [`report`](mod@report) (the output),
+//! [`procfs`] and [`clock`].
+
+mod args;
+mod clock;
+mod conn;
+mod flow;
+mod hold;
+mod procfs;
+mod report;
+mod sender;
+mod spawn;
+mod stats;
+mod target;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use args::{Options, Scenario, parse_args};
+use clock::epoch;
+use procfs::clock_ticks;
+use report::report;
+use spawn::Spawned;
+use stats::RunResult;
+use target::Target;
+
+const USAGE: &str = "\
+usage: edgeim-bench [--spawn PATH | --server URL --ws URL [--pid PID]] [--password PW]
+                    [--runs K] SCENARIO [options]
+
+  --spawn PATH     start PATH (an edgeim binary) on a temp data dir with users
+                   u0..uN and raised limits; stop it at the end
+  --server URL     an already running server (default http://127.0.0.1:8080);
+                   it needs users u0..uN with --password and raised rate limits
+  --ws URL         its WebSocket URL (default ws://127.0.0.1:8081/websocket)
+  --pid PID        the running server's pid, to read its CPU and RSS
+  --password PW    the users' password (default bench-password)
+  --runs K         repeat the scenario K times, report medians (default 1)
+
+scenarios:
+  pairs [--pairs 50] [--seconds 10] [--window 20] [--size 120]
+        N sender->receiver pairs; each sender keeps at most WINDOW texts
+        waiting for their 9001; receivers answer each text with 9101
+  rate  [--rate 10000] [--seconds 10] [--pairs 50] [--size 120]
+        a fixed total rate spread over N senders; latency from the
+        scheduled send time (no coordinated omission)
+  fanout [--recipients 100] [--seconds 5] [--window 5] [--size 120]
+        one sender, each text to R online recipients (to = u1,...,uR); a
+        text holds its place in the window until its 9001 and R receipts
+  pairs, rate, fanout: [--drain 5] seconds to wait for outstanding answers
+  idle  [--connections 10000] [--seconds 5] [--threads 8]
+        K registered connections that do nothing; server RSS per
+        connection and CPU while idle (the sockets are only held)
+  ramp  [--clients 2000] [--threads 8]
+        how fast clients get session id -> handshake -> register (one
+        token per user, fetched before the clock starts)
+
+CI smoke run: edgeim-bench --spawn target/debug/edgeim pairs --pairs 2 --seconds 1
+";
+
+/// The longest a worker blocks in a read before it looks at the clock
+/// again. Answers wake it sooner; this only bounds how late it notices the
+/// end of a run, and each wake-up costs the generator CPU that the server
+/// would use (150 threads at 20 ms cost 7% of a core here).
+const POLL: Duration = Duration::from_millis(100);
+
+fn main() -> ExitCode {
+    epoch();
+    let opts = match parse_args() {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("edgeim-bench: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&opts) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("edgeim-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(opts: &Options) -> Result<bool, String> {
+    let ticks = clock_ticks();
+    // Idle measures the server's RSS, and a server keeps memory after
+    // connections close (freed heap and thread stacks stay mapped): each
+    // idle run gets a fresh server.
+    let fresh_each_run = matches!(opts.scenario, Scenario::Idle(_));
+    let spawn = |path: &Path| -> Result<(Spawned, Target), String> {
+        let s = Spawned::start(path, opts.scenario.users(), &opts.password)?;
+        eprintln!(
+            "edgeim-bench: spawned {} (pid {}), ready in {:.1} ms, {} users",
+            path.display(),
+            s.child.id(),
+            s.ready_ms,
+            opts.scenario.users()
+        );
+        let t = Target::new(&s.http, &s.ws, Some(s.child.id()), &opts.password, ticks)?;
+        Ok((s, t))
+    };
+    let mut spawned = None;
+    let mut target = match &opts.spawn {
+        Some(path) => {
+            let (s, t) = spawn(path)?;
+            spawned = Some(s);
+            t
+        }
+        None => Target::new(&opts.server, &opts.ws, opts.pid, &opts.password, ticks)?,
+    };
+    let mut results = Vec::new();
+    let mut warnings = (0u64, Vec::new());
+    let mut exit_error = None;
+    for i in 0..opts.runs {
+        if i > 0
+            && fresh_each_run
+            && let (Some(path), Some(old)) = (&opts.spawn, spawned.take())
+        {
+            let (w, tail) = old.log_summary();
+            warnings.0 += w;
+            warnings.1 = tail;
+            if let Err(e) = old.stop() {
+                exit_error.get_or_insert(e);
+            }
+            let (s, t) = spawn(path)?;
+            spawned = Some(s);
+            target = t;
+        }
+        let r = opts.scenario.run_once(&target)?;
+        eprintln!(
+            "edgeim-bench: {} run {}/{}: {} delivered, {} errors",
+            opts.scenario.name(),
+            i + 1,
+            opts.runs,
+            r.delivered,
+            r.errors.values().sum::<u64>()
+        );
+        results.push(r);
+    }
+    let server_log = spawned.as_ref().map(|s| {
+        let (w, tail) = s.log_summary();
+        (w + warnings.0, if w > 0 { tail } else { warnings.1 })
+    });
+    let exit = spawned.map(Spawned::stop).map(|r| match exit_error {
+        Some(e) => Err(e),
+        None => r,
+    });
+    let ok = report(opts, &results, server_log.as_ref(), exit.as_ref());
+    Ok(ok)
+}
+
+impl Scenario {
+    /// One run of the scenario against `target`.
+    fn run_once(&self, target: &Target) -> Result<RunResult, String> {
+        match self {
+            Scenario::Pairs(f) | Scenario::Rate(f) | Scenario::Fanout(f) => {
+                flow::run_flow(target, f)
+            }
+            Scenario::Idle(h) => hold::run_idle(target, h),
+            Scenario::Ramp(h) => hold::run_ramp(target, h),
+        }
+    }
+}
+
+/// The mutex's data, even if a thread panicked holding it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,127 @@
+//! The output: one JSON line on stdout, a table on stderr.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::args::Options;
+use crate::stats::{RunResult, median};
+
+/// Prints the JSON line and the table; true if every run passed.
+pub(crate) fn report(
+    opts: &Options,
+    results: &[RunResult],
+    server_log: Option<&(u64, Vec<String>)>,
+    exit: Option<&Result<(), String>>,
+) -> bool {
+    let s = &opts.scenario;
+    // In this order: scenario, its parameters, figures, errors.
+    let mut line: Vec<(String, Value)> = vec![
+        ("scenario".into(), json!(s.name())),
+        ("runs".into(), json!(results.len())),
+    ];
+    for (k, v) in s.params() {
+        line.push((k.into(), v));
+    }
+    let keys: Vec<&'static str> = results
+        .first()
+        .map(|r| r.figures.iter().map(|(k, _)| *k).collect())
+        .unwrap_or_default();
+    let medians: Vec<f64> = keys
+        .iter()
+        .map(|k| median(results.iter().filter_map(|r| r.get(k))))
+        .collect();
+    for (k, m) in keys.iter().zip(&medians) {
+        line.push(((*k).into(), rounded(*m)));
+    }
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    for r in results {
+        for (k, n) in &r.errors {
+            *errors.entry(k.clone()).or_default() += n;
+        }
+    }
+    let n_errors: u64 = errors.values().sum();
+    line.push(("errors".into(), json!(n_errors)));
+    if !errors.is_empty() {
+        line.push(("error_kinds".into(), json!(errors)));
+    }
+    if let Some((warnings, _)) = server_log {
+        line.push(("server_warnings".into(), json!(warnings)));
+    }
+    let fields: Vec<String> = line
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", Value::from(k.as_str())))
+        .collect();
+    println!("{{{}}}", fields.join(","));
+
+    let params: Vec<String> = s.params().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    eprintln!(
+        "\n{} ({}), {} run(s), medians:",
+        s.name(),
+        params.join(" "),
+        results.len()
+    );
+    let mut head = format!("  {:<24} {:>12}", "figure", "median");
+    for i in 0..results.len() {
+        head.push_str(&format!(" {:>12}", format!("run {}", i + 1)));
+    }
+    eprintln!("{head}");
+    for (k, m) in keys.iter().zip(&medians) {
+        let mut row = format!("  {:<24} {:>12}", k, show(k, *m));
+        for r in results {
+            row.push_str(&format!(" {:>12}", show(k, r.get(k).unwrap_or(f64::NAN))));
+        }
+        eprintln!("{row}");
+    }
+    eprintln!("  (ms figures: >drain = not answered within --drain; cpu_pct: % of one core)");
+    for (k, n) in &errors {
+        eprintln!("  error x{n}: {k}");
+    }
+    if let Some((warnings, tail)) = server_log
+        && *warnings > 0
+    {
+        eprintln!("  server logged {warnings} warnings/errors; last ones:");
+        for l in tail {
+            eprintln!("    {l}");
+        }
+    }
+    let mut ok = true;
+    if n_errors > 0 {
+        eprintln!("edgeim-bench: FAIL: {n_errors} errors");
+        ok = false;
+    }
+    if results.iter().any(|r| r.delivered == 0) {
+        eprintln!("edgeim-bench: FAIL: a run delivered no message");
+        ok = false;
+    }
+    if let Some(Err(e)) = exit {
+        eprintln!("edgeim-bench: FAIL: {e}");
+        ok = false;
+    }
+    ok
+}
+
+/// JSON value of a figure: three decimals; not measured or unanswered = null.
+pub(crate) fn rounded(v: f64) -> Value {
+    if v.is_finite() {
+        json!((v * 1000.0).round() / 1000.0)
+    } else {
+        Value::Null
+    }
+}
+
+pub(crate) fn show(key: &str, v: f64) -> String {
+    if v.is_nan() {
+        return "n/a".into();
+    }
+    if v.is_infinite() {
+        return ">drain".into();
+    }
+    if key.ends_with("_ms") {
+        format!("{v:.3}")
+    } else if key.contains("_us_per_") || key.ends_with("_pct") || key.ends_with("_per_conn") {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.0}")
+    }
+}
