@@ -3,7 +3,8 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::wire::{SYSTEM, TYPE_RECEIVE_STATUS, TYPE_REGISTER, TYPE_TEXT};
+use crate::wire::SYSTEM;
+pub use crate::wire::{TYPE_RECEIVE_STATUS, TYPE_REGISTER, TYPE_SEND_STATUS, TYPE_TEXT};
 
 /// The id a client's register message has.
 pub const REGISTER_ID: &str = "reg";

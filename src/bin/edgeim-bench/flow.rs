@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
-use edgeim::client::frames::StatusBody;
+use edgeim::client::frames::{StatusBody, TYPE_SEND_STATUS, TYPE_TEXT};
 use edgeim::client::ws::{Ws, is_timeout};
 use tungstenite::Message;
 
@@ -225,7 +225,7 @@ pub(crate) fn receiver(mut ws: Ws, me: &str, shared: &RunShared, window: Window)
             continue;
         };
         match f.kind {
-            2001 => {
+            TYPE_TEXT => {
                 if let Some((sender, seq)) = parse_text_id(&shared.tag, &f.id) {
                     if last.get(&sender).is_some_and(|l| seq <= *l) {
                         st.error("a text delivered twice or out of order");
@@ -255,7 +255,7 @@ pub(crate) fn receiver(mut ws: Ws, me: &str, shared: &RunShared, window: Window)
                     return finish(ws, st);
                 }
             }
-            9001 => {
+            TYPE_SEND_STATUS => {
                 let status = StatusBody::of(&f.body);
                 if status.code != 200 {
                     st.error(format!("9001 to a receipt: {status}"));

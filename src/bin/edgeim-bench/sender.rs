@@ -7,7 +7,7 @@ use std::thread;
 use std::time::Duration;
 
 use crossbeam_channel::RecvTimeoutError;
-use edgeim::client::frames::StatusBody;
+use edgeim::client::frames::{StatusBody, TYPE_RECEIVE_STATUS, TYPE_SEND_STATUS, TYPE_TEXT};
 use edgeim::client::ws::{self, WriteHalf, Ws, is_timeout};
 use tungstenite::{Message, WebSocket};
 
@@ -116,7 +116,7 @@ impl Outbox {
             return Ok(());
         };
         match f.kind {
-            9001 => {
+            TYPE_SEND_STATUS => {
                 let known = parse_text_id(&shared.tag, &f.id)
                     .filter(|(i, _)| *i == self.index)
                     .map(|(_, n)| n as usize)
@@ -143,7 +143,7 @@ impl Outbox {
                 st.ack_latency.push(now.saturating_sub(self.stamp[n]));
                 shared.acked.fetch_add(1, Ordering::Relaxed);
             }
-            9101 => {
+            TYPE_RECEIVE_STATUS => {
                 st.receipts += 1;
                 let n = parse_text_id(&shared.tag, &f.id)
                     .filter(|(i, _)| *i == self.index)
@@ -154,7 +154,7 @@ impl Outbox {
                     self.check_complete(n);
                 }
             }
-            2001 => {
+            TYPE_TEXT => {
                 // Left over from an earlier run: acknowledge it so it stops.
                 if let Err(e) = ws.send(Message::text(ack_frame(&f.id, me, &f.from))) {
                     st.error(format!("sender send: {e}"));
