@@ -6,6 +6,8 @@
 //! methods on [`Router`], driven by unit tests through plain channels.
 
 mod deliver;
+#[cfg(test)]
+mod races;
 pub mod sessions;
 pub mod table;
 #[cfg(test)]
