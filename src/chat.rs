@@ -45,11 +45,11 @@ pub fn run(
     opts: &Options,
     password: &str,
     input: impl BufRead + Send + 'static,
-) -> Result<(), String> {
+) -> Result<(), ClientError> {
     // Refuses https://, wss:// and other schemes before anything is sent.
-    let server = HttpServer::parse(&opts.server).map_err(|e| e.to_string())?;
-    cws::ws_host(&opts.ws).map_err(|e| format!("--ws: {e}"))?;
-    let token = client::app_login(&server, &opts.user, password).map_err(|e| e.to_string())?;
+    let server = HttpServer::parse(&opts.server)?;
+    cws::ws_host(&opts.ws)?;
+    let token = client::app_login(&server, &opts.user, password)?;
     let result = chat(opts, &server, &token, input);
     // Best effort: the token would otherwise stay valid until it expires.
     let _ = client::app_logout(&server, &token);
@@ -61,9 +61,9 @@ fn chat(
     server: &HttpServer,
     token: &str,
     input: impl BufRead + Send + 'static,
-) -> Result<(), String> {
-    let session_id = client::session_id(server, token, &opts.client).map_err(no_session)?;
-    let mut ws = register(opts, &session_id).map_err(|e| e.to_string())?;
+) -> Result<(), ClientError> {
+    let session_id = client::session_id(server, token, &opts.client)?;
+    let mut ws = register(opts, &session_id)?;
     println!("connected as {} ({})", opts.user, opts.client);
     let lines = read_lines_in_background(input)?;
     let mut chat = Chat {
@@ -85,12 +85,14 @@ fn chat(
         // thread own the WebSocket and still notice typed lines promptly.
         match ws.read() {
             Ok(Message::Text(t)) => chat.show_frame(&mut ws, &t)?,
-            Ok(Message::Close(frame)) => return Err(cws::closed_by_server(frame)),
+            Ok(Message::Close(frame)) => {
+                return Err(ClientError::Closed(cws::closed_by_server(frame)));
+            }
             Ok(_) => {}
             Err(e) if cws::is_timeout(&e) => {}
-            Err(e) => return Err(format!("connection lost: {e}")),
+            Err(e) => return Err(lost(e)),
         }
-        ws.flush().map_err(|e| format!("connection lost: {e}"))?;
+        ws.flush().map_err(lost)?;
     }
 }
 
@@ -104,7 +106,7 @@ struct Chat {
 
 impl Chat {
     /// `bob: hi`, `bob,carol: hi`, or `hi` to the previous recipients.
-    fn send_line(&mut self, ws: &mut Socket, line: &str) -> Result<(), String> {
+    fn send_line(&mut self, ws: &mut Socket, line: &str) -> Result<(), ClientError> {
         let line = line.trim();
         if line.is_empty() {
             return Ok(());
@@ -130,11 +132,11 @@ impl Chat {
         let id = uuid::Uuid::new_v4().to_string();
         let msg = frames::text(&id, &self.user, &to, text);
         self.pending.insert(id);
-        send(ws, &msg)
+        cws::send(ws, &msg)
     }
 
     /// Prints one incoming frame and acknowledges texts.
-    fn show_frame(&mut self, ws: &mut Socket, text: &str) -> Result<(), String> {
+    fn show_frame(&mut self, ws: &mut Socket, text: &str) -> Result<(), ClientError> {
         let Ok(m) = serde_json::from_str::<Value>(text) else {
             return Ok(());
         };
@@ -149,7 +151,7 @@ impl Chat {
                 } else {
                     println!("{from}: {body}");
                 }
-                send(ws, &frames::ack(&id, &self.user, &from))?;
+                cws::send(ws, &frames::ack(&id, &self.user, &from))?;
             }
             Some(TYPE_SEND_STATUS) => match (StatusBody::of_frame(&m), self.pending.remove(&id)) {
                 (s, true) if s.code == 200 => println!("✓ {id}"),
@@ -173,12 +175,12 @@ fn split_recipients(line: &str) -> Option<(String, &str)> {
     Some((names.join(","), text.trim()))
 }
 
-fn send(ws: &mut Socket, msg: &Value) -> Result<(), String> {
-    cws::send(ws, msg).map_err(|e| e.to_string())
+fn lost(e: tungstenite::Error) -> ClientError {
+    ClientError::WebSocket("connection lost".into(), e)
 }
 
 /// Sends Close 1000 and waits (bounded) for the server's answer.
-fn close(ws: &mut Socket) -> Result<(), String> {
+fn close(ws: &mut Socket) -> Result<(), ClientError> {
     cws::close(ws, None, WAIT);
     Ok(())
 }
@@ -186,7 +188,7 @@ fn close(ws: &mut Socket) -> Result<(), String> {
 /// Typed lines arrive on the channel; it disconnects at end of input.
 fn read_lines_in_background(
     input: impl BufRead + Send + 'static,
-) -> Result<Receiver<String>, String> {
+) -> Result<Receiver<String>, ClientError> {
     let (tx, rx) = crossbeam_channel::unbounded();
     std::thread::Builder::new()
         .name("stdin".into())
@@ -197,16 +199,8 @@ fn read_lines_in_background(
                 }
             }
         })
-        .map_err(|e| format!("cannot start the input thread: {e}"))?;
+        .map_err(|e| ClientError::Io("cannot start the input thread".into(), e))?;
     Ok(rx)
-}
-
-/// The session id step's error reads "no session id: ..." as before.
-fn no_session(e: ClientError) -> String {
-    match e {
-        ClientError::Refused { why, .. } => format!("no session id: {why}"),
-        other => other.to_string(),
-    }
 }
 
 /// `/who`: every user and whether it is online.
