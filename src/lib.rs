@@ -35,6 +35,9 @@ mod stack;
 mod store;
 mod wire;
 
+#[cfg(test)]
+mod doc_constants;
+
 /// The users file: `edgeim user add|passwd|remove|list`.
 pub mod users {
     pub use crate::auth::Directory;

@@ -4,7 +4,6 @@
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use edgeim::cli::{self, Command, UserAction};
 use edgeim::config::Config;
@@ -14,8 +13,6 @@ use edgeim::{backup, chat, server, users};
 const EXIT_USAGE: u8 = 2;
 /// Exit code for a failure while running.
 const EXIT_FAILURE: u8 = 1;
-/// How long shutdown waits for clients to finish the close handshake.
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 
 fn main() -> ExitCode {
     let cmd = match cli::parse(std::env::args_os().skip(1)) {
@@ -143,7 +140,7 @@ fn serve(config: &Config, banner: Option<&str>) -> ExitCode {
         });
     if let Err(e) = forwarded {
         eprintln!("edgeim: cannot start the signal thread: {e}");
-        running.shutdown(SHUTDOWN_GRACE);
+        running.shutdown(server::SHUTDOWN_GRACE);
         return ExitCode::from(EXIT_FAILURE);
     }
     let code = crossbeam_channel::select! {
@@ -156,7 +153,7 @@ fn serve(config: &Config, banner: Option<&str>) -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     };
-    running.shutdown(SHUTDOWN_GRACE);
+    running.shutdown(server::SHUTDOWN_GRACE);
     log::info!("stopped");
     code
 }

@@ -24,7 +24,11 @@ use crate::wire::checks::InboundLimits;
 
 /// Events waiting for the router; a full queue slows the senders down
 /// (readers block), which is the back-pressure a flood deserves.
-const ROUTER_QUEUE: usize = 16 * 1024;
+pub(crate) const ROUTER_QUEUE: usize = 16 * 1024;
+
+/// How long [`Running::shutdown`] waits, when the binary stops on a
+/// signal, for clients to finish the close handshake.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 
 /// A server that failed to start, said in one line.
 #[derive(Debug)]

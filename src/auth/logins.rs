@@ -42,7 +42,7 @@ pub struct Logins {
 }
 
 /// How long a login waits for the store to commit it.
-const SAVE_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const SAVE_WAIT: Duration = Duration::from_secs(10);
 
 impl Logins {
     /// Logins in memory only.

@@ -12,10 +12,10 @@ use super::ConnEnv;
 
 /// Readers parse JSON, which needs stack for nested input; a stack
 /// overflow would abort the whole process.
-const READER_STACK: usize = 256 * 1024;
+pub(crate) const READER_STACK: usize = 256 * 1024;
 /// Pause after a failed accept (EMFILE): long enough not to spin, short
 /// enough to recover quickly when descriptors free up.
-const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+pub(crate) const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub struct Listener {
     addr: SocketAddr,

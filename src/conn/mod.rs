@@ -9,10 +9,10 @@
 
 mod handshake;
 pub mod listener;
-mod queue;
+pub(crate) mod queue;
 mod reader;
 mod stream;
-mod writer;
+pub(crate) mod writer;
 
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -57,7 +57,7 @@ pub struct ConnEnv {
 
 /// Writer control queue: reader pongs and local answers; full means stuck.
 pub const CTRL_QUEUE: usize = 16;
-const WRITER_STACK: usize = 64 * 1024;
+pub(crate) const WRITER_STACK: usize = 64 * 1024;
 
 /// tungstenite buffers sized for many idle connections: its defaults cost
 /// 128 KiB of zeroed read buffer each. The read buffer is zeroed up to its
@@ -91,7 +91,7 @@ pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
     shared
         .last_seen_ms
         .store(env.started.elapsed().as_millis() as u64, Ordering::Relaxed);
-    // The writer never reads: no read buffer (4 KiB per connection).
+    // The writer never reads: no read buffer (2 KiB more per connection).
     let writer_config = env.ws_config.read_buffer_size(0);
     let writer = Writer {
         ws: WebSocket::from_raw_socket(SharedTcp(tcp), Role::Server, Some(writer_config)),

@@ -18,9 +18,9 @@ use super::stream::SharedTcp;
 use crate::events::{ConnShared, Ctrl, Outbound};
 
 /// How long a closing connection waits for the peer's Close reply.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Most items taken from the router's channel per wake-up before writing.
-const WRITE_BATCH: usize = 64;
+pub(crate) const WRITE_BATCH: usize = 64;
 
 /// One connection's writing side.
 pub struct Writer {

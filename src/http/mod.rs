@@ -29,10 +29,10 @@ use crate::auth::{Directory, Logins, SecretHash};
 use crate::events::Event;
 
 /// Largest login request body; login bodies are tiny.
-const MAX_LOGIN_BODY: usize = 16 * 1024;
+pub(crate) const MAX_LOGIN_BODY: usize = 16 * 1024;
 /// How long a request waits for the router before answering 503.
-const ROUTER_WAIT: Duration = Duration::from_secs(5);
-const WORKER_STACK: usize = 512 * 1024;
+pub(crate) const ROUTER_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const WORKER_STACK: usize = 512 * 1024;
 
 /// What the handlers share.
 pub struct HttpEnv {

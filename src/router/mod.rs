@@ -41,7 +41,7 @@ pub struct RouterConfig {
 }
 
 /// Most events handled per wake-up before the store's answers get a look in.
-const BATCH: usize = 512;
+pub(crate) const BATCH: usize = 512;
 
 /// The router's state. Only the router thread has one.
 pub struct Router {

@@ -110,13 +110,13 @@ impl fmt::Display for OpenError {
 impl std::error::Error for OpenError {}
 
 /// Most ops in one transaction.
-const MAX_BATCH: usize = 4096;
+pub(crate) const MAX_BATCH: usize = 4096;
 /// How often the clean-up runs, and how much it does per transaction, so
 /// that it never holds up messages for long.
-const PURGE_EVERY: Duration = Duration::from_secs(600);
-const PURGE_STEP: usize = 500;
+pub(crate) const PURGE_EVERY: Duration = Duration::from_secs(600);
+pub(crate) const PURGE_STEP: usize = 500;
 /// Ops waiting for the store; a full queue slows the router down.
-const OP_QUEUE: usize = 16 * 1024;
+pub(crate) const OP_QUEUE: usize = 16 * 1024;
 
 /// The running store thread.
 pub struct Store {
