@@ -23,6 +23,7 @@ pub mod chat;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod logger;
 pub mod server;
 
 mod auth;

@@ -4,15 +4,18 @@
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use edgeim::cli::{self, Command, UserAction};
 use edgeim::config::Config;
-use edgeim::{backup, chat, server, users};
+use edgeim::{backup, chat, logger, server, users};
 
 /// Exit code for a wrong command line or config.
 const EXIT_USAGE: u8 = 2;
 /// Exit code for a failure while running.
 const EXIT_FAILURE: u8 = 1;
+/// How long the last log lines may take to be written at exit.
+const LOG_FLUSH: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
     let cmd = match cli::parse(std::env::args_os().skip(1)) {
@@ -69,13 +72,11 @@ fn init_logging(config: &Config) {
         .ok()
         .and_then(|l| l.parse::<log::LevelFilter>().ok())
         .unwrap_or(config.log_level.to_filter());
-    // Timestamps come from journald; without a tty nobody needs colours.
     // tungstenite traces every frame, session ids and texts included: its
     // log stops at debug whatever the level.
-    let _ = simple_logger::SimpleLogger::new()
-        .with_level(level)
-        .with_module_level("tungstenite", level.min(log::LevelFilter::Debug))
-        .init();
+    if let Err(e) = logger::init(level, &["tungstenite"], log::LevelFilter::Debug) {
+        eprintln!("edgeim: cannot start the log thread: {e}");
+    }
 }
 
 /// glibc keeps freed large blocks in per-thread arenas once its adaptive
@@ -102,6 +103,13 @@ fn return_large_blocks_to_the_os() {}
 fn serve(config: &Config, banner: Option<&str>) -> ExitCode {
     return_large_blocks_to_the_os();
     init_logging(config);
+    let code = run_server(config, banner);
+    // The log thread writes behind: let it finish before the exit.
+    logger::flush(LOG_FLUSH);
+    code
+}
+
+fn run_server(config: &Config, banner: Option<&str>) -> ExitCode {
     // Block the signals before any thread starts, so none of them gets
     // SIGTERM's default action.
     let mut signals = match signal_hook::iterator::Signals::new([
@@ -117,6 +125,7 @@ fn serve(config: &Config, banner: Option<&str>) -> ExitCode {
     let running = match server::start(config) {
         Ok(r) => r,
         Err(e) => {
+            logger::flush(LOG_FLUSH);
             eprintln!("edgeim: {e}");
             return ExitCode::from(EXIT_FAILURE);
         }
@@ -139,6 +148,7 @@ fn serve(config: &Config, banner: Option<&str>) -> ExitCode {
             }
         });
     if let Err(e) = forwarded {
+        logger::flush(LOG_FLUSH);
         eprintln!("edgeim: cannot start the signal thread: {e}");
         running.shutdown(server::SHUTDOWN_GRACE);
         return ExitCode::from(EXIT_FAILURE);
