@@ -25,6 +25,7 @@ pub mod client;
 pub mod config;
 pub mod logger;
 pub mod server;
+pub mod supervisor;
 
 mod auth;
 mod clock;

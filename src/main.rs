@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use edgeim::cli::{self, Command, UserAction};
 use edgeim::config::Config;
-use edgeim::{backup, chat, logger, server, users};
+use edgeim::{backup, chat, logger, server, supervisor, users};
 
 /// Exit code for a wrong command line or config.
 const EXIT_USAGE: u8 = 2;
@@ -138,30 +138,35 @@ fn run_server(config: &Config, banner: Option<&str>) -> ExitCode {
         );
     }
     // The signal iterator blocks; a thread turns it into a channel so the
-    // main thread can also wait for a listener that died.
+    // main thread can also wait for a core thread that died.
     let (sig_tx, sig_rx) = crossbeam_channel::bounded(1);
-    let forwarded = std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                let _ = sig_tx.send(sig);
-            }
-        });
+    let forwarded = supervisor::spawn_core("signals", running.health(), move || {
+        if supervisor::fault("signals") {
+            return;
+        }
+        if let Some(sig) = signals.forever().next() {
+            let _ = sig_tx.send(sig);
+        }
+    });
     if let Err(e) = forwarded {
         logger::flush(LOG_FLUSH);
         eprintln!("edgeim: cannot start the signal thread: {e}");
         running.shutdown(server::SHUTDOWN_GRACE);
         return ExitCode::from(EXIT_FAILURE);
     }
+    let died = |why: &str| {
+        log::error!("{why}; stopping so that the service manager restarts edgeim");
+        ExitCode::from(EXIT_FAILURE)
+    };
     let code = crossbeam_channel::select! {
-        recv(sig_rx) -> sig => {
-            log::info!("signal {}: shutting down", sig.unwrap_or_default());
-            ExitCode::SUCCESS
-        }
-        recv(running.died()) -> why => {
-            log::error!("{}; stopping so that the service manager restarts edgeim", why.unwrap_or_default());
-            ExitCode::from(EXIT_FAILURE)
-        }
+        recv(sig_rx) -> sig => match sig {
+            Ok(sig) => {
+                log::info!("signal {sig}: shutting down");
+                ExitCode::SUCCESS
+            }
+            Err(_) => died("the signals thread stopped"),
+        },
+        recv(running.died()) -> why => died(&why.unwrap_or_default()),
     };
     running.shutdown(server::SHUTDOWN_GRACE);
     log::info!("stopped");

@@ -4,7 +4,6 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -20,6 +19,7 @@ use crate::events::Event;
 use crate::http::{HttpEnv, HttpServer, HttpStartError};
 use crate::router::{Router, RouterConfig};
 use crate::store::{self, OpenError, Store, StoreLimits};
+use crate::supervisor::{Health, Watch, spawn_core};
 use crate::wire::checks::InboundLimits;
 
 /// Events waiting for the router; a full queue slows the senders down
@@ -70,14 +70,21 @@ pub struct Running {
     alive: Option<Sender<()>>,
     alive_rx: Receiver<()>,
     http_addr: SocketAddr,
+    health: Arc<Health>,
     died: Receiver<String>,
 }
 
 impl Running {
-    /// Says why, if a listener stopped by itself: the server can no longer
-    /// serve and should be stopped (and restarted by its supervisor).
+    /// Says why, if a core thread (router, store, a listener) ended by
+    /// itself: the server can no longer serve and should be stopped (and
+    /// restarted by its supervisor).
     pub fn died(&self) -> &Receiver<String> {
         &self.died
+    }
+
+    /// The server's health, for the binary's own core thread (signals).
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
     }
 
     /// Where the HTTP listener is (the real port when configured as 0).
@@ -94,6 +101,8 @@ impl Running {
     /// for connections to finish their close handshake.
     pub fn shutdown(mut self, grace: Duration) {
         let deadline = Instant::now() + grace;
+        // The core threads end on purpose from here on.
+        self.health.stopping();
         self.ws.stop();
         let _ = self.router_tx.send(Event::Shutdown);
         if let Some(r) = self.router.take() {
@@ -126,13 +135,15 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     }
     let limits = &config.limits;
     let db_path = store::path_in(&config.data_dir);
-    let opened = Store::open(
+    let (health, died) = Health::new();
+    let opened = Store::open_watched(
         &db_path,
         StoreLimits {
             offline_per_user: limits.offline_per_user,
             retention_ms: limits.retention_ms(),
             forget_client_ms: limits.forget_client_days.saturating_mul(24 * 3600 * 1000),
         },
+        Some(Watch::new("store", &health)),
     )
     .map_err(StartError::Store)?;
     let store = opened.store;
@@ -147,12 +158,9 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         store.sender(),
     );
     let done = opened.done;
-    let router = std::thread::Builder::new()
-        .name("router".into())
-        .spawn(move || router.run(router_rx, done))
+    let router = spawn_core("router", &health, move || router.run(router_rx, done))
         .map_err(|e| StartError::Thread("router", e))?;
 
-    let healthy = Arc::new(AtomicBool::new(true));
     let ws = &config.websocket;
     let conn_env = Arc::new(ConnEnv {
         context_path: format!("/{}", ws.context),
@@ -174,7 +182,8 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     let (alive, alive_rx) = bounded(1);
     let listener =
         TcpListener::bind(ws.listen).map_err(|e| StartError::Listen("websocket", ws.listen, e))?;
-    let ws_listener = Listener::start(listener, conn_env, alive.clone(), healthy.clone())
+    let ws_watch = Watch::new("websocket accept", &health);
+    let ws_listener = Listener::start(listener, conn_env, alive.clone(), ws_watch)
         .map_err(|e| StartError::Thread("websocket accept", e))?;
 
     let http_env = Arc::new(HttpEnv {
@@ -192,12 +201,11 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         api_key: config.api.key.as_deref().map(hash_secret),
         max_message_bytes: limits.max_message_bytes,
         max_recipients: limits.max_recipients,
-        healthy,
+        healthy: health.healthy.clone(),
     });
-    let (died_tx, died) = bounded(1);
     let listen = config.http.listen;
-    let http =
-        HttpServer::start(listen, config.http.workers, http_env, died_tx).map_err(|e| match e {
+    let http = HttpServer::start(listen, config.http.workers, http_env, health.reporter())
+        .map_err(|e| match e {
             HttpStartError::Bind(e) => StartError::Listen("http", listen, e),
             HttpStartError::Worker(e) => StartError::Thread("http worker", e),
         })?;
@@ -217,6 +225,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         alive: Some(alive),
         alive_rx,
         http_addr,
+        health,
         died,
     })
 }

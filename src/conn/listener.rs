@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::Sender;
 
 use super::ConnEnv;
+use crate::supervisor::{Watch, fault};
 
 /// Readers parse JSON, which needs stack for nested input; a stack
 /// overflow would abort the whole process.
@@ -30,7 +31,7 @@ impl Listener {
         listener: TcpListener,
         env: Arc<ConnEnv>,
         alive: Sender<()>,
-        healthy: Arc<AtomicBool>,
+        watch: Watch,
     ) -> std::io::Result<Listener> {
         let addr = listener.local_addr()?;
         let stopping = Arc::new(AtomicBool::new(false));
@@ -38,10 +39,15 @@ impl Listener {
         let thread = std::thread::Builder::new()
             .name("ws-accept".into())
             .spawn(move || {
+                // Reports this thread's end, unless the server is stopping.
+                let _watch = watch;
                 let mut next_id = 1u64;
                 for stream in listener.incoming() {
                     if stop.load(Ordering::Acquire) {
                         break;
+                    }
+                    if fault("ws-accept") {
+                        panic!("EDGEIM_FAULT=ws-accept");
                     }
                     let tcp = match stream {
                         Ok(s) => s,
@@ -68,7 +74,6 @@ impl Listener {
                         log::warn!("cannot start a thread for a connection: {e}");
                     }
                 }
-                healthy.store(false, Ordering::Release);
             })?;
         Ok(Listener {
             addr,

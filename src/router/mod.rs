@@ -21,6 +21,7 @@ use crossbeam_channel::{Receiver, Sender, select};
 use crate::clock::now_ms;
 use crate::events::{ConnHandle, ConnId, Ctrl, Dones, Event, ReplyTo, StoreOp};
 use crate::store::NewMessage;
+use crate::supervisor::fault;
 use crate::wire::ids::{ClientKey, Origin, UserId};
 use crate::wire::ratelimit::TokenBucket;
 use crate::wire::{self, Register, Reject, Request, Status};
@@ -81,10 +82,18 @@ impl Router {
     pub fn run(mut self, events: Receiver<Event>, done: Receiver<Dones>) {
         loop {
             select! {
-                recv(done) -> d => if let Ok(d) = d {
-                    let now = now_ms();
-                    for d in d {
-                        self.done(d, now);
+                recv(done) -> d => match d {
+                    Ok(d) => {
+                        let now = now_ms();
+                        for d in d {
+                            self.done(d, now);
+                        }
+                    }
+                    // Without the store nothing can be answered again; the
+                    // watch on this thread reports it.
+                    Err(_) => {
+                        log::error!("the store has stopped");
+                        return;
                     }
                 },
                 recv(events) -> ev => {
@@ -133,6 +142,9 @@ impl Router {
                 client,
                 reply,
             } => {
+                if fault("router") {
+                    panic!("EDGEIM_FAULT=router");
+                }
                 let id = self
                     .session_bucket
                     .take(Instant::now())

@@ -27,6 +27,7 @@ use crossbeam_channel::{Receiver, Sender, bounded, select, tick, unbounded};
 use crate::auth::SavedLogin;
 use crate::clock::now_ms;
 use crate::events::{Done, Dones, StoreOp};
+use crate::supervisor::{Watch, fault};
 use crate::wire::ids::{Origin, UserId};
 use crate::wire::{Reject, Status};
 use messages::Db;
@@ -133,7 +134,18 @@ pub struct Opened {
 
 impl Store {
     /// Opens (creating or migrating) the database and starts the store thread.
+    #[cfg(test)]
     pub fn open(path: &Path, limits: StoreLimits) -> Result<Opened, OpenError> {
+        Store::open_watched(path, limits, None)
+    }
+
+    /// [`Store::open`], with the store thread under `watch`, which reports
+    /// its end (a failure: only [`Store::close`] should end it).
+    pub fn open_watched(
+        path: &Path,
+        limits: StoreLimits,
+        watch: Option<Watch>,
+    ) -> Result<Opened, OpenError> {
         let what = |e: &dyn fmt::Display| OpenError {
             path: path.to_path_buf(),
             why: e.to_string(),
@@ -145,7 +157,14 @@ impl Store {
         let (done_tx, done_rx) = unbounded();
         let thread = std::thread::Builder::new()
             .name("store".into())
-            .spawn(move || run(db, ops_rx, done_tx))
+            .spawn(move || {
+                // Locals drop in reverse: the watch reports this thread's
+                // end before the router sees the answer channel close, so
+                // the report names the store, not the router.
+                let _keep_open = done_tx.clone();
+                let _watch = watch;
+                run(db, ops_rx, done_tx);
+            })
             .map_err(|e| what(&e))?;
         Ok(Opened {
             store: Store {
@@ -197,6 +216,9 @@ fn run(mut db: Db, ops: Receiver<StoreOp>, done: Sender<Dones>) {
             }
             continue;
         };
+        if fault("store") {
+            panic!("EDGEIM_FAULT=store");
+        }
         let mut batch = vec![first];
         batch.extend(ops.try_iter().take(MAX_BATCH - 1));
         let stop = batch.iter().position(|op| matches!(op, StoreOp::Stop));

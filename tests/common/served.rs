@@ -25,7 +25,13 @@ impl Served {
     /// must listen on 127.0.0.1 (port 0 is fine: the real ports are read
     /// from the log).
     pub fn start(config: &Path, log_level: Option<&str>) -> Served {
+        Served::start_env(config, log_level, &[])
+    }
+
+    /// [`Served::start`] with these environment variables set.
+    pub fn start_env(config: &Path, log_level: Option<&str>, env: &[(&str, &str)]) -> Served {
         let mut cmd = Command::new(BIN);
+        cmd.envs(env.iter().copied());
         cmd.arg("--config")
             .arg(config)
             .env_remove("EDGEIM_LOG")
@@ -191,4 +197,20 @@ pub fn run_to_end(cwd: &Path, args: &[&str], stdin: &str) -> Output {
             panic!("edgeim {args:?} did not finish within {WAIT:?}");
         }
     }
+}
+
+/// Writes a config file for the binary beside `config.data_dir` (listening
+/// on loopback port 0, the rate limits of `config`); returns its path.
+pub fn write_config(config: &edgeim::config::Config) -> std::path::PathBuf {
+    let data = config.data_dir.to_str().expect("utf-8 temp path");
+    let file = config.data_dir.with_extension("toml");
+    let l = &config.limits;
+    let text = format!(
+        "data_dir = {data:?}\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n\
+         [websocket]\nlisten = \"127.0.0.1:0\"\n\n\
+         [limits]\nrate_per_s = {:?}\nrate_burst = {:?}\nsession_ids_per_s = {:?}\n",
+        l.rate_per_s, l.rate_burst, l.session_ids_per_s
+    );
+    std::fs::write(&file, text).expect("write config");
+    file
 }

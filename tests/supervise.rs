@@ -1,0 +1,84 @@
+//! A core thread that ends makes the process exit with status 1, saying
+//! which, so that the service manager restarts it (issue 10, "Supervise").
+//! Debug builds fail the thread named by `EDGEIM_FAULT` on purpose.
+
+mod common;
+
+use std::time::Instant;
+
+use common::served::{Served, write_config};
+use common::{WAIT, login, password, test_config};
+
+/// Starts the binary with `EDGEIM_FAULT=thread`, makes it reach the fault
+/// with `trigger`, and asserts exit status 1 with the thread named.
+fn dies_when(thread: &str, trigger: impl FnOnce(&Served), expect: &str) {
+    let config = test_config("supervise");
+    let file = write_config(&config);
+    let mut srv = Served::start_env(&file, None, &[("EDGEIM_FAULT", thread)]);
+    trigger(&srv);
+    let status = srv.exit_by(Instant::now() + WAIT);
+    let log = srv.whole_log();
+    assert_eq!(status.code(), Some(1), "{thread}: {log}");
+    assert!(
+        log.contains(&format!(
+            "{expect}; stopping so that the service manager restarts edgeim"
+        )),
+        "{thread}: {log}"
+    );
+    let _ = std::fs::remove_dir_all(&config.data_dir);
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn a_store_that_dies_ends_the_process_with_status_1() {
+    // A login is the store's first op.
+    dies_when(
+        "store",
+        |srv| {
+            let _ = common::request(
+                "POST",
+                &format!("{}/app/login", srv.http),
+                &[("Content-Type", "application/json")],
+                &serde_json::json!({"username": "alice", "password": password("alice")})
+                    .to_string(),
+            );
+        },
+        "the store thread panicked",
+    );
+}
+
+#[test]
+fn a_router_that_dies_ends_the_process_with_status_1() {
+    // A session id is asked of the router.
+    dies_when(
+        "router",
+        |srv| {
+            let token = login(&srv.http, "alice", &password("alice"));
+            let _ = common::request(
+                "GET",
+                &format!("{}/app/websocket/client/login/web", srv.http),
+                &[("token", &token)],
+                "",
+            );
+        },
+        "the router thread panicked",
+    );
+}
+
+#[test]
+fn a_websocket_accept_thread_that_dies_ends_the_process_with_status_1() {
+    dies_when(
+        "ws-accept",
+        |srv| {
+            let host = srv.ws.trim_start_matches("ws://");
+            let host = host.split('/').next().unwrap_or_default();
+            let _ = std::net::TcpStream::connect(host);
+        },
+        "the websocket accept thread panicked",
+    );
+}
+
+#[test]
+fn a_signals_thread_that_ends_ends_the_process_with_status_1() {
+    dies_when("signals", |_| {}, "the signals thread stopped");
+}
