@@ -24,6 +24,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod logger;
+pub mod modes;
 pub mod server;
 pub mod supervisor;
 

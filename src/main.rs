@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use edgeim::cli::{self, Command, UserAction};
 use edgeim::config::Config;
-use edgeim::{backup, chat, logger, server, supervisor, users};
+use edgeim::{backup, chat, logger, modes, server, supervisor, users};
 
 /// Exit code for a wrong command line or config.
 const EXIT_USAGE: u8 = 2;
@@ -18,6 +18,9 @@ const EXIT_FAILURE: u8 = 1;
 const LOG_FLUSH: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
+    // Before anything is created: the data, backups and demo accounts are
+    // for the server's user only.
+    modes::private_by_default();
     let cmd = match cli::parse(std::env::args_os().skip(1)) {
         Ok(c) => c,
         Err(e) => {

@@ -125,8 +125,12 @@ impl Running {
 pub fn start(config: &Config) -> Result<Running, StartError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
-    let users =
-        Arc::new(Directory::open(users::path_in(&config.data_dir)).map_err(StartError::Users)?);
+    let db_path = store::path_in(&config.data_dir);
+    let wal = db_path.with_extension("db-wal");
+    let shm = db_path.with_extension("db-shm");
+    let users_file = users::path_in(&config.data_dir);
+    crate::modes::tighten(&config.data_dir, &[&db_path, &wal, &shm, &users_file]);
+    let users = Arc::new(Directory::open(users_file).map_err(StartError::Users)?);
     if users.is_empty() {
         log::warn!(
             "no users yet: add one with `edgeim user add NAME` (users file {})",
@@ -134,7 +138,6 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         );
     }
     let limits = &config.limits;
-    let db_path = store::path_in(&config.data_dir);
     let (health, died) = Health::new();
     let opened = Store::open_watched(
         &db_path,
