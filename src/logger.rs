@@ -183,6 +183,16 @@ mod tests {
     }
 
     #[test]
+    fn operations_md_quotes_the_queue_and_line_limits() {
+        let doc = include_str!("../docs/OPERATIONS.md")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(doc.contains(&format!("a queue of {LOG_QUEUE} lines")));
+        assert!(doc.contains(&format!("at most {} KiB", MAX_LINE / 1024)));
+    }
+
+    #[test]
     fn one_record_is_one_line_of_bounded_length() {
         let l = format_line(Level::Warn, "edgeim::x", &format_args!("a\nb"));
         assert_eq!(l, "WARN  [edgeim::x] a\\nb\n");
