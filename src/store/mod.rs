@@ -8,6 +8,7 @@
 //! on disk.
 
 pub mod backup;
+mod clock;
 mod history;
 mod logins;
 mod messages;
@@ -20,7 +21,7 @@ mod tests;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded, select, tick, unbounded};
 
@@ -30,6 +31,7 @@ use crate::events::{Done, Dones, StoreOp};
 use crate::supervisor::{Watch, fault};
 use crate::wire::ids::{Origin, UserId};
 use crate::wire::{Reject, Status};
+use clock::{AgeClock, Stamps};
 use messages::Db;
 
 pub use history::history;
@@ -153,6 +155,9 @@ impl Store {
         let conn = open::open_connection(path).map_err(|e| what(&e))?;
         let db = Db::new(conn, limits).map_err(|e| what(&e))?;
         let logins = db.logins(now_ms()).map_err(|e| what(&e))?;
+        let stamps = Stamps::after(db.last_ts().map_err(|e| what(&e))?);
+        let last_tick = db.last_tick().map_err(|e| what(&e))?;
+        let age = AgeClock::resume(last_tick, now_ms(), Instant::now());
         let (ops_tx, ops_rx) = bounded(OP_QUEUE);
         let (done_tx, done_rx) = unbounded();
         let thread = std::thread::Builder::new()
@@ -163,7 +168,7 @@ impl Store {
                 // the report names the store, not the router.
                 let _keep_open = done_tx.clone();
                 let _watch = watch;
-                run(db, ops_rx, done_tx);
+                run(db, stamps, age, ops_rx, done_tx);
             })
             .map_err(|e| what(&e))?;
         Ok(Opened {
@@ -190,9 +195,9 @@ impl Store {
 
 /// The store thread: block for one op, take what else is waiting, do it all
 /// in one transaction, commit, answer.
-fn run(mut db: Db, ops: Receiver<StoreOp>, done: Sender<Dones>) {
+fn run(mut db: Db, mut stamps: Stamps, age: AgeClock, ops: Receiver<StoreOp>, done: Sender<Dones>) {
     let purge = tick(PURGE_EVERY);
-    let mut purging = true;
+    let mut purging = start_purge(&mut db, &age);
     loop {
         let first = if purging {
             // Clean-up in small steps, between batches of real work.
@@ -207,12 +212,12 @@ fn run(mut db: Db, ops: Receiver<StoreOp>, done: Sender<Dones>) {
                     Ok(op) => Some(op),
                     Err(_) => return,
                 },
-                recv(purge) -> _ => { purging = true; None }
+                recv(purge) -> _ => { purging = start_purge(&mut db, &age); None }
             }
         };
         let Some(first) = first else {
             if purging {
-                purging = purge_step(&mut db);
+                purging = purge_step(&mut db, &age);
             }
             continue;
         };
@@ -225,7 +230,7 @@ fn run(mut db: Db, ops: Receiver<StoreOp>, done: Sender<Dones>) {
         if let Some(at) = stop {
             batch.truncate(at);
         }
-        let answers = apply_batch(&mut db, batch);
+        let answers = apply_batch(&mut db, batch, stamps.next(now_ms()));
         if !answers.is_empty() {
             let _ = done.send(answers);
         }
@@ -235,10 +240,27 @@ fn run(mut db: Db, ops: Receiver<StoreOp>, done: Sender<Dones>) {
     }
 }
 
-fn purge_step(db: &mut Db) -> bool {
+/// A clean-up begins: record the newest seq at the store's age now, in a
+/// transaction of its own. False (no clean-up now) if that fails.
+fn start_purge(db: &mut Db, age: &AgeClock) -> bool {
     let step = db
         .begin()
-        .and_then(|()| db.purge_step(now_ms(), PURGE_STEP))
+        .and_then(|()| db.tick(age.age_ms(Instant::now()), now_ms()))
+        .and_then(|()| db.commit());
+    match step {
+        Ok(()) => true,
+        Err(e) => {
+            log::error!("store clean-up failed: {e}");
+            db.rollback();
+            false
+        }
+    }
+}
+
+fn purge_step(db: &mut Db, age: &AgeClock) -> bool {
+    let step = db
+        .begin()
+        .and_then(|()| db.purge_step(now_ms(), age.age_ms(Instant::now()), PURGE_STEP))
         .and_then(|more| db.commit().map(|()| more));
     match step {
         Ok(more) => more,
@@ -250,10 +272,10 @@ fn purge_step(db: &mut Db) -> bool {
     }
 }
 
-/// Applies a batch in one transaction. If anything fails on the database
-/// side, nothing of the batch is kept and every op is answered 400.
-fn apply_batch(db: &mut Db, batch: Vec<StoreOp>) -> Vec<Done> {
-    let now = now_ms();
+/// Applies a batch in one transaction, every text of it stamped `now`. If
+/// anything fails on the database side, nothing of the batch is kept and
+/// every op is answered 400.
+fn apply_batch(db: &mut Db, batch: Vec<StoreOp>, now: u64) -> Vec<Done> {
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut failure = db.begin().err();
     for op in &batch {

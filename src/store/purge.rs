@@ -1,6 +1,10 @@
 //! The periodic clean-up: messages past retention, clients not seen for
 //! `forget_client_days`, expired logins; in small steps, so that it never
-//! holds up messages for long.
+//! holds up messages for long. Retention is measured in the store's age
+//! (store/clock.rs), recorded at each clean-up beside the newest seq: a
+//! message is past retention once a tick at least `retention` of age ago
+//! had already seen it. Timestamps play no part, so a clock step cannot
+//! delete messages early.
 
 use rusqlite::{OptionalExtension, params};
 
@@ -8,25 +12,77 @@ use super::messages::{Db, DbError, STATE_UNACKED, targets};
 use crate::wire::ids::{ClientKey, ClientName, Origin, UserId};
 
 impl Db {
+    /// The last tick: (age, wall clock), if there is one.
+    pub fn last_tick(&self) -> Result<Option<(u64, u64)>, DbError> {
+        self.conn
+            .prepare_cached("SELECT age_ms, wall_ms FROM clock ORDER BY rowid DESC LIMIT 1")?
+            .query_row([], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+            })
+            .optional()
+    }
+
+    /// The newest timestamp any message has (0 without messages).
+    pub fn last_ts(&self) -> Result<u64, DbError> {
+        let ts: Option<i64> = self
+            .conn
+            .query_row("SELECT MAX(ts) FROM messages", [], |r| r.get(0))?;
+        Ok(ts.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Records the newest seq at the store's age `age_ms` (a clean-up's
+    /// start), inside the open transaction.
+    pub fn tick(&mut self, age_ms: u64, wall_ms: u64) -> Result<(), DbError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO clock (seq, age_ms, wall_ms)
+                 SELECT COALESCE(MAX(seq), 0), ?1, ?2 FROM messages",
+            )?
+            .execute(params![age_ms as i64, wall_ms as i64])?;
+        Ok(())
+    }
+
+    /// The newest seq that a tick at least `retention` of age before
+    /// `age_ms` had seen; older ticks are dropped, that one is kept.
+    fn expired_upto(&mut self, age_ms: u64) -> Result<Option<i64>, DbError> {
+        let Some(cutoff) = age_ms.checked_sub(self.limits.retention_ms) else {
+            return Ok(None);
+        };
+        let found: Option<(i64, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, age_ms FROM clock WHERE age_ms <= ?1 ORDER BY age_ms DESC LIMIT 1",
+            )?
+            .query_row(params![cutoff.min(i64::MAX as u64) as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let Some((seq, tick_age)) = found else {
+            return Ok(None);
+        };
+        self.conn
+            .prepare_cached("DELETE FROM clock WHERE age_ms < ?1")?
+            .execute(params![tick_age])?;
+        Ok(Some(seq))
+    }
+
     /// One step of the periodic clean-up: deletes up to `max` messages past
-    /// retention, forgets clients not seen for `forget_client_ms` and
-    /// expired logins. Returns true when more is left to do.
-    pub fn purge_step(&mut self, now_ms: u64, max: usize) -> Result<bool, DbError> {
-        let cutoff = now_ms.saturating_sub(self.limits.retention_ms) as i64;
-        let old: Vec<(i64, String, String, i64)> = {
+    /// retention (by the store's age `age_ms`), forgets clients not seen
+    /// for `forget_client_ms` and expired logins (by the wall clock
+    /// `now_ms`). Returns true when more is left to do.
+    pub fn purge_step(&mut self, now_ms: u64, age_ms: u64, max: usize) -> Result<bool, DbError> {
+        let upto = self.expired_upto(age_ms)?.unwrap_or(0);
+        let expired: Vec<(i64, String, String)> = {
             let mut q = self.conn.prepare_cached(
-                "SELECT seq, origin, recipients, ts FROM messages ORDER BY seq LIMIT ?1",
+                "SELECT seq, origin, recipients FROM messages WHERE seq <= ?1 ORDER BY seq LIMIT ?2",
             )?;
-            q.query_map(params![max as i64 + 1], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            q.query_map(params![upto, max as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?
             .collect::<Result<_, _>>()?
         };
-        // Acceptance times grow with seq; stop at the first message still kept.
-        let expired: Vec<&(i64, String, String, i64)> =
-            old.iter().take_while(|m| m.3 < cutoff).take(max).collect();
         let more = expired.len() == max;
-        for (seq, origin, recipients, _) in expired {
+        for (seq, origin, recipients) in &expired {
             let origin = Origin::parse(origin).unwrap_or(Origin::System);
             let to: Vec<UserId> = recipients.split(',').filter_map(UserId::parse).collect();
             for t in targets(&origin, &to) {

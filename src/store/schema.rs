@@ -56,6 +56,17 @@ pub const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE logins ADD COLUMN tag INTEGER NOT NULL DEFAULT 0;
     ",
+    // 4: retention by the store's age, not by timestamps (a clock step must
+    // not delete messages): each clean-up records the newest seq and the
+    // store's age then (store/clock.rs). Messages from before expire
+    // `retention_days` after the upgrade.
+    "
+    CREATE TABLE clock (
+        seq     INTEGER NOT NULL,  -- the newest message seq at this tick
+        age_ms  INTEGER NOT NULL,  -- the store's age then
+        wall_ms INTEGER NOT NULL   -- the wall clock then
+    );
+    ",
 ];
 
 /// The version this build writes.

@@ -93,10 +93,22 @@ impl TempDb {
         self.db.commit().unwrap();
         r
     }
+    /// A clean-up at wall time and store age `now`: its tick first, as
+    /// the store thread does, then every step.
     fn purge(&mut self, now: u64) {
+        self.purge_at(now, now);
+    }
+    fn purge_at(&mut self, wall: u64, age: u64) {
         self.db.begin().unwrap();
-        while self.db.purge_step(now, 2).unwrap() {}
+        self.db.tick(age, wall).unwrap();
+        while self.db.purge_step(wall, age, 2).unwrap() {}
         self.db.commit().unwrap();
+    }
+    fn count(&self, table: &str) -> i64 {
+        self.db
+            .conn
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
     }
 }
 
@@ -223,6 +235,8 @@ fn purge_deletes_old_messages_and_forgets_idle_clients() {
         s.accept(text("alice", &format!("m{i}"), &["bob"]), None, 10)
             .unwrap();
     }
+    // The clean-up that first sees them, then one a retention later.
+    s.purge(10);
     s.purge(2000);
     assert_eq!(s.db.unacked(&u("bob")), 0);
     assert!(s.attach(&key("bob", "web"), 2000).is_empty());
@@ -384,4 +398,30 @@ fn a_newer_schema_is_refused() {
     let e = open_connection(&path).expect_err("refused");
     assert!(e.contains("newer"), "{e}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn messages_expire_a_retention_of_store_age_after_a_clean_up_saw_them() {
+    let mut s = store(100);
+    s.accept(text("alice", "m1", &["bob"]), None, 10).unwrap();
+    s.purge(10);
+    s.purge(1009);
+    assert_eq!(s.count("messages"), 1, "not yet a retention (1000) old");
+    s.purge(1010);
+    assert_eq!(s.count("messages"), 0);
+    s.purge(2100);
+    assert_eq!(s.count("clock"), 2, "ticks older than the one used go");
+}
+
+#[test]
+fn a_clock_stepped_forward_expires_nothing() {
+    let mut s = store(100);
+    s.accept(text("alice", "m1", &["bob"]), None, 10).unwrap();
+    s.purge_at(10, 10);
+    // NTP steps the wall clock fifty years ahead; the store's age moved on
+    // by 500 ms.
+    let fifty_years = 50 * 365 * 24 * 3600 * 1000;
+    s.purge_at(fifty_years, 510);
+    assert_eq!(s.count("messages"), 1, "unacknowledged and kept");
+    assert_eq!(s.db.unacked(&u("bob")), 1);
 }
