@@ -22,9 +22,8 @@ use crate::clock::now_ms;
 use crate::events::{ConnHandle, ConnId, Ctrl, Dones, Event, ReplyTo, StoreOp};
 use crate::store::NewMessage;
 use crate::wire::ids::{ClientKey, Origin, UserId};
-use crate::wire::ratelimit::TokenBucket;
 use crate::wire::{self, Register, Reject, Request, Status};
-use sessions::PendingSessions;
+use sessions::{PendingSessions, SessionRate};
 use table::{BindError, SessionTable};
 
 /// The router's settings, from the config.
@@ -48,7 +47,7 @@ pub struct Router {
     config: RouterConfig,
     table: SessionTable,
     sessions: PendingSessions,
-    session_bucket: TokenBucket,
+    session_rate: SessionRate,
     store: Sender<StoreOp>,
     /// Ops sent to the store and not answered yet.
     in_flight: usize,
@@ -69,7 +68,7 @@ impl Router {
         let rate = config.session_ids_per_s;
         Router {
             sessions: PendingSessions::new(config.session_ttl_ms),
-            session_bucket: TokenBucket::new(rate, rate.max(1.0), Instant::now()),
+            session_rate: SessionRate::new(rate, config.max_clients_per_user, Instant::now()),
             table: SessionTable::default(),
             store,
             in_flight: 0,
@@ -134,8 +133,8 @@ impl Router {
                 reply,
             } => {
                 let id = self
-                    .session_bucket
-                    .take(Instant::now())
+                    .session_rate
+                    .take(&user, Instant::now())
                     .then(|| self.sessions.issue(ClientKey { user, client }, now));
                 let _ = reply.send(id);
             }
