@@ -193,6 +193,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         max_message_bytes: limits.max_message_bytes,
         max_recipients: limits.max_recipients,
         healthy,
+        throttle: crate::auth::throttle::LoginThrottle::new(config.http.trusted_proxies()),
     });
     let (died_tx, died) = bounded(1);
     let listen = config.http.listen;
