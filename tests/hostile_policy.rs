@@ -305,11 +305,20 @@ fn huge_durations_and_counts_are_config_errors_naming_the_key() {
 fn a_password_change_of_the_same_length_and_mtime_is_seen() {
     let srv = TestServer::start();
     let path = edgeim::users::path_in(&srv.config.data_dir);
-    let before = std::fs::metadata(&path).expect("users file");
-    // Log in once so the server has looked at the file.
-    let _ = srv.token("carol");
+    // Written once by `edgeim user` (its own layout), and seen by a login.
     edgeim::users::set_password(&path, "carol", "pw-carol-2").expect("passwd");
+    let before = std::fs::metadata(&path).expect("users file");
+    let (status, _) = post_json(
+        &format!("{}/app/login", srv.http),
+        &[],
+        json!({"username": "carol", "password": "pw-carol-2"}),
+    );
+    assert_eq!(status, 200);
     edgeim::users::set_password(&path, "carol", "pw-carol-3").expect("passwd");
+    assert_eq!(
+        std::fs::metadata(&path).expect("users file").len(),
+        before.len()
+    );
     // A coarse-clock file system: same mtime as before the change. (The
     // hashes all have the same length, so the length is the same too.)
     std::fs::File::options()
@@ -328,7 +337,7 @@ fn a_password_change_of_the_same_length_and_mtime_is_seen() {
         "POST",
         &format!("{}/app/login", srv.http),
         &[("Content-Type", "application/json")],
-        &json!({"username": "carol", "password": password("carol")}).to_string(),
+        &json!({"username": "carol", "password": "pw-carol-2"}).to_string(),
     );
     assert_eq!(resp.status, 401, "the old password still works");
 }
