@@ -101,6 +101,18 @@ impl<K: Hash + Eq + Clone> Records<K> {
         self.map.remove(k);
     }
 
+    /// Takes back one failure recorded by [`Throttle::begin`].
+    fn undo(&mut self, k: &K, free: u32) {
+        if let Some(r) = self.map.get_mut(k) {
+            r.fails = r.fails.saturating_sub(1);
+            if r.fails == 0 {
+                self.map.remove(k);
+            } else {
+                r.until_ms = r.last_ms.saturating_add(backoff_ms(r.fails, free));
+            }
+        }
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.map.len()
@@ -195,15 +207,36 @@ impl Throttle {
         w.fails = w.fails.saturating_add(1);
     }
 
-    /// Records a successful login: the (address, user) record is cleared.
+    /// Checks and, if the attempt may go ahead, counts it as a failure at
+    /// once, in one step: concurrent guesses (one per HTTP worker) cannot
+    /// all pass the check before any of them is counted. A success then
+    /// takes the count back ([`Throttle::succeeded`]).
+    pub fn begin(&mut self, addr: IpAddr, user: &str, now_ms: u64) -> Result<(), RetryAfter> {
+        self.check(addr, user, now_ms)?;
+        self.failed(addr, user, now_ms);
+        Ok(())
+    }
+
+    /// Records a successful login begun with [`Throttle::begin`]: its
+    /// failure is taken back from the address and the user name, and the
+    /// (address, user) record is cleared.
     pub fn succeeded(&mut self, addr: IpAddr, user: &str) {
         self.by_pair.clear(&(addr, user.to_string()));
+        self.by_addr.undo(&addr, ADDR_FREE_FAILS);
+        if let Some(w) = self.by_user.get_mut(user) {
+            w.fails = w.fails.saturating_sub(1);
+        }
     }
 
     /// Records held, for the tests of the bounds.
     #[cfg(test)]
     fn len(&self) -> usize {
         self.by_addr.len() + self.by_pair.len() + self.by_user.len()
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.by_addr.len() + self.by_pair.len() == 0 && self.by_user.values().all(|w| w.fails == 0)
     }
 }
 
@@ -225,15 +258,11 @@ impl LoginThrottle {
     pub fn client(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
         client_addr(peer, forwarded_for, &self.trusted)
     }
-    pub fn check(&self, addr: IpAddr, user: &str, now_ms: u64) -> Result<(), RetryAfter> {
+    /// See [`Throttle::begin`]: a failure unless [`Self::succeeded`] follows.
+    pub fn begin(&self, addr: IpAddr, user: &str, now_ms: u64) -> Result<(), RetryAfter> {
         match self.inner.lock() {
-            Ok(t) => t.check(addr, user, now_ms),
+            Ok(mut t) => t.begin(addr, user, now_ms),
             Err(_) => Ok(()),
-        }
-    }
-    pub fn failed(&self, addr: IpAddr, user: &str, now_ms: u64) {
-        if let Ok(mut t) = self.inner.lock() {
-            t.failed(addr, user, now_ms);
         }
     }
     pub fn succeeded(&self, addr: IpAddr, user: &str) {
@@ -404,6 +433,23 @@ mod tests {
             "the address stays throttled"
         );
         assert_eq!(t.check(a, "alice", FORGET_MS + MAX_BACKOFF_MS), Ok(()));
+    }
+
+    #[test]
+    fn begun_attempts_count_at_once_and_successes_are_taken_back() {
+        let mut t = Throttle::new();
+        let office = ip("10.0.0.5");
+        // Many good logins from one address (an office NAT) never throttle it.
+        for n in 0..(3 * ADDR_FREE_FAILS) {
+            let user = format!("u{n}");
+            assert_eq!(t.begin(office, &user, 0), Ok(()));
+            t.succeeded(office, &user);
+        }
+        assert!(t.is_empty(), "nothing is left of good logins");
+        // Concurrent guesses, none finished: the limit holds all the same.
+        let a = ip("10.0.0.6");
+        let begun = (0..20).filter(|_| t.begin(a, "alice", 0).is_ok()).count();
+        assert_eq!(begun, PAIR_FREE_FAILS as usize + 1);
     }
 
     #[test]

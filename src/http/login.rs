@@ -24,8 +24,10 @@ pub fn login(env: &HttpEnv, req: &HttpRequest, app: bool, now: u64) -> Reply {
     let client = req
         .peer
         .map(|p| env.throttle.client(p, req.forwarded_for.as_deref()));
+    // Counted as a failure at once (so concurrent guesses cannot all pass
+    // the check); a success takes it back.
     if let Some(addr) = client
-        && let Err(RetryAfter(s)) = env.throttle.check(addr, &name, now)
+        && let Err(RetryAfter(s)) = env.throttle.begin(addr, &name, now)
     {
         log::info!("login for {:?} from {addr} throttled", printable(&name));
         return Reply::error(429, format!("too many failed logins; retry in {s} s"))
@@ -33,9 +35,6 @@ pub fn login(env: &HttpEnv, req: &HttpRequest, app: bool, now: u64) -> Reply {
     }
     let Some((user, tag)) = env.users.verify(&username, &password) else {
         log::info!("login failed for {:?}", printable(&username));
-        if let Some(addr) = client {
-            env.throttle.failed(addr, &name, now);
-        }
         return Reply::error(401, "wrong username or password");
     };
     if let Some(addr) = client {
