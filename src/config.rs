@@ -37,6 +37,8 @@ pub struct Http {
     pub login_ttl_s: u64,
     /// Worker threads answering HTTP requests.
     pub workers: usize,
+    /// Peers (CIDRs) whose `X-Forwarded-For` names the client's address.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -155,6 +157,32 @@ pub const DEFAULT_FORGET_CLIENT_DAYS: u64 = 7;
 /// The default of `session_ids_per_s`.
 pub const DEFAULT_SESSION_IDS_PER_S: f64 = 500.0;
 
+/// The upper bound of `session_ttl_s` (a day).
+pub const MAX_SESSION_TTL_S: u64 = 24 * 3600;
+/// The upper bound of `register_timeout_s`, `ping_interval_s` and
+/// `write_timeout_s` (an hour).
+pub const MAX_TIMEOUT_S: u64 = 3600;
+/// The upper bound of `idle_timeout_s` (a day).
+pub const MAX_IDLE_S: u64 = 24 * 3600;
+/// The upper bound of `login_ttl_s` (400 days, browsers' cookie limit).
+pub const MAX_LOGIN_TTL_S: u64 = 400 * 24 * 3600;
+/// The upper bound of `retention_days` and `forget_client_days` (100 years).
+pub const MAX_DAYS: u64 = 36_500;
+/// The upper bound of `max_message_bytes` (16 MiB).
+pub const MAX_MESSAGE_BYTES: u64 = 16 * 1024 * 1024;
+/// The upper bound of `max_recipients`.
+pub const MAX_RECIPIENTS: u64 = 10_000;
+/// The upper bound of `max_clients_per_user`.
+pub const MAX_CLIENTS_PER_USER: u64 = 1_000;
+/// The upper bound of `offline_per_user`.
+pub const MAX_OFFLINE_PER_USER: u64 = 10_000_000;
+/// The upper bound of `send_queue`.
+pub const MAX_SEND_QUEUE: u64 = 1_000_000;
+/// The upper bound of `workers`.
+pub const MAX_WORKERS: u64 = 256;
+/// The upper bound of the three rates.
+pub const MAX_RATE: f64 = 1_000_000.0;
+
 fn addr(s: &str) -> SocketAddr {
     // The defaults above are literals that parse.
     s.parse()
@@ -180,6 +208,7 @@ impl Default for Http {
             listen: addr(DEFAULT_HTTP_LISTEN),
             login_ttl_s: DEFAULT_LOGIN_TTL_S,
             workers: DEFAULT_HTTP_WORKERS,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -226,6 +255,16 @@ impl LogLevel {
             LogLevel::Debug => log::LevelFilter::Debug,
             LogLevel::Trace => log::LevelFilter::Trace,
         }
+    }
+}
+
+impl Http {
+    /// `trusted_proxies` parsed (validation refused any that do not parse).
+    pub fn trusted_proxies(&self) -> Vec<crate::auth::throttle::Cidr> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|c| crate::auth::throttle::Cidr::parse(c))
+            .collect()
     }
 }
 
@@ -292,22 +331,60 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         let l = &self.limits;
         let ws = &self.websocket;
-        let positive: [(&str, u64); 12] = [
-            ("limits.session_ttl_s", l.session_ttl_s),
-            ("limits.register_timeout_s", l.register_timeout_s),
-            ("limits.max_message_bytes", l.max_message_bytes as u64),
-            ("limits.max_recipients", l.max_recipients as u64),
-            ("limits.max_clients_per_user", l.max_clients_per_user as u64),
-            ("limits.offline_per_user", l.offline_per_user as u64),
-            ("websocket.ping_interval_s", ws.ping_interval_s),
-            ("websocket.idle_timeout_s", ws.idle_timeout_s),
-            ("websocket.send_queue", ws.send_queue as u64),
-            ("websocket.write_timeout_s", ws.write_timeout_s),
-            ("http.workers", self.http.workers as u64),
-            ("http.login_ttl_s", self.http.login_ttl_s),
+        // (key, value, the largest value that works). The upper bounds keep
+        // every `Instant + Duration` and every allocation they size sane.
+        let bounded: [(&str, u64, u64); 14] = [
+            ("limits.session_ttl_s", l.session_ttl_s, MAX_SESSION_TTL_S),
+            (
+                "limits.register_timeout_s",
+                l.register_timeout_s,
+                MAX_TIMEOUT_S,
+            ),
+            (
+                "limits.max_message_bytes",
+                l.max_message_bytes as u64,
+                MAX_MESSAGE_BYTES,
+            ),
+            (
+                "limits.max_recipients",
+                l.max_recipients as u64,
+                MAX_RECIPIENTS,
+            ),
+            (
+                "limits.max_clients_per_user",
+                l.max_clients_per_user as u64,
+                MAX_CLIENTS_PER_USER,
+            ),
+            (
+                "limits.offline_per_user",
+                l.offline_per_user as u64,
+                MAX_OFFLINE_PER_USER,
+            ),
+            (
+                "websocket.ping_interval_s",
+                ws.ping_interval_s,
+                MAX_TIMEOUT_S,
+            ),
+            ("websocket.idle_timeout_s", ws.idle_timeout_s, MAX_IDLE_S),
+            ("websocket.send_queue", ws.send_queue as u64, MAX_SEND_QUEUE),
+            (
+                "websocket.write_timeout_s",
+                ws.write_timeout_s,
+                MAX_TIMEOUT_S,
+            ),
+            ("http.workers", self.http.workers as u64, MAX_WORKERS),
+            ("http.login_ttl_s", self.http.login_ttl_s, MAX_LOGIN_TTL_S),
+            ("limits.retention_days", l.retention_days, MAX_DAYS),
+            ("limits.forget_client_days", l.forget_client_days, MAX_DAYS),
         ];
-        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            return Err(format!("{key} must be greater than 0"));
+        let may_be_zero = ["limits.retention_days", "limits.forget_client_days"];
+        for (key, v, max) in bounded {
+            if v == 0 && !may_be_zero.contains(&key) {
+                return Err(format!("{key} must be greater than 0"));
+            }
+            if v > max {
+                return Err(format!("{key} must be at most {max}"));
+            }
         }
         // A bucket must hold one whole token to ever let anything through.
         for (key, v, ok, want) in [
@@ -333,6 +410,20 @@ impl Config {
             if !(v.is_finite() && ok) {
                 return Err(format!("{key} must be a number {want}"));
             }
+            if v > MAX_RATE {
+                return Err(format!("{key} must be at most {MAX_RATE}"));
+            }
+        }
+        if let Some(bad) = self
+            .http
+            .trusted_proxies
+            .iter()
+            .find(|c| crate::auth::throttle::Cidr::parse(c).is_none())
+        {
+            return Err(format!(
+                "http.trusted_proxies: {:?} is not an address or a CIDR like \"10.0.0.0/8\"",
+                bad.chars().take(64).collect::<String>()
+            ));
         }
         if ws.context.is_empty()
             || ws.context.starts_with('/')
@@ -358,6 +449,78 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_duration_and_count_has_an_upper_bound_naming_its_key() {
+        for (section, key, big) in [
+            ("websocket", "ping_interval_s", "9223372036854775807"),
+            ("limits", "register_timeout_s", "9223372036854775807"),
+            ("limits", "session_ttl_s", "86401"),
+            ("websocket", "idle_timeout_s", "99999999"),
+            ("websocket", "write_timeout_s", "3601"),
+            ("websocket", "send_queue", "1000001"),
+            ("http", "workers", "257"),
+            ("http", "login_ttl_s", "9999999999"),
+            ("limits", "max_message_bytes", "999999999"),
+            ("limits", "max_recipients", "10001"),
+            ("limits", "max_clients_per_user", "1001"),
+            ("limits", "offline_per_user", "10000001"),
+            ("limits", "retention_days", "36501"),
+            ("limits", "forget_client_days", "36501"),
+            ("limits", "rate_per_s", "1e9"),
+            ("limits", "rate_burst", "1e9"),
+            ("limits", "session_ids_per_s", "1e9"),
+        ] {
+            let e = Config::parse(&format!("[{section}]\n{key} = {big}\n")).unwrap_err();
+            assert!(
+                e.contains(&format!("{section}.{key} must be")) && !e.contains('\n'),
+                "{key}: {e}"
+            );
+        }
+        assert!(Config::parse("[limits]\nretention_days = 0\n").is_ok());
+        assert!(Config::parse("[websocket]\nping_interval_s = 3600\n").is_ok());
+    }
+
+    #[test]
+    fn trusted_proxies_are_cidrs() {
+        let c = Config::parse("[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n").unwrap();
+        assert_eq!(c.http.trusted_proxies().len(), 2);
+        let e = Config::parse("[http]\ntrusted_proxies = [\"10.0.0.0/40\"]\n").unwrap_err();
+        assert!(
+            e.starts_with("http.trusted_proxies") && !e.contains('\n'),
+            "{e}"
+        );
+    }
+
+    mod props {
+        use super::super::Config;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+            #[test]
+            fn any_text_gets_an_answer_never_a_panic(text in "\\PC{0,200}") {
+                let _ = Config::parse(&text);
+            }
+
+            #[test]
+            fn any_value_of_a_known_key_gets_an_answer(
+                key in prop::sample::select(vec![
+                    "[websocket]\nping_interval_s", "[limits]\nregister_timeout_s",
+                    "[limits]\nrate_per_s", "[http]\ntrusted_proxies", "[http]\nworkers",
+                    "[limits]\nsession_ids_per_s", "[websocket]\npublic_url",
+                ]),
+                value in prop_oneof![
+                    any::<i64>().prop_map(|v| v.to_string()),
+                    any::<f64>().prop_map(|v| format!("{v:?}")),
+                    "\"\\PC{0,20}\"",
+                    "\\[\"[0-9./:a-f]{0,20}\"\\]",
+                ],
+            ) {
+                let _ = Config::parse(&format!("{key} = {value}\n"));
+            }
+        }
+    }
 
     #[test]
     fn empty_file_means_defaults() {
@@ -397,6 +560,7 @@ mod tests {
             "listen",
             "login_ttl_s",
             "workers",
+            "trusted_proxies",
             "context",
             "ping_interval_s",
             "idle_timeout_s",

@@ -205,6 +205,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         max_message_bytes: limits.max_message_bytes,
         max_recipients: limits.max_recipients,
         healthy: health.healthy.clone(),
+        throttle: crate::auth::throttle::LoginThrottle::new(config.http.trusted_proxies()),
     });
     let listen = config.http.listen;
     let http = HttpServer::start(listen, config.http.workers, http_env, health.reporter())

@@ -111,7 +111,7 @@ fn user_add_reads_the_password_from_stdin_and_stores_only_an_argon2id_hash() {
 fn the_users_file_is_readable_by_its_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let s = Setup::new("cli-mode");
-    assert!(s.user(&["add", "zoe"], "pw-zoe\n").status.success());
+    assert!(s.user(&["add", "zoe"], "pw-zoe-long\n").status.success());
     let mode = std::fs::metadata(s.users_file())
         .expect("users file")
         .permissions()
@@ -122,8 +122,8 @@ fn the_users_file_is_readable_by_its_owner_only() {
 #[test]
 fn user_list_prints_every_user() {
     let s = Setup::new("cli-list");
-    assert!(s.user(&["add", "zoe"], "pw-zoe\n").status.success());
-    assert!(s.user(&["add", "yann"], "pw-yann\n").status.success());
+    assert!(s.user(&["add", "zoe"], "pw-zoe-long\n").status.success());
+    assert!(s.user(&["add", "yann"], "pw-yann-long\n").status.success());
     let out = s.user(&["list"], "");
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     let mut listed: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
@@ -154,8 +154,8 @@ fn user_passwd_changes_the_password() {
 #[test]
 fn user_remove_removes_the_user() {
     let s = Setup::new("cli-remove");
-    assert!(s.user(&["add", "zoe"], "pw-zoe\n").status.success());
-    assert!(s.user(&["add", "yann"], "pw-yann\n").status.success());
+    assert!(s.user(&["add", "zoe"], "pw-zoe-long\n").status.success());
+    assert!(s.user(&["add", "yann"], "pw-yann-long\n").status.success());
     let out = s.user(&["remove", "zoe"], "");
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     let file = std::fs::read_to_string(s.users_file()).expect("users file");
@@ -167,9 +167,9 @@ fn user_remove_removes_the_user() {
 #[test]
 fn adding_an_existing_user_fails_with_exit_1_and_a_clear_message() {
     let s = Setup::new("cli-exists");
-    assert!(s.user(&["add", "zoe"], "first\n").status.success());
+    assert!(s.user(&["add", "zoe"], "first-pass\n").status.success());
     let before = std::fs::read_to_string(s.users_file()).expect("users file");
-    let out = s.user(&["add", "zoe"], "second\n");
+    let out = s.user(&["add", "zoe"], "second-pass\n");
     let line = one_line_failure(&out, 1);
     assert!(
         line.starts_with("edgeim: ") && line.contains("zoe") && line.contains("already exists"),

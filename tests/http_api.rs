@@ -755,7 +755,7 @@ fn changing_a_password_ends_the_logins_made_with_the_old_one_even_across_a_resta
     let old_cookie = cookie(&srv, "erin");
     let kept_token = srv.token("dave");
     let path = edgeim::users::path_in(&srv.config.data_dir);
-    edgeim::users::set_password(&path, "erin", "new-pw").expect("passwd erin");
+    edgeim::users::set_password(&path, "erin", "new-password").expect("passwd erin");
     let (status, body) = app_session(&srv, &[("token", &old_token)], "phone");
     assert_error(status, &body, 401);
     let (status, body) = browser_session(&srv, &old_cookie, "web");
@@ -768,13 +768,13 @@ fn changing_a_password_ends_the_logins_made_with_the_old_one_even_across_a_resta
     let (status, body) = post_json(
         &format!("{}/app/login", srv.http),
         &[],
-        json!({"username": "erin", "password": "new-pw"}),
+        json!({"username": "erin", "password": "new-password"}),
     );
     assert_eq!(status, 200, "{body}");
     let new_token = body["token"].as_str().expect("token").to_string();
     // A token made before a change made while the server was down ends too.
     srv.stop();
-    edgeim::users::set_password(&path, "erin", "newer-pw").expect("passwd erin again");
+    edgeim::users::set_password(&path, "erin", "newer-password").expect("passwd erin again");
     srv.restart();
     let (status, body) = app_session(&srv, &[("token", &new_token)], "phone");
     assert_error(status, &body, 401);

@@ -22,12 +22,39 @@ pub struct Directory {
 
 struct Loaded {
     entries: Entries,
-    version: Option<(SystemTime, u64)>,
+    version: Option<Version>,
 }
 
-fn version(path: &Path) -> Option<(SystemTime, u64)> {
+/// What tells a changed users file: its modification time and length, and
+/// (on Unix) its inode and change time. `edgeim user` writes a new file and
+/// renames it over the old one, so each change gets a new inode, even when
+/// the length is the same (`passwd`) and the file system's clock is coarse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Version {
+    modified: SystemTime,
+    len: u64,
+    inode: u64,
+    changed_ns: i128,
+}
+
+fn version(path: &Path) -> Option<Version> {
     let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
+    #[cfg(unix)]
+    let (inode, changed_ns) = {
+        use std::os::unix::fs::MetadataExt;
+        (
+            m.ino(),
+            i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+        )
+    };
+    #[cfg(not(unix))]
+    let (inode, changed_ns) = (0, 0);
+    Some(Version {
+        modified: m.modified().ok()?,
+        len: m.len(),
+        inode,
+        changed_ns,
+    })
 }
 
 impl Directory {

@@ -41,6 +41,33 @@ pub struct Logins {
     store: Option<Sender<StoreOp>>,
 }
 
+/// Most logins one user may have; a new one beyond it ends the oldest.
+pub const MAX_LOGINS_PER_USER: usize = 64;
+
+/// Drops expired logins (they are gone from the store at its next purge)
+/// and, beyond [`MAX_LOGINS_PER_USER`], `user`'s oldest ones, whose hashes
+/// are returned to be revoked in the store. One pass over the map: a login
+/// already costs an argon2 check, far more than this.
+fn sweep(map: &mut HashMap<SecretHash, Login>, user: &UserId, now_ms: u64) -> Vec<SecretHash> {
+    map.retain(|_, l| l.expires_ms > now_ms);
+    let mut mine: Vec<(u64, SecretHash)> = map
+        .iter()
+        .filter(|(_, l)| &l.user == user)
+        .map(|(h, l)| (l.expires_ms, *h))
+        .collect();
+    if mine.len() <= MAX_LOGINS_PER_USER {
+        return Vec::new();
+    }
+    // One TTL for all: the soonest to expire is the oldest.
+    mine.sort_unstable();
+    let extra = mine.len() - MAX_LOGINS_PER_USER;
+    let evicted: Vec<SecretHash> = mine.into_iter().take(extra).map(|(_, h)| h).collect();
+    for h in &evicted {
+        map.remove(h);
+    }
+    evicted
+}
+
 /// How long a login waits for the store to commit it.
 pub(crate) const SAVE_WAIT: Duration = Duration::from_secs(10);
 
@@ -95,19 +122,27 @@ impl Logins {
             store.send(op).ok()?;
             rx.recv_timeout(SAVE_WAIT).ok().filter(|saved| *saved)?;
         }
-        if let Ok(mut map) = self.map.lock() {
-            // Sweep expired logins now and then rather than on a timer.
-            if map.len() >= 1024 && map.len().is_power_of_two() {
-                map.retain(|_, l| l.expires_ms > now_ms);
+        let evicted = match self.map.lock() {
+            Ok(mut map) => {
+                map.insert(
+                    hash,
+                    Login {
+                        user: user.clone(),
+                        tag,
+                        expires_ms,
+                    },
+                );
+                sweep(&mut map, &user, now_ms)
             }
-            map.insert(
-                hash,
-                Login {
-                    user,
-                    tag,
-                    expires_ms,
-                },
-            );
+            Err(_) => Vec::new(),
+        };
+        // The evicted logins are revoked on disk too (not waited for: the
+        // new login is what this request is about).
+        if let Some(store) = &self.store {
+            for hash in evicted {
+                let (tx, _) = bounded(1);
+                let _ = store.send(StoreOp::RevokeLogin { hash, reply: tx });
+            }
         }
         Some((secret, expires_ms))
     }
@@ -171,5 +206,48 @@ mod tests {
         assert!(logins.revoke(&secret));
         assert!(!logins.revoke(&secret));
         assert_eq!(logins.check(&secret, 5001), None);
+    }
+
+    #[test]
+    fn a_user_has_at_most_the_cap_and_the_oldest_goes_first() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let logins = Logins::stored(1_000_000, tx, Vec::new());
+        let alice = UserId::parse("alice").unwrap();
+        let bob = UserId::parse("bob").unwrap();
+        // A fake store that saves every login.
+        let store = std::thread::spawn(move || {
+            let mut revoked = Vec::new();
+            for op in rx {
+                match op {
+                    StoreOp::SaveLogin { reply, .. } => {
+                        let _ = reply.send(true);
+                    }
+                    StoreOp::RevokeLogin { hash, .. } => revoked.push(hash),
+                    _ => {}
+                }
+            }
+            revoked
+        });
+        let (bobs, _) = logins.create(bob.clone(), 1, 0).unwrap();
+        let secrets: Vec<String> = (0..MAX_LOGINS_PER_USER as u64 + 2)
+            .map(|i| logins.create(alice.clone(), 1, 1 + i).unwrap().0)
+            .collect();
+        assert_eq!(logins.check(&secrets[0], 100), None);
+        assert_eq!(logins.check(&secrets[1], 100), None);
+        assert!(logins.check(&secrets[2], 100).is_some());
+        assert!(logins.check(secrets.last().unwrap(), 100).is_some());
+        assert!(
+            logins.check(&bobs, 100).is_some(),
+            "other users keep theirs"
+        );
+        // Expired logins are swept at the next login.
+        logins.create(bob, 1, 2_000_000).unwrap();
+        assert_eq!(logins.map.lock().unwrap().len(), 1);
+        drop(logins);
+        let revoked = store.join().unwrap();
+        assert_eq!(
+            revoked,
+            vec![hash_secret(&secrets[0]), hash_secret(&secrets[1])]
+        );
     }
 }

@@ -32,6 +32,20 @@ pub enum UsersError {
     Missing(String),
     /// An empty password.
     EmptyPassword,
+    /// A password shorter than [`MIN_PASSWORD_CHARS`].
+    ShortPassword,
+}
+
+/// The shortest password `edgeim user add` and `passwd` accept. Existing
+/// users files are not re-checked.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+fn check_password(password: &str) -> Result<(), UsersError> {
+    match password.chars().count() {
+        0 => Err(UsersError::EmptyPassword),
+        n if n < MIN_PASSWORD_CHARS => Err(UsersError::ShortPassword),
+        _ => Ok(()),
+    }
 }
 
 impl fmt::Display for UsersError {
@@ -52,6 +66,10 @@ impl fmt::Display for UsersError {
             }
             UsersError::Missing(n) => write!(f, "no user {n}"),
             UsersError::EmptyPassword => write!(f, "the password is empty"),
+            UsersError::ShortPassword => write!(
+                f,
+                "the password is too short: use at least {MIN_PASSWORD_CHARS} characters"
+            ),
         }
     }
 }
@@ -154,9 +172,7 @@ fn parse_name(name: &str) -> Result<UserId, UsersError> {
 /// `edgeim user add`.
 pub fn add(path: &Path, name: &str, password: &str) -> Result<(), UsersError> {
     let name = parse_name(name)?;
-    if password.is_empty() {
-        return Err(UsersError::EmptyPassword);
-    }
+    check_password(password)?;
     let mut entries = read(path)?;
     if entries.contains_key(&name) {
         return Err(UsersError::Exists(name.to_string()));
@@ -168,13 +184,11 @@ pub fn add(path: &Path, name: &str, password: &str) -> Result<(), UsersError> {
 /// `edgeim user passwd`.
 pub fn set_password(path: &Path, name: &str, password: &str) -> Result<(), UsersError> {
     let name = parse_name(name)?;
-    if password.is_empty() {
-        return Err(UsersError::EmptyPassword);
-    }
     let mut entries = read(path)?;
     let Some(slot) = entries.get_mut(&name) else {
         return Err(UsersError::Missing(name.to_string()));
     };
+    check_password(password)?;
     *slot = hash_password(password);
     write(path, &entries)
 }
@@ -209,7 +223,7 @@ mod tests {
         let path = temp_file("rt");
         add(&path, "alice", "s3cret pass").unwrap();
         assert!(matches!(
-            add(&path, "alice", "x"),
+            add(&path, "alice", "x long enough"),
             Err(UsersError::Exists(_))
         ));
         assert!(matches!(
@@ -229,15 +243,46 @@ mod tests {
         );
         assert_eq!(dir.verify("alice", "wrong"), None);
         assert_eq!(dir.verify("nobody", "s3cret pass"), None);
-        set_password(&path, "alice", "new").unwrap();
+        assert!(matches!(
+            set_password(&path, "alice", "short"),
+            Err(UsersError::ShortPassword)
+        ));
+        assert!(matches!(
+            add(&path, "bob", "1234567"),
+            Err(UsersError::ShortPassword)
+        ));
+        // The demo's passwords are long enough.
+        assert!(check_password("bob-demo").is_ok() && check_password("alice-demo").is_ok());
+        // Same length as before: the change is seen all the same.
+        set_password(&path, "alice", "s3cret Pass").unwrap();
         assert_eq!(
-            dir.verify("alice", "new").map(|(u, _)| u.to_string()),
+            dir.verify("alice", "s3cret Pass")
+                .map(|(u, _)| u.to_string()),
             Some("alice".into())
         );
         remove(&path, "alice").unwrap();
         dir.refresh();
         assert!(!dir.exists("alice"));
         assert!(list(&path).unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_same_length_passwd_is_seen_even_with_the_same_mtime() {
+        let path = temp_file("mtime");
+        add(&path, "alice", "password-1").unwrap();
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let dir = Directory::open(path.clone()).unwrap();
+        set_password(&path, "alice", "password-2").unwrap();
+        // A coarse-clock file system: the new file has the old mtime.
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert!(dir.verify("alice", "password-2").is_some());
+        assert!(dir.verify("alice", "password-1").is_none());
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 

@@ -7,6 +7,7 @@ use super::HttpEnv;
 use super::request::{HttpRequest, form_decode};
 use super::response::{Reply, busy};
 use crate::auth::COOKIE;
+use crate::auth::throttle::RetryAfter;
 use crate::wire::ids::UserId;
 
 /// `POST /api/login` (a cookie) or `/app/login` (a token).
@@ -17,10 +18,28 @@ pub fn login(env: &HttpEnv, req: &HttpRequest, app: bool, now: u64) -> Reply {
             "body must be {\"username\": \"...\", \"password\": \"...\"}",
         );
     };
+    // Throttled before the password is checked: a refused guess costs no
+    // argon2 time. The name is keyed as sent (at most 64 characters).
+    let name: String = username.chars().take(64).collect();
+    let client = req
+        .peer
+        .map(|p| env.throttle.client(p, req.forwarded_for.as_deref()));
+    // Counted as a failure at once (so concurrent guesses cannot all pass
+    // the check); a success takes it back.
+    if let Some(addr) = client
+        && let Err(RetryAfter(s)) = env.throttle.begin(addr, &name, now)
+    {
+        log::info!("login for {:?} from {addr} throttled", printable(&name));
+        return Reply::error(429, format!("too many failed logins; retry in {s} s"))
+            .header("Retry-After", s.to_string());
+    }
     let Some((user, tag)) = env.users.verify(&username, &password) else {
         log::info!("login failed for {:?}", printable(&username));
         return Reply::error(401, "wrong username or password");
     };
+    if let Some(addr) = client {
+        env.throttle.succeeded(addr, &name);
+    }
     let Some((secret, expires_ms)) = env.logins.create(user.clone(), tag, now) else {
         return busy("storage failure: could not save the login");
     };
@@ -133,6 +152,10 @@ mod tests {
             bearer: None,
             form: true,
             body: b"username=alice&password=p%26ss+word".to_vec(),
+            peer: None,
+            origin: None,
+            sec_fetch_site: None,
+            forwarded_for: None,
         };
         assert_eq!(
             credentials(&req),

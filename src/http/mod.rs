@@ -53,6 +53,9 @@ pub struct HttpEnv {
     /// False once a listener thread has died: `/healthz` then fails, so
     /// a supervisor restarts the process.
     pub healthy: Arc<AtomicBool>,
+    /// Failed logins per client address and user name, and the trusted
+    /// proxies that say who the client is.
+    pub throttle: crate::auth::throttle::LoginThrottle,
 }
 
 /// Sends the router an event carrying a one-shot reply channel and waits

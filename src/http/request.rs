@@ -34,6 +34,13 @@ pub struct HttpRequest {
     pub bearer: Option<String>,
     pub form: bool,
     pub body: Vec<u8>,
+    /// The TCP peer (a proxy's address when behind one).
+    pub peer: Option<std::net::IpAddr>,
+    /// `Origin`, `Sec-Fetch-Site` and `X-Forwarded-For`, for the login
+    /// throttle and the cross-site checks of cookie endpoints.
+    pub origin: Option<String>,
+    pub sec_fetch_site: Option<String>,
+    pub forwarded_for: Option<String>,
 }
 
 /// Reads a tiny_http request into an [`HttpRequest`], refusing bodies over
@@ -71,6 +78,9 @@ pub fn read_request(rq: &mut tiny_http::Request, limit: usize) -> Result<HttpReq
     });
     let token = header("token").or_else(|| bearer.clone());
     let host = header("Host");
+    let (origin, sec_fetch_site) = (header("Origin"), header("Sec-Fetch-Site"));
+    let forwarded_for = header("X-Forwarded-For");
+    let peer = rq.remote_addr().map(|a| a.ip());
     let if_none_match = header("If-None-Match");
     let form =
         header("Content-Type").is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
@@ -98,6 +108,10 @@ pub fn read_request(rq: &mut tiny_http::Request, limit: usize) -> Result<HttpReq
         bearer,
         form,
         body,
+        peer,
+        origin,
+        sec_fetch_site,
+        forwarded_for,
     })
 }
 

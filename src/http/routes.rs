@@ -7,6 +7,7 @@ use serde_json::json;
 use super::request::{HttpRequest, Method};
 use super::response::Reply;
 use super::{HttpEnv, history, login, page, presence, sessions, system};
+use crate::auth::origin::{Host, is_cross_site};
 use crate::clock::now_ms;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -52,6 +53,18 @@ fn route(path: &str) -> Option<(Method, Route<'_>)> {
 
 /// Answers one request.
 pub fn handle(env: &HttpEnv, req: &HttpRequest) -> Reply {
+    // The Host goes into the page's CSP and the WebSocket URL: only a host
+    // name or address and a port get that far.
+    let host = match req.host.as_deref().map(Host::parse) {
+        Some(None) => {
+            return Reply::error(
+                400,
+                "bad Host header: must be a host name or IP address and an optional port",
+            );
+        }
+        Some(Some(h)) => Some(h),
+        None => None,
+    };
     if req.method == Method::Get
         && let Some(asset) = page::asset(&req.path)
     {
@@ -63,6 +76,21 @@ pub fn handle(env: &HttpEnv, req: &HttpRequest) -> Reply {
     if req.method != method {
         let allow = if method == Method::Get { "GET" } else { "POST" };
         return Reply::error(405, "method not allowed").header("Allow", allow.into());
+    }
+    // Cookie endpoints refuse other sites' requests (login CSRF, forced
+    // logout); apps and curl send neither header and are let through.
+    if matches!(route, Route::ApiLogin | Route::ApiLogout)
+        && is_cross_site(
+            req.origin.as_deref(),
+            req.sec_fetch_site.as_deref(),
+            host.as_ref(),
+            env.ws_public_url.as_deref(),
+        )
+    {
+        return Reply::error(
+            403,
+            "cross-site request refused: the Origin is not this server",
+        );
     }
     let now = now_ms();
     match route {

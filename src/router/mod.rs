@@ -23,9 +23,8 @@ use crate::events::{ConnHandle, ConnId, Ctrl, Dones, Event, ReplyTo, StoreOp};
 use crate::store::NewMessage;
 use crate::supervisor::fault;
 use crate::wire::ids::{ClientKey, Origin, UserId};
-use crate::wire::ratelimit::TokenBucket;
 use crate::wire::{self, Register, Reject, Request, Status};
-use sessions::PendingSessions;
+use sessions::{PendingSessions, SessionRate};
 use table::{BindError, SessionTable};
 
 /// The router's settings, from the config.
@@ -49,7 +48,7 @@ pub struct Router {
     config: RouterConfig,
     table: SessionTable,
     sessions: PendingSessions,
-    session_bucket: TokenBucket,
+    session_rate: SessionRate,
     store: Sender<StoreOp>,
     /// Ops sent to the store and not answered yet.
     in_flight: usize,
@@ -70,7 +69,7 @@ impl Router {
         let rate = config.session_ids_per_s;
         Router {
             sessions: PendingSessions::new(config.session_ttl_ms),
-            session_bucket: TokenBucket::new(rate, rate.max(1.0), Instant::now()),
+            session_rate: SessionRate::new(rate, config.max_clients_per_user, Instant::now()),
             table: SessionTable::default(),
             store,
             in_flight: 0,
@@ -146,8 +145,8 @@ impl Router {
                     panic!("EDGEIM_FAULT=router");
                 }
                 let id = self
-                    .session_bucket
-                    .take(Instant::now())
+                    .session_rate
+                    .take(&user, Instant::now())
                     .then(|| self.sessions.issue(ClientKey { user, client }, now));
                 let _ = reply.send(id);
             }

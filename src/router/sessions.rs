@@ -3,9 +3,102 @@
 //! hash; owned by the router thread.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
 
 use crate::auth::{SecretHash, hash_secret};
-use crate::wire::ids::ClientKey;
+use crate::wire::ids::{ClientKey, UserId};
+
+/// One user may take at most this fraction (1/N) of the server-wide
+/// session-id rate, so that one user asking in a loop leaves the rest to
+/// everyone else.
+pub const FAIR_SHARE: f64 = 8.0;
+/// Most per-user buckets kept; full ones are dropped first.
+pub const MAX_USER_BUCKETS: usize = 1024;
+
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn refilled(self, rate: f64, burst: f64, now: Instant) -> Bucket {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        Bucket {
+            tokens: (self.tokens + elapsed * rate).min(burst),
+            last: now,
+        }
+    }
+}
+
+/// The session-id rate: a server-wide bucket (`session_ids_per_s`, a burst
+/// of one second's worth), and a bucket per user of a fair share of it
+/// (1/[`FAIR_SHARE`] of the rate, at least 1/s, with a burst of at least
+/// `max_clients_per_user`, so a user can reconnect all its clients at once).
+/// An id is issued only if both have a token; a refusal takes none.
+pub struct SessionRate {
+    rate: f64,
+    burst: f64,
+    global: Bucket,
+    user_rate: f64,
+    user_burst: f64,
+    users: HashMap<UserId, Bucket>,
+}
+
+impl SessionRate {
+    pub fn new(rate: f64, max_clients_per_user: usize, now: Instant) -> SessionRate {
+        let burst = rate.max(1.0);
+        let user_rate = (rate / FAIR_SHARE).max(1.0);
+        SessionRate {
+            rate,
+            burst,
+            global: Bucket {
+                tokens: burst,
+                last: now,
+            },
+            user_rate,
+            user_burst: user_rate.max(max_clients_per_user as f64).min(burst),
+            users: HashMap::new(),
+        }
+    }
+
+    /// Takes a token for `user` if both buckets have one.
+    pub fn take(&mut self, user: &UserId, now: Instant) -> bool {
+        let global = self.global.refilled(self.rate, self.burst, now);
+        self.global = global;
+        let (rate, burst) = (self.user_rate, self.user_burst);
+        let mine = self.users.get(user).map_or(
+            Bucket {
+                tokens: burst,
+                last: now,
+            },
+            |b| b.refilled(rate, burst, now),
+        );
+        if global.tokens < 1.0 || mine.tokens < 1.0 {
+            if self.users.contains_key(user) {
+                self.users.insert(user.clone(), mine);
+            }
+            return false;
+        }
+        self.global.tokens -= 1.0;
+        if !self.users.contains_key(user) && self.users.len() >= MAX_USER_BUCKETS {
+            // A full bucket is the same as none.
+            self.users
+                .retain(|_, b| b.refilled(rate, burst, now).tokens < burst);
+            if self.users.len() >= MAX_USER_BUCKETS {
+                return true;
+            }
+        }
+        self.users.insert(
+            user.clone(),
+            Bucket {
+                tokens: mine.tokens - 1.0,
+                last: now,
+            },
+        );
+        true
+    }
+}
 
 struct Pending {
     key: ClientKey,
@@ -69,13 +162,52 @@ impl PendingSessions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::ids::{ClientName, UserId};
+    use crate::wire::ids::ClientName;
+    use std::time::Duration;
 
     fn key() -> ClientKey {
         ClientKey {
             user: UserId::parse("alice").unwrap(),
             client: ClientName::parse("web").unwrap(),
         }
+    }
+
+    #[test]
+    fn one_user_gets_a_fair_share_and_leaves_the_rest() {
+        let t0 = Instant::now();
+        let alice = UserId::parse("alice").unwrap();
+        let bob = UserId::parse("bob").unwrap();
+        let mut r = SessionRate::new(80.0, 16, t0);
+        // alice's burst is max(80/8, 16) = 16, then 10 a second.
+        assert_eq!((0..100).filter(|_| r.take(&alice, t0)).count(), 16);
+        let t1 = t0 + Duration::from_millis(500);
+        assert_eq!((0..100).filter(|_| r.take(&alice, t1)).count(), 5);
+        // bob still finds his own share, and the server-wide bucket.
+        assert_eq!((0..100).filter(|_| r.take(&bob, t1)).count(), 16);
+        // Many users at once share the server-wide bucket, no more.
+        let t2 = t0 + Duration::from_secs(60);
+        let users: Vec<UserId> = (0..10)
+            .map(|i| UserId::parse(&format!("u{i}")).unwrap())
+            .collect();
+        let got: usize = users
+            .iter()
+            .map(|u| (0..100).filter(|_| r.take(u, t2)).count())
+            .sum();
+        assert_eq!(got, 80);
+    }
+
+    #[test]
+    fn user_buckets_are_bounded() {
+        let t0 = Instant::now();
+        let mut r = SessionRate::new(1_000_000.0, 16, t0);
+        for i in 0..(MAX_USER_BUCKETS + 10) {
+            let u = UserId::parse(&format!("u{i}")).unwrap();
+            assert!(r.take(&u, t0));
+        }
+        assert!(r.users.len() <= MAX_USER_BUCKETS);
+        let later = t0 + Duration::from_secs(10);
+        assert!(r.take(&UserId::parse("late").unwrap(), later));
+        assert!(r.users.len() <= 1, "full buckets were dropped");
     }
 
     #[test]
