@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, select};
 
-use crate::clock::now_ms;
+use crate::clock::{Now, now_ms};
 use crate::events::{ConnHandle, ConnId, Ctrl, Dones, Event, ReplyTo, StoreOp};
 use crate::store::NewMessage;
 use crate::supervisor::fault;
@@ -97,12 +97,12 @@ impl Router {
                 },
                 recv(events) -> ev => {
                     let Ok(ev) = ev else { return };
-                    if self.handle(ev, now_ms()) == Flow::Stop {
+                    if self.handle(ev, Now::read()) == Flow::Stop {
                         return;
                     }
                     // Drain a burst in one wake-up.
                     for ev in events.try_iter().take(BATCH) {
-                        if self.handle(ev, now_ms()) == Flow::Stop {
+                        if self.handle(ev, Now::read()) == Flow::Stop {
                             return;
                         }
                     }
@@ -117,8 +117,13 @@ impl Router {
         self.in_flight
     }
 
-    /// Reacts to one event.
-    pub fn handle(&mut self, ev: Event, now: u64) -> Flow {
+    /// Reacts to one event at `now`: the wall clock stamps frames, the
+    /// monotonic one times session ids.
+    pub fn handle(&mut self, ev: Event, now: impl Into<Now>) -> Flow {
+        let Now {
+            wall_ms: now,
+            mono_ms: mono,
+        } = now.into();
         match ev {
             Event::Opened(handle) => self.table.open(handle),
             Event::Register {
@@ -127,7 +132,7 @@ impl Router {
                 refused,
                 reply,
             } => {
-                let result = self.register(conn, msg, refused, now);
+                let result = self.register(conn, msg, refused, mono);
                 let _ = reply.send(result);
             }
             Event::Request { conn, req } => self.request(conn, req, now),
@@ -147,7 +152,7 @@ impl Router {
                 let id = self
                     .session_rate
                     .take(&user, Instant::now())
-                    .then(|| self.sessions.issue(ClientKey { user, client }, now));
+                    .then(|| self.sessions.issue(ClientKey { user, client }, mono));
                 let _ = reply.send(id);
             }
             Event::SystemMessage { to, body, reply } => {
@@ -224,9 +229,9 @@ impl Router {
         conn: ConnId,
         msg: Register,
         refused: Option<Reject>,
-        now: u64,
+        mono: u64,
     ) -> Result<UserId, Reject> {
-        let key = self.sessions.take(&msg.session_id, now);
+        let key = self.sessions.take(&msg.session_id, mono);
         if let Some(r) = refused {
             return Err(r);
         }
