@@ -74,18 +74,22 @@ pub fn read_request(rq: &mut tiny_http::Request, limit: usize) -> Result<HttpReq
     let if_none_match = header("If-None-Match");
     let form =
         header("Content-Type").is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    // The connection has read the body already, at most `limit + 1` bytes
+    // of it (a longer one is not read, and the connection closes after
+    // this answer); any method's body counts.
     let mut body = Vec::new();
-    if method == Method::Post {
-        if rq.body_length().is_some_and(|n| n > limit) {
-            return Err(Reply::error(413, format!("body over {limit} bytes")));
-        }
-        let read = rq.as_reader().take(limit as u64 + 1).read_to_end(&mut body);
-        if read.is_err() {
-            return Err(Reply::error(400, "cannot read the body"));
-        }
-        if body.len() > limit {
-            return Err(Reply::error(413, format!("body over {limit} bytes")));
-        }
+    if rq.body_length().is_some_and(|n| n > limit) {
+        return Err(Reply::error(413, format!("body over {limit} bytes")));
+    }
+    let read = rq.as_reader().take(limit as u64 + 1).read_to_end(&mut body);
+    if read.is_err() {
+        return Err(Reply::error(400, "cannot read the body"));
+    }
+    if body.len() > limit {
+        return Err(Reply::error(413, format!("body over {limit} bytes")));
+    }
+    if method != Method::Post {
+        body.clear();
     }
     Ok(HttpRequest {
         method,

@@ -99,7 +99,7 @@ use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -161,6 +161,7 @@ impl From<Request> for Message {
 
 // this trait is to make sure that Server implements Share and Send
 #[doc(hidden)]
+#[allow(dead_code)]
 trait MustBeShareDummy: Sync + Send {}
 #[doc(hidden)]
 impl MustBeShareDummy for Server {}
@@ -177,6 +178,83 @@ pub struct ServerConfig {
 
     /// If `Some`, then the server will use SSL to encode the communications.
     pub ssl: Option<SslConfig>,
+
+    /// The limits of every connection (patched, PATCHES.md).
+    pub limits: Limits,
+}
+
+/// What a connection may take from the server (patched: upstream had no
+/// limits). Each request is read whole, head and body, by the
+/// connection's thread before it reaches `recv`; a worker never reads a
+/// client's socket, and never writes it either: its answer is buffered
+/// and written by the connection's thread.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The request line and headers together, in bytes; more is 431.
+    pub max_head_bytes: usize,
+    /// Header lines; more is 431.
+    pub max_headers: usize,
+    /// A larger body is not read: the request is handed on with an empty
+    /// body and its `body_length()` (or, chunked, the first
+    /// `max_body_bytes + 1` bytes), and the connection closes after the
+    /// answer.
+    pub max_body_bytes: usize,
+    /// From the accept (or the first byte of a later request) to the end
+    /// of the head; then 408.
+    pub head_timeout: Duration,
+    /// From the end of the head to the end of the body; then 408.
+    pub body_timeout: Duration,
+    /// Between two requests of a keep-alive connection; then it closes
+    /// without an answer.
+    pub idle_timeout: Duration,
+    /// To write one answer; then the connection closes (and what it
+    /// pipelined is dropped).
+    pub write_timeout: Duration,
+    /// Open connections; a further one is answered 503 and closed.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_head_bytes: 16 * 1024,
+            max_headers: 100,
+            max_body_bytes: 1024 * 1024,
+            head_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
+            max_connections: 256,
+        }
+    }
+}
+
+/// The answer to a connection over `max_connections`.
+const BUSY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n";
+
+/// How long the accept thread pauses after a failed accept (out of file
+/// descriptors, say) before it tries again, so that it does not spin.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// True for an accept error that means the listener itself is gone; any
+/// other (out of descriptors or memory, a connection aborted) passes.
+fn listener_broken(e: &IoError) -> bool {
+    // EBADF, EFAULT, EINVAL are 9, 14, 22 on every unix
+    let mut broken = vec![9, 14, 22];
+    if cfg!(target_os = "linux") {
+        broken.extend([88, 95]); // ENOTSOCK, EOPNOTSUPP
+    }
+    e.raw_os_error().is_some_and(|c| broken.contains(&c))
+}
+
+/// Counts a connection while it is open.
+struct Live(Arc<AtomicUsize>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 /// Configuration of the server for SSL.
@@ -198,6 +276,7 @@ impl Server {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::from_socket_addrs(addr)?,
             ssl: None,
+            limits: Limits::default(),
         })
     }
 
@@ -214,6 +293,7 @@ impl Server {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::from_socket_addrs(addr)?,
             ssl: Some(config),
+            limits: Limits::default(),
         })
     }
 
@@ -226,23 +306,49 @@ impl Server {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::unix_from_path(path),
             ssl: None,
+            limits: Limits::default(),
         })
     }
 
     /// Builds a new server that listens on the specified address.
+    /// Like [`Server::http`], with these limits (patched).
+    pub fn http_with_limits<A>(
+        addr: A,
+        limits: Limits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
+    where
+        A: ToSocketAddrs,
+    {
+        Server::new(ServerConfig {
+            addr: ConfigListenAddr::from_socket_addrs(addr)?,
+            ssl: None,
+            limits,
+        })
+    }
+
     pub fn new(config: ServerConfig) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = config.addr.bind()?;
-        Self::from_listener(listener, config.ssl)
+        Self::from_listener_with_limits(listener, config.ssl, config.limits)
+    }
+
+    pub fn from_listener<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_limits(listener, ssl_config, Limits::default())
     }
 
     /// Builds a new server using the specified TCP listener.
     ///
     /// This is useful if you've constructed TcpListener using some less usual method
     /// such as from systemd. For other cases, you probably want the `new()` function.
-    pub fn from_listener<L: Into<Listener>>(
+    /// Like [`Server::from_listener`], with these limits (patched).
+    pub fn from_listener_with_limits<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
+        limits: Limits,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let limits = Arc::new(limits);
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -285,65 +391,76 @@ impl Server {
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
+        let live = Arc::new(AtomicUsize::new(0));
         thread::spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
 
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                let sock = match server.accept() {
+                    Ok((sock, _)) => sock,
+                    Err(e) if !listener_broken(&e) => {
+                        // patched: upstream ended the accept thread here,
+                        // for good; out of descriptors passes
+                        log::warn!("Error accepting new client: {}", e);
+                        thread::sleep(ACCEPT_PAUSE);
+                        continue;
                     }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
-                                }
-                            }
-                        }));
-                    }
-
                     Err(e) => {
                         log::error!("Error accepting new client: {}", e);
                         inside_messages.push(e.into());
                         break;
                     }
+                };
+                if live.load(Relaxed) >= limits.max_connections {
+                    // one write that cannot block: a fresh socket's buffer
+                    // holds it
+                    let mut sock = util::RefinedTcpStream::new(sock);
+                    let _ = sock.set_nonblocking(true);
+                    let _ = std::io::Write::write(&mut sock, BUSY);
+                    continue;
                 }
+                use util::RefinedTcpStream;
+                let socket = match ssl {
+                    None => RefinedTcpStream::new(sock),
+                    #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+                    Some(ref ssl) => {
+                        // trying to apply SSL over the connection
+                        // if an error occurs, we just close the socket and resume listening
+                        let sock = match ssl.accept(sock) {
+                            Ok(s) => s,
+                            Err(_) => continue,
+                        };
+
+                        RefinedTcpStream::new(sock)
+                    }
+                    #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+                    Some(ref _ssl) => unreachable!(),
+                };
+                live.fetch_add(1, Relaxed);
+                let guard = Live(live.clone());
+                let client = ClientConnection::new(socket, limits.clone());
+                let messages = inside_messages.clone();
+                let mut client = Some((client, guard));
+                tasks_pool.spawn(Box::new(move || {
+                    if let Some((mut client, _guard)) = client.take() {
+                        // one request at a time: the next is read once
+                        // this one's answer is written
+                        let (sender, receiver) = mpsc::channel();
+                        while let Some(rq) = client.next_request(&sender) {
+                            messages.push(rq.into());
+                            let answer = match receiver.recv() {
+                                Ok(answer) => answer,
+                                Err(_) => break,
+                            };
+                            if client.write_answer(&answer).is_err() {
+                                return;
+                            }
+                        }
+                        client.linger();
+                    }
+                }));
             }
             log::debug!("Terminating accept thread");
         });

@@ -107,6 +107,7 @@ pub enum RequestCreationError {
     ExpectationFailed,
 
     /// Error while reading data from the socket during the creation of the `Request`.
+    #[allow(dead_code)]
     CreationIoError(IoError),
 }
 
@@ -239,6 +240,58 @@ where
         must_send_continue: expects_continue,
         notify_when_responded: None,
     })
+}
+
+/// Where a worker writes its answer: a buffer, handed to the connection's
+/// thread when dropped, which writes it to the socket within its deadline.
+/// So a worker never blocks on a client's socket (PATCHES.md).
+struct AnswerBuffer {
+    bytes: Vec<u8>,
+    to: Sender<Vec<u8>>,
+}
+
+impl Write for AnswerBuffer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for AnswerBuffer {
+    fn drop(&mut self) {
+        let _ = self.to.send(std::mem::take(&mut self.bytes));
+    }
+}
+
+/// A request whose body has already been read whole by the connection.
+/// Its answer goes nowhere until [`Request::with_answer_sender`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn new_buffered_request(
+    secure: bool,
+    method: Method,
+    path: String,
+    version: HTTPVersion,
+    headers: Vec<Header>,
+    remote_addr: Option<SocketAddr>,
+    body: Vec<u8>,
+    body_length: Option<usize>,
+) -> Request {
+    Request {
+        data_reader: Some(Box::new(Cursor::new(body)) as Box<dyn Read + Send + 'static>),
+        response_writer: None,
+        remote_addr,
+        secure,
+        method,
+        path,
+        http_version: version,
+        headers,
+        body_length,
+        must_send_continue: false,
+        notify_when_responded: None,
+    }
 }
 
 impl Request {
@@ -469,6 +522,16 @@ impl Request {
         })
     }
 
+    /// Sends the answer, once written, to the connection's thread.
+    pub(crate) fn with_answer_sender(mut self, to: Sender<Vec<u8>>) -> Self {
+        self.response_writer = Some(Box::new(AnswerBuffer {
+            bytes: Vec::new(),
+            to,
+        }));
+        self
+    }
+
+    #[allow(dead_code)]
     pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {
         self.notify_when_responded = Some(sender);
         self

@@ -1,6 +1,7 @@
 use std::io::Result as IoResult;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::time::Duration;
 
 use crate::connection::Connection;
 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -10,16 +11,6 @@ pub(crate) enum Stream {
     Http(Connection),
     #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
     Https(SslStream),
-}
-
-impl Clone for Stream {
-    fn clone(&self) -> Self {
-        match self {
-            Stream::Http(tcp_stream) => Stream::Http(tcp_stream.try_clone().unwrap()),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-            Stream::Https(ssl_stream) => Stream::Https(ssl_stream.clone()),
-        }
-    }
 }
 
 impl From<Connection> for Stream {
@@ -45,6 +36,7 @@ impl Stream {
         }
     }
 
+    #[allow(dead_code)]
     fn shutdown(&mut self, how: Shutdown) -> IoResult<()> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.shutdown(how),
@@ -82,34 +74,21 @@ impl Write for Stream {
     }
 }
 
+/// The one handle of a client's socket (patched: upstream `try_clone`d it
+/// into a read half and a write half, two descriptors per connection).
+/// Only the connection's thread uses it, so one is enough.
 pub struct RefinedTcpStream {
     stream: Stream,
-    close_read: bool,
-    close_write: bool,
 }
 
 impl RefinedTcpStream {
-    pub(crate) fn new<S>(stream: S) -> (RefinedTcpStream, RefinedTcpStream)
+    pub(crate) fn new<S>(stream: S) -> RefinedTcpStream
     where
         S: Into<Stream>,
     {
-        let stream: Stream = stream.into();
-
-        let (read, write) = (stream.clone(), stream);
-
-        let read = RefinedTcpStream {
-            stream: read,
-            close_read: true,
-            close_write: false,
-        };
-
-        let write = RefinedTcpStream {
-            stream: write,
-            close_read: false,
-            close_write: true,
-        };
-
-        (read, write)
+        RefinedTcpStream {
+            stream: stream.into(),
+        }
     }
 
     /// Returns true if this struct wraps around a secure connection.
@@ -121,16 +100,38 @@ impl RefinedTcpStream {
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
     }
-}
 
-impl Drop for RefinedTcpStream {
-    fn drop(&mut self) {
-        if self.close_read {
-            self.stream.shutdown(Shutdown::Read).ok();
+    pub(crate) fn set_read_timeout(&self, t: Option<Duration>) -> IoResult<()> {
+        match &self.stream {
+            Stream::Http(c) => c.set_read_timeout(t),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => Ok(()),
         }
+    }
 
-        if self.close_write {
-            self.stream.shutdown(Shutdown::Write).ok();
+    pub(crate) fn set_write_timeout(&self, t: Option<Duration>) -> IoResult<()> {
+        match &self.stream {
+            Stream::Http(c) => c.set_write_timeout(t),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => Ok(()),
+        }
+    }
+
+    pub(crate) fn set_nonblocking(&self, on: bool) -> IoResult<()> {
+        match &self.stream {
+            Stream::Http(c) => c.set_nonblocking(on),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => Ok(()),
+        }
+    }
+
+    pub(crate) fn shutdown_write(&self) {
+        match &self.stream {
+            Stream::Http(c) => {
+                let _ = c.shutdown(Shutdown::Write);
+            }
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => {}
         }
     }
 }
