@@ -444,3 +444,94 @@ fn connections_over_the_cap_get_503() {
     }
     polite_is_served(&srv);
 }
+
+/// Out of file descriptors, HTTP pauses and comes back once descriptors
+/// are free again (tiny_http's accept thread used to end for good on the
+/// first accept error). The real binary, under `ulimit -n 64`.
+#[cfg(unix)]
+#[test]
+fn http_recovers_after_running_out_of_descriptors() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let config = common::test_config("fds");
+    let dir = config.data_dir.clone();
+    let file = dir.join("edgeim.toml");
+    let text = format!(
+        "data_dir = {:?}\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n\
+         [websocket]\nlisten = \"127.0.0.1:0\"\n",
+        dir.to_str().expect("utf-8 path")
+    );
+    std::fs::write(&file, text).expect("write config");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 64 && exec \"$0\" --config \"$1\"")
+        .arg(common::served::BIN)
+        .arg(&file)
+        .env("EDGEIM_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn edgeim");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stderr = child.stderr.take().expect("stderr");
+    let mut child = Kill(child);
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_line = |needle: &str| -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("no {needle:?} in the log: {e:?}"));
+            if let Some(i) = line.find(needle) {
+                return line[i + needle.len()..].trim().to_string();
+            }
+        }
+    };
+    let http = wait_line("http listening on ");
+    let healthz = |timeout: Duration| -> Option<u16> {
+        let mut s = TcpStream::connect(&http).ok()?;
+        s.set_read_timeout(Some(timeout)).ok()?;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .ok()?;
+        status_line(&mut s)
+    };
+    assert_eq!(healthz(WAIT), Some(200), "before");
+
+    // Hold connections until the server's descriptors are gone.
+    let held: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(&http).expect("connect"))
+        .collect();
+    wait_line("Error accepting new client");
+    assert_eq!(healthz(Duration::from_secs(1)), None, "out of descriptors");
+
+    drop(held);
+    let deadline = Instant::now() + 2 * WAIT;
+    loop {
+        match healthz(Duration::from_secs(2)) {
+            Some(200) => break,
+            other if Instant::now() > deadline => panic!("HTTP did not come back: {other:?}"),
+            _ => {}
+        }
+    }
+    assert!(
+        child.0.try_wait().expect("wait").is_none(),
+        "the process is alive"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
