@@ -34,6 +34,39 @@ pub(crate) const MAX_LOGIN_BODY: usize = 16 * 1024;
 pub(crate) const ROUTER_WAIT: Duration = Duration::from_secs(5);
 pub(crate) const WORKER_STACK: usize = 512 * 1024;
 
+// The limits of every HTTP connection, enforced by the connection's own
+// thread in the patched tiny_http (vendor/tiny_http/PATCHES.md) before a
+// request reaches a worker: a worker never waits for a client.
+
+/// Request line and headers together: 16 KiB, 431 beyond. The API's
+/// requests carry a few short headers; browsers send 1 to 4 KiB with
+/// their cookies, so this leaves room and bounds what a connection holds.
+pub(crate) const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Header lines: 100, 431 beyond. A browser sends about 20.
+pub(crate) const MAX_HEADERS: usize = 100;
+/// From the accept (or a later request's first byte) to the end of its
+/// head: 10 s, then 408 and close. A LAN client sends a head in
+/// milliseconds; ten seconds forgive a slow Wi-Fi link and still free the
+/// connection of a client that trickles its head.
+pub(crate) const HEAD_DEADLINE: Duration = Duration::from_secs(10);
+/// From the end of the head to the end of the body: 10 s, then 408 and
+/// close. The largest body is `max(16 KiB, max_message_bytes)`.
+pub(crate) const BODY_DEADLINE: Duration = Duration::from_secs(10);
+/// A keep-alive connection idle this long between requests is closed:
+/// 30 s, long enough for a page's requests to share a connection.
+pub(crate) const IDLE_KEEPALIVE: Duration = Duration::from_secs(30);
+/// Writing one answer: 10 s, then the connection is closed, with what it
+/// pipelined. The largest answer is the chat page's script; a client that
+/// does not read it in ten seconds is not reading.
+pub(crate) const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// Open HTTP connections: 256 (one thread each). Beyond it a connection
+/// is answered 503 with `Retry-After: 1` and closed at once, so a client
+/// learns why rather than seeing a reset; the write cannot block the
+/// accept thread (a fresh socket's buffer holds it). 256 is far more than
+/// a LAN's browsers and apps keep open, and at most 256 threads and
+/// 256 descriptors.
+pub(crate) const MAX_HTTP_CONNECTIONS: usize = 256;
+
 /// What the handlers share.
 pub struct HttpEnv {
     pub users: Arc<Directory>,
@@ -89,21 +122,32 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Starts the listener and its workers. tiny_http's accept thread ends
-    /// for good on an accept error (out of file descriptors): the workers
-    /// then send why on `died`, so the process can stop and be restarted
-    /// rather than live on without its HTTP API.
+    /// Starts the listener and its workers. The (patched) accept thread
+    /// pauses and retries after an accept error such as running out of
+    /// file descriptors, and ends only when the listener itself is broken:
+    /// the workers then send why on `died`, so the process can stop and be
+    /// restarted rather than live on without its HTTP API.
     pub fn start(
         listen: SocketAddr,
         workers: usize,
         env: Arc<HttpEnv>,
         died: Sender<String>,
     ) -> Result<HttpServer, HttpStartError> {
-        let server = tiny_http::Server::http(listen)
+        let limit = MAX_LOGIN_BODY.max(env.max_message_bytes);
+        let limits = tiny_http::Limits {
+            max_head_bytes: MAX_HEAD_BYTES,
+            max_headers: MAX_HEADERS,
+            max_body_bytes: limit,
+            head_timeout: HEAD_DEADLINE,
+            body_timeout: BODY_DEADLINE,
+            idle_timeout: IDLE_KEEPALIVE,
+            write_timeout: WRITE_DEADLINE,
+            max_connections: MAX_HTTP_CONNECTIONS,
+        };
+        let server = tiny_http::Server::http_with_limits(listen, limits)
             .map_err(|e| HttpStartError::Bind(std::io::Error::other(e.to_string())))?;
         let server = Arc::new(server);
         let stopping = Arc::new(AtomicBool::new(false));
-        let limit = MAX_LOGIN_BODY.max(env.max_message_bytes);
         let mut handles = Vec::new();
         for i in 0..workers {
             let server = server.clone();

@@ -84,18 +84,22 @@ pub fn read_request(rq: &mut tiny_http::Request, limit: usize) -> Result<HttpReq
     let if_none_match = header("If-None-Match");
     let form =
         header("Content-Type").is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    // The connection has read the body already, at most `limit + 1` bytes
+    // of it (a longer one is not read, and the connection closes after
+    // this answer); any method's body counts.
     let mut body = Vec::new();
-    if method == Method::Post {
-        if rq.body_length().is_some_and(|n| n > limit) {
-            return Err(Reply::error(413, format!("body over {limit} bytes")));
-        }
-        let read = rq.as_reader().take(limit as u64 + 1).read_to_end(&mut body);
-        if read.is_err() {
-            return Err(Reply::error(400, "cannot read the body"));
-        }
-        if body.len() > limit {
-            return Err(Reply::error(413, format!("body over {limit} bytes")));
-        }
+    if rq.body_length().is_some_and(|n| n > limit) {
+        return Err(Reply::error(413, format!("body over {limit} bytes")));
+    }
+    let read = rq.as_reader().take(limit as u64 + 1).read_to_end(&mut body);
+    if read.is_err() {
+        return Err(Reply::error(400, "cannot read the body"));
+    }
+    if body.len() > limit {
+        return Err(Reply::error(413, format!("body over {limit} bytes")));
+    }
+    if method != Method::Post {
+        body.clear();
     }
     Ok(HttpRequest {
         method,
@@ -142,5 +146,107 @@ mod tests {
         assert_eq!(form_decode("a+b%21%C3%A9").as_deref(), Some("a b!é"));
         assert_eq!(form_decode("%4"), None);
         assert_eq!(form_decode("%zz"), None);
+    }
+
+    use proptest::prelude::*;
+
+    /// A tiny_http request as the connection hands it on.
+    fn request(
+        method: tiny_http::Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> tiny_http::Request {
+        let mut rq = tiny_http::TestRequest::new()
+            .with_method(method)
+            .with_path(url)
+            .with_body(Box::leak(body.to_string().into_boxed_str()));
+        for (k, v) in headers {
+            if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+                rq = rq.with_header(h);
+            }
+        }
+        rq.into()
+    }
+
+    /// Percent-encodes every byte (as a browser's form may).
+    fn encode(s: &str) -> String {
+        s.bytes().map(|b| format!("%{b:02X}")).collect()
+    }
+
+    /// Encodes as a browser's form does: space as `+`, letters and digits
+    /// as they are, every other byte percent-encoded.
+    fn form_encode(s: &str) -> String {
+        s.bytes()
+            .map(|b| match b {
+                b' ' => "+".to_string(),
+                b if b.is_ascii_alphanumeric() => (b as char).to_string(),
+                b => format!("%{b:02x}"),
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn form_decode_answers_any_input(s in ".{0,64}") {
+            let _ = form_decode(&s);
+        }
+
+        #[test]
+        fn form_decode_undoes_percent_encoding(s in ".{0,32}") {
+            prop_assert_eq!(form_decode(&encode(&s)), Some(s.clone()));
+            prop_assert_eq!(form_decode(&form_encode(&s)), Some(s.clone()));
+        }
+
+        #[test]
+        fn read_request_answers_any_headers(
+            url in "[ -~]{0,64}",
+            cookie in "[ -~]{0,64}",
+            auth in "[ -~]{0,64}",
+            token in "[ -~]{0,64}",
+            other in "[ -~]{0,64}",
+            body in "[ -~]{0,64}",
+            post in any::<bool>(),
+        ) {
+            let method = if post { tiny_http::Method::Post } else { tiny_http::Method::Get };
+            let headers = [
+                ("Cookie", cookie.as_str()),
+                ("Authorization", auth.as_str()),
+                ("token", token.as_str()),
+                ("Host", other.as_str()),
+                ("If-None-Match", other.as_str()),
+                ("Content-Type", other.as_str()),
+            ];
+            let mut rq = request(method, &url, &headers, &body);
+            match read_request(&mut rq, 16) {
+                Ok(req) => {
+                    prop_assert!(body.len() <= 16);
+                    prop_assert_eq!(req.body.len(), if post { body.len() } else { 0 });
+                }
+                Err(reply) => prop_assert_eq!(reply.status, 413),
+            }
+        }
+
+        #[test]
+        fn credentials_are_picked_out(
+            value in "[!-:<-~]{1,40}",
+            noise in "[a-z]{1,8}",
+            scheme in prop::sample::select(vec!["Bearer", "bearer", "BEARER"]),
+        ) {
+            let cookie = format!("{noise}=1; {COOKIE}={value}; x=2");
+            let auth = format!("{scheme} {value}");
+            let mut rq = request(
+                tiny_http::Method::Get,
+                "/x",
+                &[("Cookie", cookie.as_str()), ("Authorization", auth.as_str())],
+                "",
+            );
+            let req = read_request(&mut rq, 16).expect("read");
+            prop_assert_eq!(req.cookie.as_deref(), Some(value.as_str()));
+            prop_assert_eq!(req.bearer.as_deref(), Some(value.as_str()));
+            prop_assert_eq!(req.token.as_deref(), Some(value.as_str()));
+        }
     }
 }
