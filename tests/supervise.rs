@@ -82,3 +82,19 @@ fn a_websocket_accept_thread_that_dies_ends_the_process_with_status_1() {
 fn a_signals_thread_that_ends_ends_the_process_with_status_1() {
     dies_when("signals", |_| {}, "the signals thread stopped");
 }
+
+#[test]
+fn a_handler_that_panics_costs_its_request_a_500_not_a_worker() {
+    let config = test_config("supervise");
+    let file = write_config(&config);
+    let srv = Served::start_env(&file, None, &[("EDGEIM_FAULT", "http-handler")]);
+    // More panics than there are workers (4): each is answered.
+    for _ in 0..8 {
+        let r = common::request("GET", &format!("{}/healthz", srv.http), &[], "");
+        assert_eq!(r.status, 500);
+    }
+    let r = common::request("GET", &format!("{}/api/websocket/url", srv.http), &[], "");
+    assert_eq!(r.status, 200, "the workers still serve");
+    let _ = std::fs::remove_dir_all(&config.data_dir);
+    let _ = std::fs::remove_file(&file);
+}

@@ -122,19 +122,17 @@ impl Logins {
             store.send(op).ok()?;
             rx.recv_timeout(SAVE_WAIT).ok().filter(|saved| *saved)?;
         }
-        let evicted = match self.map.lock() {
-            Ok(mut map) => {
-                map.insert(
-                    hash,
-                    Login {
-                        user: user.clone(),
-                        tag,
-                        expires_ms,
-                    },
-                );
-                sweep(&mut map, &user, now_ms)
-            }
-            Err(_) => Vec::new(),
+        let evicted = {
+            let mut map = super::lock(&self.map);
+            map.insert(
+                hash,
+                Login {
+                    user: user.clone(),
+                    tag,
+                    expires_ms,
+                },
+            );
+            sweep(&mut map, &user, now_ms)
         };
         // The evicted logins are revoked on disk too (not waited for: the
         // new login is what this request is about).
@@ -149,7 +147,7 @@ impl Logins {
 
     /// The user a secret logs in, and with which password, if it is valid.
     pub fn check(&self, secret: &str, now_ms: u64) -> Option<(UserId, PasswordTag)> {
-        let map = self.map.lock().ok()?;
+        let map = super::lock(&self.map);
         map.get(&hash_secret(secret))
             .filter(|l| l.expires_ms > now_ms)
             .map(|l| (l.user.clone(), l.tag))
@@ -158,11 +156,7 @@ impl Logins {
     /// Revokes a login; false if it was not valid.
     pub fn revoke(&self, secret: &str) -> bool {
         let hash = hash_secret(secret);
-        let found = self
-            .map
-            .lock()
-            .map(|mut m| m.remove(&hash).is_some())
-            .unwrap_or(false);
+        let found = super::lock(&self.map).remove(&hash).is_some();
         // Answered after the revocation is on disk, so a restart cannot
         // bring the login back.
         if found && let Some(store) = &self.store {
@@ -176,9 +170,7 @@ impl Logins {
 
     /// Revokes every login of a user (removed from the users file).
     pub fn revoke_user(&self, user: &UserId) {
-        if let Ok(mut m) = self.map.lock() {
-            m.retain(|_, l| &l.user != user);
-        }
+        super::lock(&self.map).retain(|_, l| &l.user != user);
         if let Some(store) = &self.store {
             let _ = store.send(StoreOp::RevokeUser { user: user.clone() });
         }

@@ -13,3 +13,11 @@ pub mod users;
 pub use directory::Directory;
 pub use logins::{COOKIE, Logins, SavedLogin};
 pub use secret::{SecretHash, hash_secret};
+
+/// A lock whose holder panicked is still usable: the tables behind these
+/// mutexes are whole after every statement, and an HTTP handler that
+/// panics (answered 500) must not leave logins or the throttle broken for
+/// good.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -260,15 +260,10 @@ impl LoginThrottle {
     }
     /// See [`Throttle::begin`]: a failure unless [`Self::succeeded`] follows.
     pub fn begin(&self, addr: IpAddr, user: &str, now_ms: u64) -> Result<(), RetryAfter> {
-        match self.inner.lock() {
-            Ok(mut t) => t.begin(addr, user, now_ms),
-            Err(_) => Ok(()),
-        }
+        super::lock(&self.inner).begin(addr, user, now_ms)
     }
     pub fn succeeded(&self, addr: IpAddr, user: &str) {
-        if let Ok(mut t) = self.inner.lock() {
-            t.succeeded(addr, user);
-        }
+        super::lock(&self.inner).succeeded(addr, user);
     }
 }
 

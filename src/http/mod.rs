@@ -105,6 +105,23 @@ fn ask_router<T>(
         .map_err(|_| response::busy("server busy"))
 }
 
+/// Answers one request. A handler that panics (a bug) costs that request
+/// a 500, not the worker: four such requests would otherwise leave no
+/// worker at all. The mutexes the handlers share recover from a panic
+/// (`auth::lock`), and the tables behind them are whole between calls.
+fn answer(env: &HttpEnv, req: &request::HttpRequest) -> response::Reply {
+    let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if crate::supervisor::fault("http-handler") && req.path == "/healthz" {
+            panic!("EDGEIM_FAULT=http-handler");
+        }
+        routes::handle(env, req)
+    }));
+    handled.unwrap_or_else(|_| {
+        log::error!("an HTTP handler panicked on {}", req.path_for_log());
+        response::Reply::error(500, "internal error")
+    })
+}
+
 /// Why the HTTP listener did not start.
 #[derive(Debug)]
 pub enum HttpStartError {
@@ -171,7 +188,7 @@ impl HttpServer {
                             }
                         };
                         let reply = match request::read_request(&mut rq, limit) {
-                            Ok(req) => routes::handle(&env, &req),
+                            Ok(req) => answer(&env, &req),
                             Err(reply) => reply,
                         };
                         response::respond(rq, reply);

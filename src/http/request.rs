@@ -44,6 +44,17 @@ pub struct HttpRequest {
 }
 
 /// Reads a tiny_http request into an [`HttpRequest`], refusing bodies over
+impl HttpRequest {
+    /// The path as a log line may show it: short, no control characters.
+    pub fn path_for_log(&self) -> String {
+        self.path
+            .chars()
+            .take(100)
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect()
+    }
+}
+
 /// `limit` (tiny_http itself has no limit).
 pub fn read_request(rq: &mut tiny_http::Request, limit: usize) -> Result<HttpRequest, Reply> {
     let method = match rq.method() {
