@@ -2,6 +2,7 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tungstenite::WebSocket;
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -35,9 +36,13 @@ pub fn handshake(
     let stream = ReaderStream {
         tcp: SharedTcp(tcp.clone()),
         writer: None,
+        deadline: Some(Instant::now() + env.register_timeout),
     };
     match tungstenite::accept_hdr_with_config(stream, check_path, Some(env.ws_config)) {
-        Ok(ws) => Some(ws),
+        Ok(mut ws) => {
+            ws.get_mut().deadline = None;
+            Some(ws)
+        }
         Err(e) => {
             log::debug!("conn {id} {peer}: handshake failed: {e}");
             None

@@ -7,6 +7,7 @@
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
@@ -38,10 +39,23 @@ pub struct ReaderStream {
     pub(super) tcp: SharedTcp,
     /// `None` until the writer exists (during the handshake).
     pub(super) writer: Option<Sender<Ctrl>>,
+    /// While set (the handshake), every read waits at most until then, so
+    /// the whole handshake has one deadline however its bytes trickle in.
+    pub(super) deadline: Option<Instant>,
 }
 
 impl Read for ReaderStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "handshake deadline",
+                ));
+            }
+            self.tcp.0.set_read_timeout(Some(left))?;
+        }
         self.tcp.read(buf)
     }
 }

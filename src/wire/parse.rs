@@ -74,6 +74,11 @@ pub fn parse(text: &str) -> Result<Envelope, (Option<String>, Reject)> {
         None => return bad(echo, "missing field `body`"),
         Some(_) => return bad(echo, "field `body` must be a string"),
     };
+    // Only 1000 and 9101 take an object (section 4): for any other type an
+    // object is a field of the wrong type, a 401 like the others.
+    if matches!(body, Body::Object(_)) && kind != TYPE_REGISTER && kind != TYPE_RECEIVE_STATUS {
+        return bad(echo, "field `body` must be a string");
+    }
     if echo.is_none() {
         return bad(None, "field `id` must be 1 to 64 characters");
     }
@@ -199,10 +204,11 @@ pub fn check(env: Envelope, rules: &Rules) -> Result<Request, Reject> {
         let body = match env.body {
             Body::Text(s) if !s.is_empty() => s,
             Body::Text(_) => return Err(Reject::new(Status::BodyError, "body is empty")),
+            // `parse` refuses an object body for a text (401).
             Body::Object(_) => {
                 return Err(Reject::new(
-                    Status::BodyError,
-                    "a text body must be a string",
+                    Status::MessageError,
+                    "field `body` must be a string",
                 ));
             }
         };
@@ -495,5 +501,74 @@ mod tests {
             (msg.session_id.as_str(), refused.map(|r| r.status)),
             ("abc", Some(Status::FromError))
         );
+    }
+
+    #[test]
+    fn an_object_body_is_401_except_for_register_and_receipt() {
+        let obj = |t: i64| {
+            format!(
+                r#"{{"id":"o","type":{t},"isSystem":false,"from":"a","to":"b","body":{{"x":1}}}}"#
+            )
+        };
+        for t in [2001, 9001, 7] {
+            let Err((id, r)) = parse(&obj(t)) else {
+                panic!("type {t} with an object body must be refused")
+            };
+            assert_eq!((id.as_deref(), r.status), (Some("o"), Status::MessageError));
+        }
+        for t in [1000, 9101] {
+            assert!(parse(&obj(t)).is_ok(), "type {t} takes an object");
+        }
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn rules_check(env: Envelope) {
+            let user = UserId::parse("alice").unwrap();
+            let rules = Rules {
+                user: &user,
+                max_recipients: 10,
+                user_exists: &|_| true,
+            };
+            let _ = check(env, &rules);
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            #[test]
+            fn any_string_parses_or_is_refused(text in any::<String>()) {
+                match parse(&text) {
+                    Ok(env) => rules_check(env),
+                    Err((_, r)) => prop_assert_eq!(r.status, Status::MessageError),
+                }
+            }
+
+            #[test]
+            fn any_bytes_as_lossy_text_parse_or_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let text = String::from_utf8_lossy(&bytes);
+                if let Ok(env) = parse(&text) {
+                    rules_check(env);
+                }
+            }
+
+            #[test]
+            fn any_field_values_parse_or_are_refused(
+                id in prop_oneof![Just(serde_json::json!(null)), any::<String>().prop_map(serde_json::Value::from), any::<i64>().prop_map(serde_json::Value::from)],
+                kind in prop_oneof![any::<i64>().prop_map(serde_json::Value::from), any::<f64>().prop_map(serde_json::Value::from), Just(serde_json::json!("2001"))],
+                to in any::<String>(),
+                body in prop_oneof![any::<String>().prop_map(serde_json::Value::from), Just(serde_json::json!({"code": 200, "status": "S", "msg": "m"})), Just(serde_json::json!([1]))],
+            ) {
+                let v = serde_json::json!({
+                    "id": id, "type": kind, "isSystem": false,
+                    "from": "alice", "to": to, "body": body,
+                });
+                if let Ok(env) = parse(&v.to_string()) {
+                    rules_check(env);
+                }
+            }
+        }
     }
 }

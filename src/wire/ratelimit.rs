@@ -1,7 +1,7 @@
 //! A token bucket, used per connection (messages) and by the router
 //! (session ids). Time is passed in so tests need no clock.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub struct TokenBucket {
     rate_per_s: f64,
@@ -23,15 +23,36 @@ impl TokenBucket {
 
     /// Takes one token if there is one.
     pub fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate_per_s).min(self.burst);
+        self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
         } else {
             false
         }
+    }
+
+    /// Takes one token, or says how long until there is one: the caller
+    /// waits that long before it takes in more (back-pressure, not refusal).
+    pub fn take_or_wait(&mut self, now: Instant) -> Option<Duration> {
+        if self.take(now) {
+            return None;
+        }
+        let missing = (1.0 - self.tokens).max(0.0);
+        let secs = if self.rate_per_s > 0.0 {
+            missing / self.rate_per_s
+        } else {
+            1.0
+        };
+        // Never wait longer than a second: rates are at least 1/s in use.
+        // (A microsecond more, so that rounding never leaves it short.)
+        Some(Duration::from_secs_f64(secs.clamp(0.0, 1.0)) + Duration::from_micros(1))
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate_per_s).min(self.burst);
     }
 }
 
@@ -52,5 +73,15 @@ mod tests {
         let later = t0 + Duration::from_secs(60);
         assert!((0..3).all(|_| b.take(later)));
         assert!(!b.take(later));
+    }
+
+    #[test]
+    fn take_or_wait_says_how_long_until_a_token() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10.0, 1.0, t0);
+        assert_eq!(b.take_or_wait(t0), None);
+        let wait = b.take_or_wait(t0).unwrap();
+        assert!((wait.as_secs_f64() - 0.1).abs() < 1e-5, "{wait:?}");
+        assert_eq!(b.take_or_wait(t0 + wait), None);
     }
 }
