@@ -28,7 +28,7 @@ use crate::events::{ConnHandle, ConnId, ConnShared, Ctrl, Event};
 use crate::wire::checks::InboundLimits;
 use handshake::handshake;
 use reader::Reader;
-use stream::SharedTcp;
+use stream::{SharedTcp, WriterStream};
 use writer::Writer;
 
 /// Settings every connection shares.
@@ -94,7 +94,15 @@ pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
     // The writer never reads: no read buffer (2 KiB more per connection).
     let writer_config = env.ws_config.read_buffer_size(0);
     let writer = Writer {
-        ws: WebSocket::from_raw_socket(SharedTcp(tcp), Role::Server, Some(writer_config)),
+        ws: WebSocket::from_raw_socket(
+            WriterStream {
+                tcp: SharedTcp(tcp),
+                deadline: None,
+            },
+            Role::Server,
+            Some(writer_config),
+        ),
+        write_timeout: env.write_timeout,
         shared: shared.clone(),
         ctrl: ctrl_rx,
         out: out_rx,
