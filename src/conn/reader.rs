@@ -51,6 +51,12 @@ impl Reader<'_> {
                     return format!("message of {size} bytes over the limit of {max_size}");
                 }
                 Err(WsError::Io(e)) => return format!("i/o: {e}"),
+                // RFC 6455 section 7.4.1: 1007 for data inconsistent with
+                // the message's type, here a text that is not UTF-8.
+                Err(WsError::Utf8(e)) => {
+                    self.fail(1007, "invalid UTF-8");
+                    return format!("invalid UTF-8 in a text message: {e}");
+                }
                 Err(e) => {
                     self.fail(1002, "protocol error");
                     return format!("protocol error: {e}");

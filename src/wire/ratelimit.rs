@@ -32,20 +32,24 @@ impl TokenBucket {
         }
     }
 
-    /// Takes one token, or says how long until there is one: the caller
-    /// waits that long before it takes in more (back-pressure, not refusal).
+    /// Takes one token even when there is none, and then says how long the
+    /// caller must wait before it takes in more: the bucket goes into debt
+    /// by one token, which the wait pays back. Frames paced this way come
+    /// at `rate_per_s` at most (back-pressure, not refusal). Only a caller
+    /// that always waits as told uses this: the debt never passes a token.
     pub fn take_or_wait(&mut self, now: Instant) -> Option<Duration> {
         if self.take(now) {
             return None;
         }
-        let missing = (1.0 - self.tokens).max(0.0);
+        self.tokens -= 1.0;
+        let owed = -self.tokens;
         let secs = if self.rate_per_s > 0.0 {
-            missing / self.rate_per_s
+            owed / self.rate_per_s
         } else {
             1.0
         };
-        // Never wait longer than a second: rates are at least 1/s in use.
-        // (A microsecond more, so that rounding never leaves it short.)
+        // Never more than a second (rates are at least 1/s in use), and a
+        // microsecond more, so that rounding never leaves it short.
         Some(Duration::from_secs_f64(secs.clamp(0.0, 1.0)) + Duration::from_micros(1))
     }
 
@@ -76,12 +80,16 @@ mod tests {
     }
 
     #[test]
-    fn take_or_wait_says_how_long_until_a_token() {
+    fn take_or_wait_paces_to_the_rate() {
         let t0 = Instant::now();
         let mut b = TokenBucket::new(10.0, 1.0, t0);
-        assert_eq!(b.take_or_wait(t0), None);
+        assert_eq!(b.take_or_wait(t0), None, "the burst");
         let wait = b.take_or_wait(t0).unwrap();
         assert!((wait.as_secs_f64() - 0.1).abs() < 1e-5, "{wait:?}");
-        assert_eq!(b.take_or_wait(t0 + wait), None);
+        // The frame that waited has its token: the next one waits again.
+        let t1 = t0 + wait;
+        let again = b.take_or_wait(t1).unwrap();
+        assert!((again.as_secs_f64() - 0.1).abs() < 1e-5, "{again:?}");
+        assert!(!b.take(t1 + again / 2), "in debt until the wait is over");
     }
 }
