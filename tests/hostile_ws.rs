@@ -553,7 +553,13 @@ fn status_cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
             t(&alice_text("d1", "hi").replace("{\"", "{\"id\":\"d0\",\"")),
             StatusFor("d1", 200),
         ),
-        ("JSON nested 100 deep", t(&nested(100)), Status(200)),
+        (
+            "JSON nested 64 deep, the frame included",
+            t(&nested(63)),
+            Status(200),
+        ),
+        ("JSON nested 65 deep", t(&nested(64)), Status(401)),
+        ("JSON nested 100 deep", t(&nested(100)), Status(401)),
         ("JSON nested 1,000 deep", t(&nested(1000)), Status(401)),
         (
             "exactly max_message_bytes (64 KiB)",
@@ -967,4 +973,43 @@ fn pings_and_tiny_frames_are_paced_to_the_message_rate() {
         took >= least,
         "{answered} garbage frames answered in {took:?}"
     );
+}
+
+/// JSON nested 100,000 deep, in a message the size limit lets through, is
+/// 401, and so are 40,000 nested objects, which overflowed the reader's
+/// stack (and aborted the server) in a debug build before the depth check.
+#[test]
+fn json_nested_100000_deep_is_401_not_a_stack_overflow() {
+    let srv = TestServer::start_with(|c| c.limits.max_message_bytes = 256 * 1024);
+    let mut raw = Raw::registered(&srv, "alice", "deep");
+    raw.send(&text_frame(&nested(100_000)));
+    // Not parsed at all, so no id to echo: a server-made one.
+    assert_eq!(raw.status().1, 401);
+    let objects = format!("{}{}", "{\"a\":".repeat(40_000), "}".repeat(40_000));
+    raw.send(&text_frame(&objects));
+    assert_eq!(raw.status().1, 401);
+    // The deepest nesting allowed (MAX_JSON_DEPTH, 64, the frame
+    // included), in objects, which take the parser the most stack.
+    let deepest = format!(
+        r#"{{"id":"deepest","type":2001,"isSystem":false,"from":"alice","to":"bob","body":"x","e":{}1{}}}"#,
+        "{\"k\":".repeat(63),
+        "}".repeat(63)
+    );
+    raw.send(&text_frame(&deepest));
+    assert_eq!(raw.status(), ("deepest".to_string(), 200));
+    raw.still_serves(0);
+}
+
+/// A 9101 whose body string holds deeply nested JSON is 404, parsed no
+/// deeper than a frame.
+#[test]
+fn a_receipt_body_nested_deep_is_404() {
+    let srv = TestServer::start();
+    let mut raw = Raw::registered(&srv, "alice", "deep-body");
+    let body = format!("{}{}", "{\"k\":".repeat(5000), "}".repeat(5000));
+    let ack = json!({"id": "deep-ack", "type": 9101, "isSystem": false,
+        "from": "alice", "to": "bob", "body": body});
+    raw.send(&text_frame(&ack.to_string()));
+    assert_eq!(raw.status(), ("deep-ack".to_string(), 404));
+    raw.still_serves(0);
 }

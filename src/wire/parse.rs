@@ -34,6 +34,9 @@ pub enum Body {
 pub fn parse(text: &str) -> Result<Envelope, (Option<String>, Reject)> {
     let bad =
         |id: Option<String>, why: &'static str| Err((id, Reject::new(Status::MessageError, why)));
+    if nested_deeper_than(text, MAX_JSON_DEPTH) {
+        return bad(None, "JSON nested too deep");
+    }
     let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(text) else {
         return bad(None, "frame is not a JSON object");
     };
@@ -90,6 +93,46 @@ pub fn parse(text: &str) -> Result<Envelope, (Option<String>, Reject)> {
         to,
         body,
     })
+}
+
+/// The deepest nesting of arrays and objects a frame may have, the frame's
+/// own object counting as one. A protocol frame needs two (an object
+/// `body`); unknown fields are ignored but still parsed. serde_json stops at
+/// 128 levels, but parsing 128 nested objects overflowed a reader's 256 KiB
+/// stack in a debug build (measured, tests/hostile_ws.rs), and a stack
+/// overflow aborts the whole server: 64 keeps well inside it.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Whether `text` nests arrays and objects deeper than `max`, by one pass
+/// over its bytes (brackets inside strings do not count). Invalid JSON is
+/// the parser's to refuse; this only bounds how deep the parser recurses.
+fn nested_deeper_than(text: &str, max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for b in text.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// A register message (1000), checked as far as the reader can check it.
@@ -298,6 +341,7 @@ fn printable(s: &str) -> String {
 fn body_object(body: Body) -> Option<Map<String, Value>> {
     match body {
         Body::Object(o) => Some(o),
+        Body::Text(s) if nested_deeper_than(&s, MAX_JSON_DEPTH) => None,
         Body::Text(s) => match serde_json::from_str(&s) {
             Ok(Value::Object(o)) => Some(o),
             _ => None,
@@ -309,6 +353,10 @@ fn body_object(body: Body) -> Option<Map<String, Value>> {
 fn status_body(body: Body) -> Option<String> {
     let (text, obj) = match body {
         Body::Text(s) => {
+            // The body is JSON in a string: bounded like a frame.
+            if nested_deeper_than(&s, MAX_JSON_DEPTH) {
+                return None;
+            }
             let o = match serde_json::from_str(&s) {
                 Ok(Value::Object(o)) => o,
                 _ => return None,
@@ -501,6 +549,26 @@ mod tests {
             (msg.session_id.as_str(), refused.map(|r| r.status)),
             ("abc", Some(Status::FromError))
         );
+    }
+
+    #[test]
+    fn nesting_is_bounded_before_the_parser_recurses() {
+        let frame = |depth: usize| {
+            format!(
+                r#"{{"id":"n","type":2001,"isSystem":false,"from":"a","to":"b","body":"x","e":{}{}}}"#,
+                "{\"k\":".repeat(depth) + "1",
+                "}".repeat(depth)
+            )
+        };
+        assert!(parse(&frame(MAX_JSON_DEPTH - 1)).is_ok());
+        let Err((None, r)) = parse(&frame(MAX_JSON_DEPTH)) else {
+            panic!("one level too deep must be refused")
+        };
+        assert_eq!(r.status, Status::MessageError);
+        // Brackets inside strings do not count; escaped quotes stay inside.
+        let s = format!(r#"{{"id":"{}\"[[","k":1}}"#, "[".repeat(100));
+        assert!(!nested_deeper_than(&s, 1));
+        assert!(nested_deeper_than("[[[", 2));
     }
 
     #[test]
