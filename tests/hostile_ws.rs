@@ -71,8 +71,25 @@ fn vm_rss_kib() -> u64 {
 /// next register.
 #[test]
 fn a_slow_reader_is_dropped_within_the_write_timeout_and_loses_nothing() {
+    slow_reader(None);
+}
+
+/// The same with a budget too large to matter: the write deadline alone
+/// drops it (SO_SNDTIMEO alone let each partial write start the clock
+/// again: 8.7 s with a 2 s timeout, 43 s with 10 s).
+#[test]
+fn a_blocked_write_alone_drops_a_slow_reader_within_the_write_timeout() {
+    slow_reader(Some(1 << 30));
+}
+
+fn slow_reader(send_queue: Option<usize>) {
     const WRITE_TIMEOUT_S: u64 = 2;
-    let srv = TestServer::start_with(|c| c.websocket.write_timeout_s = WRITE_TIMEOUT_S);
+    let srv = TestServer::start_with(|c| {
+        c.websocket.write_timeout_s = WRITE_TIMEOUT_S;
+        if let Some(q) = send_queue {
+            c.websocket.send_queue = q;
+        }
+    });
     let token = srv.token("erin");
     let mut alice = srv.client("alice", "web");
     let bob = srv.client("bob", "phone");
@@ -102,7 +119,7 @@ fn a_slow_reader_is_dropped_within_the_write_timeout_and_loses_nothing() {
         )
     });
     eprintln!(
-        "slow bob dropped after {gone_after:?} and {} texts; RSS {} → {} KiB",
+        "slow bob (send_queue {send_queue:?}) dropped after {gone_after:?} and {} texts; RSS {} → {} KiB",
         accepted.len(),
         rss_before,
         rss_after
