@@ -50,7 +50,9 @@ impl TokenBucket {
         };
         // Never more than a second (rates are at least 1/s in use), and a
         // microsecond more, so that rounding never leaves it short.
-        Some(Duration::from_secs_f64(secs.clamp(0.0, 1.0)) + Duration::from_micros(1))
+        let wait =
+            Duration::try_from_secs_f64(secs.clamp(0.0, 1.0)).unwrap_or(Duration::from_secs(1));
+        Some(wait + Duration::from_micros(1))
     }
 
     fn refill(&mut self, now: Instant) {
