@@ -140,7 +140,9 @@ impl Chat {
         let Ok(m) = serde_json::from_str::<Value>(text) else {
             return Ok(());
         };
-        let field = |k: &str| m[k].as_str().unwrap_or_default().to_string();
+        // What peers wrote is shown with control characters escaped: a
+        // body must not move the cursor, recolour or retitle the terminal.
+        let field = |k: &str| shown(m[k].as_str().unwrap_or_default());
         let (id, from, to, body) = (field("id"), field("from"), field("to"), field("body"));
         match m["type"].as_i64() {
             Some(TYPE_TEXT) => {
@@ -156,13 +158,30 @@ impl Chat {
             Some(TYPE_SEND_STATUS) => match (StatusBody::of_frame(&m), self.pending.remove(&id)) {
                 (s, true) if s.code == 200 => println!("✓ {id}"),
                 (s, false) if s.code == 200 => {} // the answer to one of our receipts
-                (s, _) => println!("✗ {id} {s}"),
+                (s, _) => println!("✗ {id} {}", shown(&s.to_string())),
             },
             Some(TYPE_RECEIVE_STATUS) => println!("✓✓ {id} read by {from}"),
             _ => {}
         }
         Ok(())
     }
+}
+
+/// Text from the network as it may reach a terminal: control characters
+/// (C0, DEL, C1: ESC starts the escape sequences) and the bidirectional
+/// overrides (which reorder what follows) are written as Rust escapes,
+/// `\u{1b}`, `\n`; everything else, non-ASCII included, as it is.
+fn shown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `bob,carol: hi` → ("bob,carol", "hi") when every name is a valid user id.
@@ -233,6 +252,15 @@ fn register(opts: &Options, session_id: &str) -> Result<Socket, ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_from_peers_are_shown_escaped() {
+        assert_eq!(shown("hi \u{1b}[2J\u{7}there"), "hi \\u{1b}[2J\\u{7}there");
+        assert_eq!(shown("a\nb\tc\r"), "a\\nb\\tc\\r");
+        assert_eq!(shown("\u{9b}31m"), "\\u{9b}31m", "C1 CSI");
+        assert_eq!(shown("\u{202e}txt.exe"), "\\u{202e}txt.exe");
+        assert_eq!(shown("grüße 名前 🙂"), "grüße 名前 🙂");
+    }
 
     #[test]
     fn a_name_prefix_picks_the_recipients() {

@@ -2,7 +2,7 @@
 //!
 //! - [`Event`]: connection and HTTP threads → the router.
 //! - [`Outbound`]: the router → one connection's writer (unbounded channel,
-//!   bounded by the `queued` counter so memory grows only with real use).
+//!   bounded by the `queued` byte count so memory grows only with real use).
 //! - [`Ctrl`]: the reader or the router → one connection's writer
 //!   (small bounded channel; the writer drains it before `Outbound`).
 //! - [`StoreOp`]: the router and the HTTP login table → the store thread
@@ -38,11 +38,20 @@ pub enum Outbound {
 }
 
 impl Outbound {
-    /// Whether the item counts against `send_queue`. Answers do not: they
-    /// answer what the client itself sent (bounded by its rate limit), and a
-    /// client that pipelines many receipts gets them in bursts per commit.
-    pub fn counts(&self) -> bool {
-        !matches!(self, Outbound::Answer(_))
+    /// The bytes this item holds, which count against `send_queue` (a
+    /// byte budget) until the writer takes them to write: every kind
+    /// counts, answers and a whole backlog included, since each takes
+    /// memory while it waits.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Outbound::Frame(f) | Outbound::Answer(f) => f.len(),
+            Outbound::Batch(fs) => fs.iter().map(|f| f.len()).sum(),
+        }
+    }
+
+    /// Whether the item is an answer (9001) to what the client sent.
+    pub fn is_answer(&self) -> bool {
+        matches!(self, Outbound::Answer(_))
     }
 }
 
@@ -62,9 +71,13 @@ pub enum Ctrl {
 pub struct ConnShared {
     pub id: ConnId,
     pub peer: SocketAddr,
-    /// Outbound items the router queued and the writer has not taken yet
-    /// (answers not counted, see [`Outbound::counts`]).
+    /// Bytes of the outbound items the router queued that the writer has
+    /// not taken to write yet ([`Outbound::bytes`]).
     pub queued: AtomicUsize,
+    /// Of those, the bytes of answers (9001): they have an allowance of
+    /// their own, so that answers never close a connection that keeps up
+    /// with them, whatever else (a backlog) waits before them.
+    pub queued_answers: AtomicUsize,
     /// When the last frame arrived, in ms since the server started.
     pub last_seen_ms: AtomicU64,
     pub registered: AtomicBool,
@@ -80,6 +93,7 @@ impl ConnShared {
             id,
             peer,
             queued: AtomicUsize::new(0),
+            queued_answers: AtomicUsize::new(0),
             last_seen_ms: AtomicU64::new(0),
             registered: AtomicBool::new(false),
             closing: AtomicBool::new(false),

@@ -363,6 +363,14 @@ fn a_hostile_client_sending_garbage_does_not_disturb_others() {
             assert_eq!(erin.any_status().1, 401, "JSON array");
             erin.send_raw("{\"id\": \"cut");
             assert_eq!(erin.any_status().1, 401, "cut JSON");
+            // A well-formed message ends the run of errors (after
+            // MAX_ERRORS_IN_A_ROW, 32, the server closes): a 9001 is 403,
+            // or 400 once the garbage has used the rate bucket up.
+            erin.send_raw(&format!(
+                r#"{{"id":"t{i}","type":9001,"isSystem":false,"from":"erin","to":"erin","body":"x"}}"#
+            ));
+            let code = erin.any_status().1;
+            assert!(code == 403 || code == 400, "a 9001 from a client: {code}");
         }
         // Not WebSocket at all: the server hangs up.
         let mut raw = TcpStream::connect(&ws_addr).unwrap();

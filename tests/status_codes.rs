@@ -442,12 +442,14 @@ fn an_empty_text_body_is_404() {
 }
 
 #[test]
-fn a_text_body_that_is_an_object_is_404() {
+fn a_text_body_that_is_an_object_is_401() {
+    // PROTOCOL.md section 5: a field of the wrong type is 401; only 1000 and
+    // 9101 take an object body.
     let srv = TestServer::start();
     let mut alice = srv.client("alice", "web");
     let mut v = text(&alice, "obj", "bob", "x");
     v["body"] = json!({"text": "hi"});
-    expect_code(&mut alice, v, 404);
+    expect_code(&mut alice, v, 401);
     let v = text(&alice, "after", "bob", "still usable");
     expect_code(&mut alice, v, 200);
 }

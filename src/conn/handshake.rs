@@ -1,10 +1,13 @@
 //! The WebSocket handshake on a new connection, on the context path only.
 
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tungstenite::WebSocket;
+use tungstenite::error::ProtocolError;
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tungstenite::{Error as WsError, HandshakeError, WebSocket};
 
 use super::ConnEnv;
 use super::stream::{ReaderStream, SharedTcp};
@@ -35,12 +38,48 @@ pub fn handshake(
     let stream = ReaderStream {
         tcp: SharedTcp(tcp.clone()),
         writer: None,
+        deadline: Some(Instant::now() + env.register_timeout),
     };
     match tungstenite::accept_hdr_with_config(stream, check_path, Some(env.ws_config)) {
-        Ok(ws) => Some(ws),
+        Ok(mut ws) => {
+            ws.get_mut().deadline = None;
+            Some(ws)
+        }
         Err(e) => {
             log::debug!("conn {id} {peer}: handshake failed: {e}");
+            let failure = match &e {
+                HandshakeError::Failure(f) => Some(f),
+                HandshakeError::Interrupted(_) => None,
+            };
+            if let Some(answer) = failure.and_then(refusal) {
+                // Best effort, like tungstenite's own 404: the socket is
+                // dropped right after.
+                let _ = tcp.set_write_timeout(Some(REFUSAL_WRITE_TIMEOUT));
+                let _ = (&**tcp).write_all(answer.as_bytes());
+            }
             None
         }
     }
+}
+
+/// How long the answer to a refused upgrade may take to write.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The HTTP answer RFC 6455 (section 4.2.2) asks for when tungstenite
+/// refused an upgrade request without writing one: 426 with the version
+/// the server speaks for a missing or other `Sec-WebSocket-Version`, 400
+/// for any other malformed upgrade. `None` when the socket failed or an
+/// answer was written already (the 404 for another path).
+fn refusal(e: &WsError) -> Option<&'static str> {
+    let WsError::Protocol(p) = e else {
+        return None;
+    };
+    Some(match p {
+        ProtocolError::MissingSecWebSocketVersionHeader => {
+            "HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        }
+        ProtocolError::CustomResponseSuccessful => return None,
+        _ => "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    })
 }

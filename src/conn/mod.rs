@@ -28,7 +28,7 @@ use crate::events::{ConnHandle, ConnId, ConnShared, Ctrl, Event};
 use crate::wire::checks::InboundLimits;
 use handshake::handshake;
 use reader::Reader;
-use stream::SharedTcp;
+use stream::{SharedTcp, WriterStream};
 use writer::Writer;
 
 /// Settings every connection shares.
@@ -37,7 +37,7 @@ pub struct ConnEnv {
     pub context_path: String,
     /// tungstenite's buffers and limits ([`ws_config`]).
     pub ws_config: WebSocketConfig,
-    /// Bounds the handshake's reads and the time to register.
+    /// Bounds the whole handshake, and then the time to register.
     pub register_timeout: Duration,
     /// How often the writer pings.
     pub ping_interval: Duration,
@@ -75,9 +75,9 @@ pub fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
 pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
     let Ok(peer) = tcp.peer_addr() else { return };
     let _ = tcp.set_nodelay(true);
-    // tungstenite has no handshake timeout: a read timeout stands in, for
-    // the handshake only.
-    let _ = tcp.set_read_timeout(Some(env.register_timeout));
+    // tungstenite has no handshake timeout: the handshake's stream gives
+    // every read what is left of one deadline (`ReaderStream::deadline`),
+    // so a client trickling its request byte by byte is still cut off.
     let tcp = Arc::new(tcp);
     let Some(mut ws) = handshake(&tcp, id, peer, env) else {
         return;
@@ -94,7 +94,15 @@ pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
     // The writer never reads: no read buffer (2 KiB more per connection).
     let writer_config = env.ws_config.read_buffer_size(0);
     let writer = Writer {
-        ws: WebSocket::from_raw_socket(SharedTcp(tcp), Role::Server, Some(writer_config)),
+        ws: WebSocket::from_raw_socket(
+            WriterStream {
+                tcp: SharedTcp(tcp),
+                deadline: None,
+            },
+            Role::Server,
+            Some(writer_config),
+        ),
+        write_timeout: env.write_timeout,
         shared: shared.clone(),
         ctrl: ctrl_rx,
         out: out_rx,

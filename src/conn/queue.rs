@@ -22,6 +22,39 @@ use crate::events::{Ctrl, Outbound};
 /// Backlog frames written between two looks for answers to send.
 pub const BACKLOG_CHUNK: usize = 16;
 
+/// Whether a queued frame is an answer (9001), which the router counts
+/// twice: in all the bytes waiting, and in the answers' own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Message,
+    Answer,
+}
+
+/// Bytes the writer took off its queue since it last looked: all of them,
+/// and those of answers among them (the connection's `queued` and
+/// `queued_answers`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Released {
+    pub bytes: usize,
+    pub answer_bytes: usize,
+}
+
+impl Released {
+    fn frame(&mut self, f: &Utf8Bytes, kind: Kind) {
+        self.bytes += f.len();
+        if kind == Kind::Answer {
+            self.answer_bytes += f.len();
+        }
+    }
+
+    fn add(&mut self, item: &Outbound) {
+        self.bytes += item.bytes();
+        if item.is_answer() {
+            self.answer_bytes += item.bytes();
+        }
+    }
+}
+
 /// What the writer does next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
@@ -38,13 +71,15 @@ pub enum Next {
     EndOfChunk,
 }
 
-/// The writer's queue. Items that count against `send_queue` are released
-/// when the writer starts on them ([`WriterQueue::released`]).
+/// The writer's queue. Every byte the router queued counts against
+/// `send_queue` until the writer takes its frame to write it, or drops it
+/// after a Close ([`WriterQueue::released`]): what waits here is counted
+/// as long as it takes memory.
 #[derive(Default)]
 pub struct WriterQueue {
     ctrl: VecDeque<Ctrl>,
     /// In arrival order; written before the backlog.
-    ready: VecDeque<Utf8Bytes>,
+    ready: VecDeque<(Utf8Bytes, Kind)>,
     /// The backlog being written.
     backlog: VecDeque<Utf8Bytes>,
     /// Backlog frames written in the current chunk.
@@ -52,8 +87,8 @@ pub struct WriterQueue {
     /// Frames and backlogs that came while a backlog was being written.
     later: VecDeque<Outbound>,
     closed: bool,
-    /// Counted items taken since the last [`WriterQueue::released`].
-    released: usize,
+    /// Bytes taken (or dropped) since the last [`WriterQueue::released`].
+    released: Released,
 }
 
 impl WriterQueue {
@@ -68,26 +103,22 @@ impl WriterQueue {
     /// An item from the router.
     pub fn push(&mut self, item: Outbound) {
         if self.closed {
-            if item.counts() {
-                self.released += 1;
-            }
+            self.released.add(&item);
             return;
         }
         let behind_backlog = !self.backlog.is_empty() || !self.later.is_empty();
         match item {
-            Outbound::Answer(f) => self.ready.push_back(f),
+            Outbound::Answer(f) => self.ready.push_back((f, Kind::Answer)),
             other if behind_backlog => self.later.push_back(other),
             other => self.start(other),
         }
     }
 
-    /// Starts on a counted item: a frame is ready, a batch the backlog.
+    /// Starts on an item: a frame is ready, a batch the backlog.
     fn start(&mut self, item: Outbound) {
-        if item.counts() {
-            self.released += 1;
-        }
         match item {
-            Outbound::Frame(f) | Outbound::Answer(f) => self.ready.push_back(f),
+            Outbound::Frame(f) => self.ready.push_back((f, Kind::Message)),
+            Outbound::Answer(f) => self.ready.push_back((f, Kind::Answer)),
             Outbound::Batch(fs) => self.backlog.extend(fs),
         }
     }
@@ -108,7 +139,8 @@ impl WriterQueue {
         if self.closed {
             return None;
         }
-        if let Some(f) = self.ready.pop_front() {
+        if let Some((f, kind)) = self.ready.pop_front() {
+            self.released.frame(&f, kind);
             return Some(Next::Text(f));
         }
         if self.in_chunk == BACKLOG_CHUNK {
@@ -116,6 +148,7 @@ impl WriterQueue {
             return Some(Next::EndOfChunk);
         }
         if let Some(f) = self.backlog.pop_front() {
+            self.released.frame(&f, Kind::Message);
             self.in_chunk += 1;
             return Some(Next::Text(f));
         }
@@ -129,9 +162,9 @@ impl WriterQueue {
         self.next()
     }
 
-    /// Counted items started since the last call: the writer takes them
-    /// off the connection's `queued` count.
-    pub fn released(&mut self) -> usize {
+    /// Bytes taken to be written (or dropped) since the last call: the
+    /// writer takes them off the connection's `queued` count.
+    pub fn released(&mut self) -> Released {
         std::mem::take(&mut self.released)
     }
 
@@ -143,13 +176,16 @@ impl WriterQueue {
     /// Drops everything not yet written; only a Stop is taken from now on.
     fn close(&mut self) {
         self.closed = true;
-        self.ready.clear();
+        for (f, kind) in self.ready.drain(..) {
+            self.released.frame(&f, kind);
+        }
+        for f in self.backlog.drain(..) {
+            self.released.frame(&f, Kind::Message);
+        }
         self.backlog.clear();
         self.in_chunk = 0;
         while let Some(item) = self.later.pop_front() {
-            if item.counts() {
-                self.released += 1;
-            }
+            self.released.add(&item);
         }
         self.ctrl.retain(|c| matches!(c, Ctrl::Stop));
     }
@@ -263,23 +299,40 @@ mod tests {
     }
 
     #[test]
-    fn counted_items_are_released_when_started_or_dropped() {
+    fn bytes_are_released_when_taken_to_be_written_or_dropped() {
+        let released = |bytes, answer_bytes| Released {
+            bytes,
+            answer_bytes,
+        };
         let mut q = WriterQueue::default();
-        q.push(Outbound::Answer(f("a")));
+        q.push(Outbound::Answer(f("aa")));
         q.push(batch("b", 2));
-        q.push(Outbound::Frame(f("m")));
+        q.push(Outbound::Frame(f("mmm")));
+        assert_eq!(q.released(), released(0, 0), "nothing taken yet");
+        assert_eq!(q.next(), Some(Next::Text(f("aa"))));
         assert_eq!(
             q.released(),
-            1,
-            "the batch started; the answer never counts"
+            released(2, 2),
+            "an answer counts, as an answer"
         );
         drain(&mut q);
-        assert_eq!(q.released(), 1, "the frame behind it started");
+        assert_eq!(
+            q.released(),
+            released(2 + 2 + 3, 0),
+            "the batch's frames and the frame"
+        );
         q.push(batch("c", 20));
         q.push(Outbound::Frame(f("x")));
+        q.push(Outbound::Answer(f("ans")));
         q.push_ctrl(Ctrl::Close(1000, "".into()));
         q.next();
-        q.push(Outbound::Frame(f("y")));
-        assert_eq!(q.released(), 3, "dropped items are released too");
+        q.push(Outbound::Frame(f("yy")));
+        q.push(Outbound::Answer(f("a")));
+        let batch_bytes = 10 * 2 + 10 * 3;
+        assert_eq!(
+            q.released(),
+            released(batch_bytes + 1 + 3 + 2 + 1, 3 + 1),
+            "dropped bytes are released too"
+        );
     }
 }

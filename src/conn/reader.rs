@@ -6,14 +6,15 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crossbeam_channel::{Sender, bounded};
-use tungstenite::{Error as WsError, Message, WebSocket, error::CapacityError};
+use tungstenite::error::{CapacityError, ProtocolError};
+use tungstenite::{Error as WsError, Message, WebSocket};
 
 use super::ConnEnv;
 use super::stream::ReaderStream;
 use crate::clock::now_ms;
 use crate::events::{ConnId, ConnShared, Ctrl, Event};
-use crate::wire::checks::{Decision, Inbound};
-use crate::wire::{Reject, Status};
+use crate::wire::Reject;
+use crate::wire::checks::{Decision, Inbound, TOO_MANY_ERRORS};
 
 /// One connection's reading side.
 pub struct Reader<'a> {
@@ -31,14 +32,31 @@ impl Reader<'_> {
         let mut inbound = Inbound::new(env.limits, Instant::now());
         let user_exists = |u: &str| env.users.exists(u);
         loop {
+            if let Some(wait) = inbound.pause() {
+                // Pings, pongs and garbage come no faster than the message
+                // rate: the socket is not read meanwhile, so TCP slows the
+                // sender down, and nothing is answered for them meanwhile.
+                std::thread::sleep(wait);
+            }
             let msg = match self.ws.read() {
                 Ok(m) => m,
                 Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => return "closed".into(),
+                // A closed tab, a killed app, a lost network: the peer went
+                // away without a Close frame. Ordinary, not a protocol error.
+                Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => {
+                    return "the peer went away without a close".into();
+                }
                 Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })) => {
                     self.fail(1009, "message too big");
                     return format!("message of {size} bytes over the limit of {max_size}");
                 }
                 Err(WsError::Io(e)) => return format!("i/o: {e}"),
+                // RFC 6455 section 7.4.1: 1007 for data inconsistent with
+                // the message's type, here a text that is not UTF-8.
+                Err(WsError::Utf8(e)) => {
+                    self.fail(1007, "invalid UTF-8");
+                    return format!("invalid UTF-8 in a text message: {e}");
+                }
                 Err(e) => {
                     self.fail(1002, "protocol error");
                     return format!("protocol error: {e}");
@@ -47,17 +65,22 @@ impl Reader<'_> {
             self.shared
                 .last_seen_ms
                 .store(env.started.elapsed().as_millis() as u64, Ordering::Relaxed);
-            let text = match msg {
-                Message::Text(t) => t,
-                Message::Binary(_) => {
-                    let r = Reject::new(Status::MessageError, "binary frames are not supported");
-                    self.send(Ctrl::Frame(inbound.reject(None, &r, now_ms())));
+            let decision = match msg {
+                Message::Text(t) => inbound.frame(&t, &user_exists, Instant::now(), now_ms()),
+                Message::Binary(_) => inbound.binary(Instant::now(), now_ms()),
+                Message::Ping(_) | Message::Pong(_) => {
+                    inbound.control(Instant::now());
                     continue;
                 }
-                _ => continue,
+                Message::Close(_) | Message::Frame(_) => continue,
             };
-            match inbound.frame(&text, &user_exists, Instant::now(), now_ms()) {
+            match decision {
                 Decision::Answer(frame) => self.send(Ctrl::Frame(frame)),
+                Decision::Close(frame) => {
+                    self.send(Ctrl::Frame(frame));
+                    self.send(Ctrl::Close(1008, TOO_MANY_ERRORS.into()));
+                    return self.drain(TOO_MANY_ERRORS);
+                }
                 Decision::Route(req) => {
                     if env
                         .router

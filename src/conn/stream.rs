@@ -7,6 +7,7 @@
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
@@ -33,15 +34,61 @@ impl Write for SharedTcp {
     }
 }
 
+/// The writer's side of the socket. SO_SNDTIMEO bounds one `write` call,
+/// and a write that makes a little progress each time (a peer that reads a
+/// few bytes now and then, or a receive window that opens slowly) starts
+/// it again: a 64 KiB frame could take many timeouts. So the writer sets
+/// one deadline per frame (or flush), and every `write` waits at most what
+/// is left of it.
+pub struct WriterStream {
+    pub(super) tcp: SharedTcp,
+    pub(super) deadline: Option<Instant>,
+}
+
+impl Read for WriterStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for WriterStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "write deadline"));
+            }
+            self.tcp.0.set_write_timeout(Some(left))?;
+        }
+        self.tcp.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
 /// The reader's side of the socket: reads from it, hands writes over.
 pub struct ReaderStream {
     pub(super) tcp: SharedTcp,
     /// `None` until the writer exists (during the handshake).
     pub(super) writer: Option<Sender<Ctrl>>,
+    /// While set (the handshake), every read waits at most until then, so
+    /// the whole handshake has one deadline however its bytes trickle in.
+    pub(super) deadline: Option<Instant>,
 }
 
 impl Read for ReaderStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "handshake deadline",
+                ));
+            }
+            self.tcp.0.set_read_timeout(Some(left))?;
+        }
         self.tcp.read(buf)
     }
 }

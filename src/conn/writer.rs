@@ -14,7 +14,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
 
 use super::queue::{Next, WriterQueue};
-use super::stream::SharedTcp;
+use super::stream::WriterStream;
 use crate::events::{ConnShared, Ctrl, Outbound};
 
 /// How long a closing connection waits for the peer's Close reply.
@@ -25,7 +25,10 @@ pub(crate) const WRITE_BATCH: usize = 64;
 /// One connection's writing side.
 pub struct Writer {
     /// The writer's own WebSocket context over the shared socket.
-    pub ws: WebSocket<SharedTcp>,
+    pub ws: WebSocket<WriterStream>,
+    /// How long one frame (or flush) may take to write; then the
+    /// connection ends.
+    pub write_timeout: Duration,
     /// State shared with the reader and the router.
     pub shared: Arc<ConnShared>,
     /// From the reader and the router: pongs, local answers, closes.
@@ -135,8 +138,15 @@ impl WriterLoop {
     fn write_queued(&mut self) -> Result<(), Done> {
         loop {
             let released = self.queue.released();
-            if released > 0 {
-                self.w.shared.queued.fetch_sub(released, Ordering::AcqRel);
+            if released.bytes > 0 {
+                self.w
+                    .shared
+                    .queued
+                    .fetch_sub(released.bytes, Ordering::AcqRel);
+            }
+            if released.answer_bytes > 0 {
+                let answers = &self.w.shared.queued_answers;
+                answers.fetch_sub(released.answer_bytes, Ordering::AcqRel);
             }
             let Some(next) = self.queue.next() else {
                 return Ok(());
@@ -145,6 +155,7 @@ impl WriterLoop {
                 Next::Text(f) => self.write(Message::Text(f))?,
                 Next::Raw(bytes) => {
                     self.flush()?;
+                    self.arm();
                     self.w.ws.get_mut().write_all(&bytes).map_err(|_| Done)?;
                 }
                 Next::Close(code, reason) => self.close(code, reason.into_owned())?,
@@ -162,7 +173,14 @@ impl WriterLoop {
         }
     }
 
+    /// Starts the clock for one write: each frame, flush and raw write has
+    /// `write_timeout` in all, however many `write` calls it takes.
+    fn arm(&mut self) {
+        self.w.ws.get_mut().deadline = Some(Instant::now() + self.w.write_timeout);
+    }
+
     fn write(&mut self, m: Message) -> Result<(), Done> {
+        self.arm();
         self.w.ws.write(m).map_err(|e| {
             log::debug!("conn {}: write failed: {e}", self.w.shared.id);
             Done
@@ -170,6 +188,7 @@ impl WriterLoop {
     }
 
     fn flush(&mut self) -> Result<(), Done> {
+        self.arm();
         self.w.ws.flush().map_err(|e| {
             log::debug!("conn {}: flush failed: {e}", self.w.shared.id);
             Done

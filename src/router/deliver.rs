@@ -184,9 +184,10 @@ impl Router {
         self.push(conn, Outbound::Answer(frame));
     }
 
-    /// Queues for one connection without ever blocking. A connection whose
-    /// queue is full is closed as `slow`; what it missed stays in the store
-    /// for its next register.
+    /// Queues for one connection without ever blocking. A connection that
+    /// already has `send_queue` bytes waiting is closed as `slow` instead
+    /// (an answer: that has [`ANSWER_ALLOWANCE`] bytes of answers waiting);
+    /// what it missed stays in the store for its next register.
     fn push(&mut self, conn: ConnId, item: Outbound) {
         let Some(handle) = self.table.handle(conn) else {
             return;
@@ -195,10 +196,19 @@ impl Router {
         if shared.is_closing() {
             return;
         }
-        let counts = item.counts();
-        if counts && shared.queued.load(Ordering::Acquire) >= self.config.send_queue {
+        let bytes = item.bytes();
+        let answer = item.is_answer();
+        // An answer is measured against the answers waiting (they answer
+        // what the client sent); anything else against all bytes waiting.
+        let (waiting, budget) = if answer {
+            (&shared.queued_answers, ANSWER_ALLOWANCE)
+        } else {
+            (&shared.queued, self.config.send_queue.max(MIN_SEND_QUEUE))
+        };
+        let queued = waiting.load(Ordering::Acquire);
+        if queued >= budget {
             log::warn!(
-                "conn {conn} ({}) is not reading: closing as slow",
+                "conn {conn} ({}) is not reading ({queued} bytes waiting): closing as slow",
                 shared.peer
             );
             close(handle, 1008, "slow");
@@ -207,11 +217,34 @@ impl Router {
             }
             return;
         }
-        if counts {
-            shared.queued.fetch_add(1, Ordering::AcqRel);
+        shared.queued.fetch_add(bytes, Ordering::AcqRel);
+        if answer {
+            shared.queued_answers.fetch_add(bytes, Ordering::AcqRel);
         }
-        if handle.out.send(item).is_err() && counts {
-            shared.queued.fetch_sub(1, Ordering::AcqRel);
+        if handle.out.send(item).is_err() {
+            shared.queued.fetch_sub(bytes, Ordering::AcqRel);
+            if answer {
+                shared.queued_answers.fetch_sub(bytes, Ordering::AcqRel);
+            }
         }
     }
 }
+
+/// The smallest byte budget `websocket.send_queue` is taken as: a smaller
+/// one would close clients that read at full speed, since one group commit
+/// can queue that much for one connection before its writer runs (sixteen
+/// texts of 64 KiB to one user). A configured value below it (such as the
+/// old default of 1024, which counted messages) counts as this.
+pub const MIN_SEND_QUEUE: usize = 1024 * 1024;
+
+/// How many bytes of answers (9001) may wait for a connection before it is
+/// closed as slow (they count in `send_queue` too, but an answer is never
+/// refused for the other bytes waiting: a client reading a big backlog and
+/// acknowledging it as it reads must not be closed). Answers come in bursts, one
+/// per group commit: a commit holds at most `store::MAX_BATCH` (4096) ops,
+/// and a 9001 is about 150 bytes (at most about 400 with a 64-character id
+/// and a long `msg`), so 2 MiB holds a whole commit of answers for one
+/// connection even when its queue is full of messages. A client that
+/// keeps up with its own answers is therefore never closed for them; one
+/// that sends and does not read is, once that much is waiting.
+pub const ANSWER_ALLOWANCE: usize = 2 * 1024 * 1024;

@@ -36,7 +36,8 @@ pub struct RouterConfig {
     pub session_ids_per_s: f64,
     /// Clients one user may have registered at once.
     pub max_clients_per_user: usize,
-    /// Items one connection may have queued before it is closed as slow.
+    /// Bytes that may wait for one connection before it is closed as slow
+    /// (`websocket.send_queue`, a byte budget).
     pub send_queue: usize,
 }
 

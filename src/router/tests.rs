@@ -27,8 +27,10 @@ impl Peer {
     pub(super) fn frames(&self) -> Vec<Value> {
         let mut v = Vec::new();
         while let Ok(item) = self.out.try_recv() {
-            if item.counts() {
-                self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+            self.shared.queued.fetch_sub(item.bytes(), Ordering::AcqRel);
+            if item.is_answer() {
+                let answers = &self.shared.queued_answers;
+                answers.fetch_sub(item.bytes(), Ordering::AcqRel);
             }
             v.extend(
                 frames_of(item)
@@ -92,6 +94,7 @@ pub(super) fn config() -> RouterConfig {
         session_ttl_ms: 60_000,
         session_ids_per_s: 1000.0,
         max_clients_per_user: 2,
+        // Raised to deliver::MIN_SEND_QUEUE (1 MiB) by the router.
         send_queue: 8,
     }
 }
@@ -188,6 +191,10 @@ fn online(r: &mut Rig, user: &str, client: &str, id: ConnId) -> Peer {
 }
 
 fn send(r: &mut Rig, conn: ConnId, id: &str, to: &[&str]) {
+    send_body(r, conn, id, to, "hi");
+}
+
+fn send_body(r: &mut Rig, conn: ConnId, id: &str, to: &[&str], body: &str) {
     let to = to.iter().map(|u| UserId::parse(u).unwrap()).collect();
     r.handle(
         Event::Request {
@@ -195,7 +202,7 @@ fn send(r: &mut Rig, conn: ConnId, id: &str, to: &[&str]) {
             req: Request::Text(Text {
                 id: id.into(),
                 to,
-                body: "hi".into(),
+                body: body.into(),
             }),
         },
         NOW,
@@ -388,14 +395,22 @@ fn a_full_queue_closes_only_that_connection_and_keeps_its_messages() {
     let alice = online(&mut r, "alice", "web", 1);
     let bob = online(&mut r, "bob", "web", 2);
     let carol = online(&mut r, "carol", "web", 3);
+    // send_queue is a byte budget (at least MIN_SEND_QUEUE, 1 MiB): twenty
+    // texts of 64 KiB are more than bob's writer may hold.
+    let big = "b".repeat(64 * 1024);
     for i in 0..20 {
-        send(&mut r, 1, &format!("m{i}"), &["bob"]);
+        send_body(&mut r, 1, &format!("m{i}"), &["bob"], &big);
         send(&mut r, 3, &format!("c{i}"), &["alice"]);
         alice.frames();
         carol.frames();
     }
     assert_eq!(bob.closed_with(), Some(1008));
-    assert!(bob.shared.queued.load(Ordering::Acquire) <= 8);
+    let queued = bob.shared.queued.load(Ordering::Acquire);
+    assert!(
+        (super::deliver::MIN_SEND_QUEUE..super::deliver::MIN_SEND_QUEUE + 70 * 1024)
+            .contains(&queued),
+        "bob was closed with {queued} bytes waiting"
+    );
     // Bob comes back and gets every message, in order.
     let back = online(&mut r, "bob", "web", 4);
     let ids = back.texts();

@@ -3,7 +3,7 @@
 //! type, from, to and body (403, 405, 406, 404). Plain data in, a decision
 //! out; the reader thread carries it out.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tungstenite::Utf8Bytes;
 
@@ -25,7 +25,21 @@ pub enum Decision {
     },
     /// Hand a checked message to the router.
     Route(Request),
+    /// Answer this 9001, then close with 1008: the connection sent
+    /// [`MAX_ERRORS_IN_A_ROW`] frames in a row that were not messages.
+    Close(Utf8Bytes),
 }
+
+/// Frames in a row refused for their shape (401), for coming before
+/// register (402) or for being binary, after which the connection is closed
+/// with 1008 `too many errors`. A client with a bug sees its first answers
+/// and stops; a client that keeps sending garbage is not worth answering
+/// (each answer costs the server a write). 32 answers are plenty to see
+/// what is wrong, and no working client sends that many in a row.
+pub const MAX_ERRORS_IN_A_ROW: u32 = 32;
+
+/// The close reason after [`MAX_ERRORS_IN_A_ROW`].
+pub const TOO_MANY_ERRORS: &str = "too many errors";
 
 /// The limits the checks apply, from the config.
 #[derive(Clone, Copy, Debug)]
@@ -49,6 +63,12 @@ pub struct Inbound {
     /// a full offline queue.
     receipts: TokenBucket,
     max_recipients: usize,
+    /// Frames in a row that were not messages (401, 402, binary).
+    errors: u32,
+    /// Set when a frame that is not a message (garbage, a ping or pong)
+    /// found the message bucket empty: how long the reader waits before it
+    /// reads on. Such frames are paced, not refused: TCP slows the sender.
+    pause: Option<Duration>,
 }
 
 impl Inbound {
@@ -59,6 +79,45 @@ impl Inbound {
             messages: TokenBucket::new(limits.rate_per_s, limits.rate_burst, now),
             receipts: TokenBucket::new(limits.rate_per_s * 10.0, receipt_burst, now),
             max_recipients: limits.max_recipients,
+            errors: 0,
+            pause: None,
+        }
+    }
+
+    /// How long to wait before reading the next frame, if at all: the
+    /// frames that are not messages are paced to the message rate.
+    pub fn pause(&mut self) -> Option<Duration> {
+        self.pause.take()
+    }
+
+    /// Charges a frame that is not a message to the message bucket.
+    fn charge(&mut self, now: Instant) {
+        if let Some(wait) = self.messages.take_or_wait(now) {
+            self.pause = Some(self.pause.map_or(wait, |p| p.max(wait)));
+        }
+    }
+
+    /// A ping or a pong from the client: tungstenite answers a ping by
+    /// itself, so what is limited is how fast the reader takes them in.
+    pub fn control(&mut self, now: Instant) {
+        self.charge(now);
+    }
+
+    /// A binary frame: 401, charged like any garbage.
+    pub fn binary(&mut self, now: Instant, now_ms: u64) -> Decision {
+        let r = Reject::new(Status::MessageError, "binary frames are not supported");
+        self.garbage(None, &r, now, now_ms)
+    }
+
+    /// A 401 or 402: answered, charged, counted towards closing.
+    fn garbage(&mut self, id: Option<&str>, r: &Reject, now: Instant, now_ms: u64) -> Decision {
+        self.charge(now);
+        self.errors = self.errors.saturating_add(1);
+        let answer = self.reject(id, r, now_ms);
+        if self.errors >= MAX_ERRORS_IN_A_ROW {
+            Decision::Close(answer)
+        } else {
+            Decision::Answer(answer)
         }
     }
 
@@ -94,17 +153,16 @@ impl Inbound {
     ) -> Decision {
         let env = match parse::parse(text) {
             Ok(env) => env,
-            Err((id, r)) => return Decision::Answer(self.reject(id.as_deref(), &r, now_ms)),
+            Err((id, r)) => return self.garbage(id.as_deref(), &r, now, now_ms),
         };
         let refuse =
             |me: &Self, r: Reject, id: &str| Decision::Answer(me.reject(Some(id), &r, now_ms));
         if self.user.is_none() && env.kind != TYPE_REGISTER {
-            return refuse(
-                self,
-                Reject::new(Status::SessionError, "register first"),
-                &env.id,
-            );
+            let r = Reject::new(Status::SessionError, "register first");
+            return self.garbage(Some(&env.id), &r, now, now_ms);
         }
+        // A well-formed message ends a run of errors.
+        self.errors = 0;
         let bucket = if env.kind == TYPE_RECEIVE_STATUS {
             &mut self.receipts
         } else {
@@ -245,5 +303,82 @@ mod tests {
         };
         let v: Value = serde_json::from_str(&f).unwrap();
         assert_eq!((v["id"].as_str(), v["to"].as_str()), (Some("m"), Some("")));
+    }
+
+    #[test]
+    fn garbage_in_a_row_closes_and_a_message_resets_the_count() {
+        let now = Instant::now();
+        let mut i = Inbound::new(limits(1000.0, 1000.0), now);
+        for _ in 0..MAX_ERRORS_IN_A_ROW - 1 {
+            assert_eq!(status(&i.frame("", &|_| true, now, 0)), 401);
+        }
+        // A message (even one refused later, here 402 is garbage too, so
+        // use a register) ends the run.
+        assert!(matches!(
+            i.frame(REG, &|_| true, now, 0),
+            Decision::Register { .. }
+        ));
+        i.registered(UserId::parse("alice").unwrap());
+        for _ in 0..MAX_ERRORS_IN_A_ROW - 1 {
+            assert!(matches!(i.binary(now, 0), Decision::Answer(_)));
+        }
+        let Decision::Close(last) = i.frame("[]", &|_| true, now, 0) else {
+            panic!("the run of errors must close")
+        };
+        assert!(last.contains("401"));
+    }
+
+    #[test]
+    fn garbage_and_pings_are_paced_by_the_message_bucket() {
+        let now = Instant::now();
+        let mut i = Inbound::new(limits(100.0, 2.0), now);
+        i.control(now);
+        assert_eq!(status(&i.frame("x", &|_| true, now, 0)), 401);
+        assert_eq!(i.pause(), None, "the burst covers two");
+        i.control(now);
+        let wait = i.pause().expect("a third frame waits");
+        assert!(wait <= Duration::from_millis(11), "{wait:?}");
+        assert_eq!(i.pause(), None, "a pause is taken once");
+        // Garbage used the bucket: a text right after is rate-limited.
+        i.registered(UserId::parse("alice").unwrap());
+        assert_eq!(status(&i.frame(TEXT, &|_| true, now, 0)), 400);
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(200))]
+
+            #[test]
+            fn any_text_gives_a_decision(text in any::<String>(), reg in any::<bool>()) {
+                let now = Instant::now();
+                let mut i = Inbound::new(limits(1e6, 1e6), now);
+                if reg {
+                    i.registered(UserId::parse("alice").unwrap());
+                }
+                let _ = i.frame(&text, &|_| true, now, 0);
+            }
+
+            #[test]
+            fn any_json_shaped_text_gives_a_decision(
+                id in "\\PC{0,70}",
+                kind in prop_oneof![Just(1000i64), Just(2001), Just(9001), Just(9101), any::<i64>()],
+                to in "[a-z,]{0,20}",
+                body in "\\PC{0,40}",
+            ) {
+                let now = Instant::now();
+                let mut i = Inbound::new(limits(1e6, 1e6), now);
+                i.registered(UserId::parse("alice").unwrap());
+                let v = serde_json::json!({
+                    "id": id, "type": kind, "isSystem": false,
+                    "from": "alice", "to": to, "body": body,
+                });
+                let d = i.frame(&v.to_string(), &|_| true, now, 0);
+                let registers = matches!(d, Decision::Register { .. });
+                prop_assert!(!registers, "a registered connection never registers again");
+            }
+        }
     }
 }

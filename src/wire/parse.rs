@@ -34,6 +34,9 @@ pub enum Body {
 pub fn parse(text: &str) -> Result<Envelope, (Option<String>, Reject)> {
     let bad =
         |id: Option<String>, why: &'static str| Err((id, Reject::new(Status::MessageError, why)));
+    if nested_deeper_than(text, MAX_JSON_DEPTH) {
+        return bad(None, "JSON nested too deep");
+    }
     let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(text) else {
         return bad(None, "frame is not a JSON object");
     };
@@ -74,6 +77,11 @@ pub fn parse(text: &str) -> Result<Envelope, (Option<String>, Reject)> {
         None => return bad(echo, "missing field `body`"),
         Some(_) => return bad(echo, "field `body` must be a string"),
     };
+    // Only 1000 and 9101 take an object (section 4): for any other type an
+    // object is a field of the wrong type, a 401 like the others.
+    if matches!(body, Body::Object(_)) && kind != TYPE_REGISTER && kind != TYPE_RECEIVE_STATUS {
+        return bad(echo, "field `body` must be a string");
+    }
     if echo.is_none() {
         return bad(None, "field `id` must be 1 to 64 characters");
     }
@@ -85,6 +93,46 @@ pub fn parse(text: &str) -> Result<Envelope, (Option<String>, Reject)> {
         to,
         body,
     })
+}
+
+/// The deepest nesting of arrays and objects a frame may have, the frame's
+/// own object counting as one. A protocol frame needs two (an object
+/// `body`); unknown fields are ignored but still parsed. serde_json stops at
+/// 128 levels, but parsing 128 nested objects overflowed a reader's 256 KiB
+/// stack in a debug build (measured, tests/hostile_ws.rs), and a stack
+/// overflow aborts the whole server: 64 keeps well inside it.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Whether `text` nests arrays and objects deeper than `max`, by one pass
+/// over its bytes (brackets inside strings do not count). Invalid JSON is
+/// the parser's to refuse; this only bounds how deep the parser recurses.
+fn nested_deeper_than(text: &str, max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for b in text.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// A register message (1000), checked as far as the reader can check it.
@@ -199,10 +247,11 @@ pub fn check(env: Envelope, rules: &Rules) -> Result<Request, Reject> {
         let body = match env.body {
             Body::Text(s) if !s.is_empty() => s,
             Body::Text(_) => return Err(Reject::new(Status::BodyError, "body is empty")),
+            // `parse` refuses an object body for a text (401).
             Body::Object(_) => {
                 return Err(Reject::new(
-                    Status::BodyError,
-                    "a text body must be a string",
+                    Status::MessageError,
+                    "field `body` must be a string",
                 ));
             }
         };
@@ -292,6 +341,7 @@ fn printable(s: &str) -> String {
 fn body_object(body: Body) -> Option<Map<String, Value>> {
     match body {
         Body::Object(o) => Some(o),
+        Body::Text(s) if nested_deeper_than(&s, MAX_JSON_DEPTH) => None,
         Body::Text(s) => match serde_json::from_str(&s) {
             Ok(Value::Object(o)) => Some(o),
             _ => None,
@@ -303,6 +353,10 @@ fn body_object(body: Body) -> Option<Map<String, Value>> {
 fn status_body(body: Body) -> Option<String> {
     let (text, obj) = match body {
         Body::Text(s) => {
+            // The body is JSON in a string: bounded like a frame.
+            if nested_deeper_than(&s, MAX_JSON_DEPTH) {
+                return None;
+            }
             let o = match serde_json::from_str(&s) {
                 Ok(Value::Object(o)) => o,
                 _ => return None,
@@ -495,5 +549,94 @@ mod tests {
             (msg.session_id.as_str(), refused.map(|r| r.status)),
             ("abc", Some(Status::FromError))
         );
+    }
+
+    #[test]
+    fn nesting_is_bounded_before_the_parser_recurses() {
+        let frame = |depth: usize| {
+            format!(
+                r#"{{"id":"n","type":2001,"isSystem":false,"from":"a","to":"b","body":"x","e":{}{}}}"#,
+                "{\"k\":".repeat(depth) + "1",
+                "}".repeat(depth)
+            )
+        };
+        assert!(parse(&frame(MAX_JSON_DEPTH - 1)).is_ok());
+        let Err((None, r)) = parse(&frame(MAX_JSON_DEPTH)) else {
+            panic!("one level too deep must be refused")
+        };
+        assert_eq!(r.status, Status::MessageError);
+        // Brackets inside strings do not count; escaped quotes stay inside.
+        let s = format!(r#"{{"id":"{}\"[[","k":1}}"#, "[".repeat(100));
+        assert!(!nested_deeper_than(&s, 1));
+        assert!(nested_deeper_than("[[[", 2));
+    }
+
+    #[test]
+    fn an_object_body_is_401_except_for_register_and_receipt() {
+        let obj = |t: i64| {
+            format!(
+                r#"{{"id":"o","type":{t},"isSystem":false,"from":"a","to":"b","body":{{"x":1}}}}"#
+            )
+        };
+        for t in [2001, 9001, 7] {
+            let Err((id, r)) = parse(&obj(t)) else {
+                panic!("type {t} with an object body must be refused")
+            };
+            assert_eq!((id.as_deref(), r.status), (Some("o"), Status::MessageError));
+        }
+        for t in [1000, 9101] {
+            assert!(parse(&obj(t)).is_ok(), "type {t} takes an object");
+        }
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn rules_check(env: Envelope) {
+            let user = UserId::parse("alice").unwrap();
+            let rules = Rules {
+                user: &user,
+                max_recipients: 10,
+                user_exists: &|_| true,
+            };
+            let _ = check(env, &rules);
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            #[test]
+            fn any_string_parses_or_is_refused(text in any::<String>()) {
+                match parse(&text) {
+                    Ok(env) => rules_check(env),
+                    Err((_, r)) => prop_assert_eq!(r.status, Status::MessageError),
+                }
+            }
+
+            #[test]
+            fn any_bytes_as_lossy_text_parse_or_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let text = String::from_utf8_lossy(&bytes);
+                if let Ok(env) = parse(&text) {
+                    rules_check(env);
+                }
+            }
+
+            #[test]
+            fn any_field_values_parse_or_are_refused(
+                id in prop_oneof![Just(serde_json::json!(null)), any::<String>().prop_map(serde_json::Value::from), any::<i64>().prop_map(serde_json::Value::from)],
+                kind in prop_oneof![any::<i64>().prop_map(serde_json::Value::from), any::<f64>().prop_map(serde_json::Value::from), Just(serde_json::json!("2001"))],
+                to in any::<String>(),
+                body in prop_oneof![any::<String>().prop_map(serde_json::Value::from), Just(serde_json::json!({"code": 200, "status": "S", "msg": "m"})), Just(serde_json::json!([1]))],
+            ) {
+                let v = serde_json::json!({
+                    "id": id, "type": kind, "isSystem": false,
+                    "from": "alice", "to": to, "body": body,
+                });
+                if let Ok(env) = parse(&v.to_string()) {
+                    rules_check(env);
+                }
+            }
+        }
     }
 }
