@@ -53,7 +53,7 @@ pub struct WebSocket {
     pub ping_interval_s: u64,
     /// A connection silent this long is closed.
     pub idle_timeout_s: u64,
-    /// Messages queued for one connection before it is closed as `slow`.
+    /// Bytes queued for one connection before it is closed as `slow`.
     pub send_queue: usize,
     /// A write to a client that blocks this long closes the connection.
     pub write_timeout_s: u64,
@@ -131,7 +131,7 @@ pub const DEFAULT_PING_INTERVAL_S: u64 = 30;
 /// The default of `idle_timeout_s`.
 pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 90;
 /// The default of `send_queue`.
-pub const DEFAULT_SEND_QUEUE: usize = 1024;
+pub const DEFAULT_SEND_QUEUE: usize = 4 * 1024 * 1024;
 /// The default of `write_timeout_s`.
 pub const DEFAULT_WRITE_TIMEOUT_S: u64 = 10;
 /// The default of `session_ttl_s`.
@@ -177,7 +177,10 @@ pub const MAX_CLIENTS_PER_USER: u64 = 1_000;
 /// The upper bound of `offline_per_user`.
 pub const MAX_OFFLINE_PER_USER: u64 = 10_000_000;
 /// The upper bound of `send_queue`.
-pub const MAX_SEND_QUEUE: u64 = 1_000_000;
+pub const MAX_SEND_QUEUE: u64 = 1 << 30;
+/// The lower bound of `send_queue`: a backlog page and a few large texts
+/// must fit.
+pub const MIN_SEND_QUEUE: usize = 1024 * 1024;
 /// The upper bound of `workers`.
 pub const MAX_WORKERS: u64 = 256;
 /// The upper bound of the three rates.
@@ -386,6 +389,11 @@ impl Config {
                 return Err(format!("{key} must be at most {max}"));
             }
         }
+        if ws.send_queue < MIN_SEND_QUEUE {
+            return Err(format!(
+                "websocket.send_queue must be at least {MIN_SEND_QUEUE} (bytes)"
+            ));
+        }
         // A bucket must hold one whole token to ever let anything through.
         for (key, v, ok, want) in [
             (
@@ -458,7 +466,7 @@ mod tests {
             ("limits", "session_ttl_s", "86401"),
             ("websocket", "idle_timeout_s", "99999999"),
             ("websocket", "write_timeout_s", "3601"),
-            ("websocket", "send_queue", "1000001"),
+            ("websocket", "send_queue", "1073741825"),
             ("http", "workers", "257"),
             ("http", "login_ttl_s", "9999999999"),
             ("limits", "max_message_bytes", "999999999"),

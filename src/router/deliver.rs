@@ -230,12 +230,12 @@ impl Router {
     }
 }
 
-/// The smallest byte budget `websocket.send_queue` is taken as: a smaller
-/// one would close clients that read at full speed, since one group commit
-/// can queue that much for one connection before its writer runs (sixteen
-/// texts of 64 KiB to one user). A configured value below it (such as the
-/// old default of 1024, which counted messages) counts as this.
-pub const MIN_SEND_QUEUE: usize = 1024 * 1024;
+/// The smallest byte budget the router takes `send_queue` as
+/// ([`crate::config::MIN_SEND_QUEUE`], which the config also enforces): a
+/// smaller one would close clients that read at full speed, since one group
+/// commit can queue that much for one connection before its writer runs
+/// (sixteen texts of 64 KiB to one user).
+pub use crate::config::MIN_SEND_QUEUE;
 
 /// How many bytes of answers (9001) may wait for a connection before it is
 /// closed as slow (they count in `send_queue` too, but an answer is never
