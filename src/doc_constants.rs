@@ -70,7 +70,22 @@ fn phrases() -> Vec<(&'static str, String)> {
     let ws = ws_config(64 * 1024);
     let purge = minutes(PURGE_EVERY);
 
+    use crate::config::DEFAULT_SEND_QUEUE;
+    use crate::router::deliver::ANSWER_ALLOWANCE;
+    let mib = |n: usize| format!("{} MiB", n / (1024 * 1024));
+
     vec![
+        (
+            "router::deliver::ANSWER_ALLOWANCE",
+            format!(
+                "a {} allowance (`router::deliver::ANSWER_ALLOWANCE`)",
+                mib(ANSWER_ALLOWANCE)
+            ),
+        ),
+        (
+            "config::DEFAULT_SEND_QUEUE",
+            format!("`websocket.send_queue` ({})", mib(DEFAULT_SEND_QUEUE)),
+        ),
         (
             "server::ROUTER_QUEUE",
             format!("`bounded({ROUTER_QUEUE})`, `server::ROUTER_QUEUE`"),

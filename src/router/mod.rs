@@ -5,7 +5,7 @@
 //! does the router answer 9001 and deliver ([`deliver`]). Its decisions are
 //! methods on [`Router`], driven by unit tests through plain channels.
 
-mod deliver;
+pub(crate) mod deliver;
 #[cfg(test)]
 mod races;
 pub mod sessions;
