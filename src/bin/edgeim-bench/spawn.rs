@@ -42,7 +42,14 @@ pub(crate) enum Listening {
 impl Spawned {
     pub(crate) fn start(binary: &Path, users: usize, password: &str) -> Result<Spawned, String> {
         let dir = std::env::temp_dir().join(format!("edgeim-bench-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // Private, as the server wants its data_dir (else it warns).
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
         let started = Self::start_in(binary, users, password, &dir);
         if started.is_err() {
             let _ = std::fs::remove_dir_all(&dir);
@@ -67,8 +74,8 @@ impl Spawned {
              [http]\nlisten = \"127.0.0.1:0\"\n\
              [websocket]\nlisten = \"127.0.0.1:0\"\n\
              [limits]\nmax_clients_per_user = {CLIENTS_PER_USER}\n\
-             max_recipients = {MAX_RECIPIENTS}\nrate_per_s = 1000000000.0\n\
-             rate_burst = 1000000000.0\nsession_ids_per_s = 1000000.0\n\
+             max_recipients = {MAX_RECIPIENTS}\nrate_per_s = 1000000.0\n\
+             rate_burst = 1000000.0\nsession_ids_per_s = 1000000.0\n\
              offline_per_user = 1000000\n"
         );
         let config_path = dir.join("bench.toml");
