@@ -18,7 +18,7 @@ use tungstenite::Utf8Bytes;
 
 use crate::auth::SecretHash;
 use crate::auth::users::PasswordTag;
-use crate::store::{Accepted, NewMessage, ReceiptOutcome, StoredMessage};
+use crate::store::{Accepted, NewMessage, Page, ReceiptOutcome};
 use crate::wire::ids::ClientKey;
 use crate::wire::ids::{ClientName, UserId};
 use crate::wire::{Receipt, Register, Reject, Request};
@@ -149,6 +149,9 @@ pub enum Event {
     },
     /// A checked message from a registered connection.
     Request { conn: ConnId, req: Request },
+    /// The connection's writer has written a whole backlog page: time for
+    /// the next one, if there is one.
+    Drained { conn: ConnId },
     /// The connection's reader has ended.
     Closed { conn: ConnId },
     /// `GET .../websocket/client/login/{clientName}`: a one-time session
@@ -205,6 +208,12 @@ pub enum StoreOp {
         key: ClientKey,
         register_id: String,
     },
+    /// The next page of a registered client's backlog, after `after`.
+    Page {
+        conn: ConnId,
+        key: ClientKey,
+        after: i64,
+    },
     /// A client's connection ended.
     Detach { key: ClientKey },
     /// Keep a new login; answered once it is on disk.
@@ -246,11 +255,18 @@ pub enum Done {
         receipt: Receipt,
         result: Result<ReceiptOutcome, Reject>,
     },
-    /// The answer to [`StoreOp::Attach`]: the client's backlog, in order.
+    /// The answer to [`StoreOp::Attach`]: the first page of the client's
+    /// backlog.
     Attached {
         conn: ConnId,
         key: ClientKey,
         register_id: String,
-        result: Result<Vec<StoredMessage>, Reject>,
+        result: Result<Page, Reject>,
+    },
+    /// The answer to [`StoreOp::Page`].
+    Paged {
+        conn: ConnId,
+        key: ClientKey,
+        result: Result<Page, Reject>,
     },
 }

@@ -106,6 +106,7 @@ pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
         shared: shared.clone(),
         ctrl: ctrl_rx,
         out: out_rx,
+        router: env.router.clone(),
         register_deadline: Some(Instant::now() + env.register_timeout),
         ping_interval: env.ping_interval,
         idle_timeout_ms: env.idle_timeout.as_millis() as u64,

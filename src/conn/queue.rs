@@ -168,6 +168,12 @@ impl WriterQueue {
         std::mem::take(&mut self.released)
     }
 
+    /// Right after [`Next::EndOfChunk`]: whether that chunk ended a whole
+    /// backlog (a Batch), rather than one chunk of it.
+    pub fn backlog_done(&self) -> bool {
+        self.backlog.is_empty()
+    }
+
     /// Whether a Close has been taken: nothing more will be written.
     pub fn is_closed(&self) -> bool {
         self.closed
@@ -249,6 +255,21 @@ mod tests {
             .collect();
         assert_eq!(marks, [16, 33, 42], "{out:?}");
         assert_eq!(out.len(), 40 + 3);
+    }
+
+    #[test]
+    fn the_end_of_a_whole_backlog_is_told_once_not_each_chunk() {
+        for n in [1, 16, 17, 40] {
+            let mut q = WriterQueue::default();
+            q.push(batch("b", n));
+            let mut done = 0;
+            while let Some(next) = q.next() {
+                if next == Next::EndOfChunk && q.backlog_done() {
+                    done += 1;
+                }
+            }
+            assert_eq!(done, 1, "a backlog of {n}");
+        }
     }
 
     #[test]

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, never, select};
+use crossbeam_channel::{Receiver, Sender, never, select};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
 
 use super::queue::{Next, WriterQueue};
 use super::stream::WriterStream;
-use crate::events::{ConnShared, Ctrl, Outbound};
+use crate::events::{ConnShared, Ctrl, Event, Outbound};
 
 /// How long a closing connection waits for the peer's Close reply.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -35,6 +35,8 @@ pub struct Writer {
     pub ctrl: Receiver<Ctrl>,
     /// From the router: messages and answers.
     pub out: Receiver<Outbound>,
+    /// To tell the router a backlog page is written ([`Event::Drained`]).
+    pub router: Sender<Event>,
     /// When an unregistered connection is closed.
     pub register_deadline: Option<Instant>,
     /// How often a ping goes out.
@@ -164,6 +166,11 @@ impl WriterLoop {
                     // While a backlog is being written, the client reads and
                     // acknowledges it: let the answers in.
                     self.flush()?;
+                    if self.queue.backlog_done() {
+                        // The router sends the next page, if there is one.
+                        let conn = self.w.shared.id;
+                        let _ = self.w.router.send(Event::Drained { conn });
+                    }
                     self.take_waiting_ctrl();
                     while let Ok(item) = self.w.out.try_recv() {
                         self.queue.push(item);

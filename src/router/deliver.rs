@@ -9,7 +9,7 @@ use tungstenite::Utf8Bytes;
 
 use super::{Router, close};
 use crate::events::{ConnId, Ctrl, Done, Outbound, ReplyTo, StoreOp};
-use crate::store::{Accepted, ReceiptOutcome, StoredMessage, Target};
+use crate::store::{Accepted, Page, ReceiptOutcome, StoredMessage, Target};
 use crate::wire::ids::{ClientKey, UserId};
 use crate::wire::{self, Outgoing, Receipt, Reject, Status, TYPE_RECEIVE_STATUS};
 
@@ -41,6 +41,7 @@ impl Router {
                 register_id,
                 result,
             } => self.attached(conn, key, &register_id, result, now),
+            Done::Paged { conn, key, result } => self.paged(conn, key, result, now),
         }
     }
 
@@ -133,7 +134,7 @@ impl Router {
         conn: ConnId,
         key: ClientKey,
         register_id: &str,
-        result: Result<Vec<StoredMessage>, Reject>,
+        result: Result<Page, Reject>,
         now: u64,
     ) {
         // The connection may have gone or been replaced meanwhile.
@@ -142,33 +143,81 @@ impl Router {
         }
         let user = key.user.as_str();
         match result {
-            Ok(backlog) => {
-                self.table.attach(conn, &key);
+            Ok(page) => {
                 log::info!("conn {conn} registered as {key}");
                 let ok = wire::send_status(register_id, user, Status::Success, "registered", now);
                 self.push(conn, Outbound::Answer(ok));
-                if !backlog.is_empty() {
-                    self.push(
-                        conn,
-                        Outbound::Batch(backlog.iter().map(text_frame).collect()),
-                    );
-                }
+                self.backlog_page(conn, &key, page);
             }
-            Err(r) => {
-                // The answer goes on the control queue too: the writer
-                // takes that first, and writes nothing after the close.
-                let frame = wire::send_status(register_id, user, r.status, &r.msg, now);
-                self.table.unbind(conn);
-                if let Some(handle) = self.table.handle(conn) {
-                    if handle.ctrl.try_send(Ctrl::Frame(frame)).is_ok() {
-                        close(handle, 1008, r.status.name());
-                    } else {
-                        handle.shared.kill();
-                    }
-                }
-                self.send_to_store(StoreOp::Detach { key });
+            Err(r) => self.refuse_backlog(conn, key, Some(register_id), &r, now),
+        }
+    }
+
+    /// The next page of a backlog arrived.
+    pub(super) fn paged(
+        &mut self,
+        conn: ConnId,
+        key: ClientKey,
+        result: Result<Page, Reject>,
+        now: u64,
+    ) {
+        if !self.table.is_bound_to(conn, &key) {
+            return;
+        }
+        match result {
+            Ok(page) => self.backlog_page(conn, &key, page),
+            Err(r) => self.refuse_backlog(conn, key, None, &r, now),
+        }
+    }
+
+    /// Queues one page of a backlog. Until its last page is queued the
+    /// connection is not attached: what is committed for it meanwhile is
+    /// in a later page (the store reads them in op order), not live.
+    fn backlog_page(&mut self, conn: ConnId, key: &ClientKey, page: Page) {
+        if !page.messages.is_empty() {
+            let frames = page.messages.iter().map(text_frame).collect();
+            self.push(conn, Outbound::Batch(frames));
+        }
+        if page.more {
+            // The writer says when it has written this page (Drained).
+            self.table.page_after(conn, key, page.last_seq);
+        } else {
+            self.table.attach(conn, key);
+        }
+    }
+
+    /// The writer wrote a page: ask the store for the next, if any.
+    pub(super) fn drained(&mut self, conn: ConnId) {
+        if let Some((key, after)) = self.table.take_page(conn) {
+            self.send_to_store(StoreOp::Page { conn, key, after });
+        }
+    }
+
+    /// The store could not read a backlog: the 9001 if this was the
+    /// register's answer, then Close 1008; the client registers again and
+    /// gets it all.
+    fn refuse_backlog(
+        &mut self,
+        conn: ConnId,
+        key: ClientKey,
+        register_id: Option<&str>,
+        r: &Reject,
+        now: u64,
+    ) {
+        let answer =
+            register_id.map(|id| wire::send_status(id, key.user.as_str(), r.status, &r.msg, now));
+        self.table.unbind(conn);
+        if let Some(handle) = self.table.handle(conn) {
+            // The answer goes on the control queue too: the writer takes
+            // that first, and writes nothing after the close.
+            let sent = answer.is_none_or(|a| handle.ctrl.try_send(Ctrl::Frame(a)).is_ok());
+            if sent {
+                close(handle, 1008, r.status.name());
+            } else {
+                handle.shared.kill();
             }
         }
+        self.send_to_store(StoreOp::Detach { key });
     }
 
     pub(super) fn answer(

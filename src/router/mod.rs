@@ -137,6 +137,7 @@ impl Router {
                 let _ = reply.send(result);
             }
             Event::Request { conn, req } => self.request(conn, req, now),
+            Event::Drained { conn } => self.drained(conn),
             Event::Closed { conn } => {
                 if let Some(key) = self.table.remove(conn) {
                     self.send_to_store(StoreOp::Detach { key });
@@ -214,7 +215,10 @@ impl Router {
     fn send_to_store(&mut self, op: StoreOp) {
         let answered = matches!(
             op,
-            StoreOp::Accept { .. } | StoreOp::Receipt { .. } | StoreOp::Attach { .. }
+            StoreOp::Accept { .. }
+                | StoreOp::Receipt { .. }
+                | StoreOp::Attach { .. }
+                | StoreOp::Page { .. }
         );
         if self.store.send(op).is_err() {
             log::error!("the store has stopped");

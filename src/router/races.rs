@@ -94,7 +94,11 @@ impl Fake {
                 conn,
                 key,
                 register_id,
-                result: backlog,
+                result: backlog.map(|messages| crate::store::Page {
+                    messages,
+                    last_seq: 0,
+                    more: false,
+                }),
             },
             NOW,
         );

@@ -17,6 +17,9 @@ struct Conn {
     handle: ConnHandle,
     client: Option<ClientKey>,
     attached: bool,
+    /// A backlog is being sent page by page: the next page starts after
+    /// this seq, asked for once the writer has written the current one.
+    page_after: Option<i64>,
 }
 
 /// Why a connection could not take a client's place.
@@ -43,6 +46,7 @@ impl SessionTable {
             handle,
             client: None,
             attached: false,
+            page_after: None,
         };
         if let Some(old) = self.conns.insert(conn.handle.shared.id, conn) {
             // Ids are never reused; should one be, its listing goes too.
@@ -99,6 +103,7 @@ impl SessionTable {
     pub fn unbind(&mut self, conn: ConnId) -> Option<ClientKey> {
         let c = self.conns.get_mut(&conn)?;
         c.attached = false;
+        c.page_after = None;
         let key = c.client.take()?;
         self.unlist(&key, conn);
         Some(key)
@@ -111,10 +116,29 @@ impl SessionTable {
         match self.conns.get_mut(&conn) {
             Some(c) if c.client.as_ref() == Some(key) => {
                 c.attached = true;
+                c.page_after = None;
                 true
             }
             _ => false,
         }
+    }
+
+    /// `key`'s backlog continues after `seq` once its writer has written
+    /// what it has; nothing changes unless `conn` is still that client.
+    pub fn page_after(&mut self, conn: ConnId, key: &ClientKey, seq: i64) {
+        if let Some(c) = self.conns.get_mut(&conn)
+            && c.client.as_ref() == Some(key)
+        {
+            c.page_after = Some(seq);
+        }
+    }
+
+    /// The client and seq the next backlog page of `conn` starts after,
+    /// once: a second call gives nothing until [`Self::page_after`] again.
+    pub fn take_page(&mut self, conn: ConnId) -> Option<(ClientKey, i64)> {
+        let c = self.conns.get_mut(&conn)?;
+        let after = c.page_after.take()?;
+        Some((c.client.clone()?, after))
     }
 
     /// Whether `conn` is still the connection of `key`.
@@ -188,7 +212,12 @@ impl SessionTable {
                 assert_eq!(listed, 1, "conn {id} is {key} but not listed once");
             } else {
                 assert!(!c.attached, "conn {id} is attached without a client");
+                assert!(c.page_after.is_none(), "conn {id} pages without a client");
             }
+            assert!(
+                !(c.attached && c.page_after.is_some()),
+                "conn {id} is attached while its backlog is paged"
+            );
         }
         for (user, list) in &self.clients {
             assert!(!list.is_empty(), "{user} is listed with no clients");
@@ -338,5 +367,24 @@ mod tests {
         all.sort();
         assert_eq!(all, [1, 2]);
         assert_eq!(t.attached_of(&alice, Some(1)), [2]);
+    }
+
+    #[test]
+    fn a_backlog_page_is_asked_for_once_and_only_for_the_current_client() {
+        let mut t = table(&[1, 2]);
+        let web = key("alice", "web");
+        t.bind(1, web.clone(), 2).unwrap();
+        t.page_after(1, &web, 7);
+        assert_eq!(t.take_page(1), Some((web.clone(), 7)));
+        assert_eq!(t.take_page(1), None, "once per page");
+        t.page_after(1, &web, 9);
+        t.bind(2, web.clone(), 2).unwrap();
+        assert_eq!(t.take_page(1), None, "replaced: its paging ends");
+        t.page_after(1, &web, 11);
+        assert_eq!(t.take_page(1), None, "nor does a stale page restart it");
+        t.page_after(2, &web, 3);
+        t.attach(2, &web);
+        assert_eq!(t.take_page(2), None, "attached: the backlog is through");
+        t.check_rule();
     }
 }

@@ -103,7 +103,7 @@ fn rig(config: RouterConfig) -> Rig {
     let dir = std::env::temp_dir().join(format!("edgeim-router-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let limits = StoreLimits {
-        offline_per_user: 100,
+        offline_per_user: 10_000,
         retention_ms: u64::MAX / 2,
         forget_client_ms: u64::MAX / 2,
     };
@@ -188,6 +188,21 @@ fn online(r: &mut Rig, user: &str, client: &str, id: ConnId) -> Peer {
         "register answer comes first"
     );
     p
+}
+
+/// The ids of texts queued for `p`, its whole backlog included: after each
+/// page, the test plays its writer and says it is written (Drained).
+fn backlog(r: &mut Rig, p: &Peer) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..1000 {
+        let got = p.texts();
+        if got.is_empty() {
+            break;
+        }
+        ids.extend(got);
+        r.handle(Event::Drained { conn: p.id }, NOW);
+    }
+    ids
 }
 
 fn send(r: &mut Rig, conn: ConnId, id: &str, to: &[&str]) {
@@ -413,7 +428,7 @@ fn a_full_queue_closes_only_that_connection_and_keeps_its_messages() {
     );
     // Bob comes back and gets every message, in order.
     let back = online(&mut r, "bob", "web", 4);
-    let ids = back.texts();
+    let ids = backlog(&mut r, &back);
     assert_eq!(ids.len(), 20);
     assert!(
         ids.iter().enumerate().all(|(i, id)| *id == format!("m{i}")),
@@ -465,4 +480,44 @@ fn shutdown_closes_every_connection_with_1001() {
     assert_eq!(r.handle(Event::Shutdown, NOW), Flow::Stop);
     assert_eq!(a.closed_with(), Some(1001));
     assert_eq!(b.closed_with(), Some(1001));
+}
+
+#[test]
+fn a_big_backlog_comes_in_pages_in_order_and_live_texts_wait_behind_it() {
+    use crate::store::{PAGE_BYTES, PAGE_FRAMES};
+    let mut r = router();
+    let alice = online(&mut r, "alice", "web", 1);
+    for i in 0..600 {
+        send(&mut r, 1, &format!("m{i}"), &["bob"]);
+    }
+    alice.frames();
+    let bob = online(&mut r, "bob", "web", 2);
+    let first = bob.texts();
+    assert_eq!(first.len(), PAGE_FRAMES, "one page at a time");
+    // A text sent while the backlog is being paged is not delivered live
+    // (it would overtake the backlog): it comes in a later page.
+    send(&mut r, 1, "live", &["bob"]);
+    assert!(bob.texts().is_empty());
+    r.handle(Event::Drained { conn: 2 }, NOW);
+    let mut ids = first;
+    ids.extend(backlog(&mut r, &bob));
+    let want: Vec<String> = (0..600)
+        .map(|i| format!("m{i}"))
+        .chain(["live".to_string()])
+        .collect();
+    assert_eq!(ids, want);
+    // Through: live texts flow again, and a stray Drained asks for nothing.
+    r.handle(Event::Drained { conn: 2 }, NOW);
+    send(&mut r, 1, "after", &["bob"]);
+    assert_eq!(bob.texts(), ["after"]);
+    r.router.table.check_rule();
+    // Pages are also bounded in bytes.
+    let big = "x".repeat(PAGE_BYTES / 4);
+    for i in 0..8 {
+        send_body(&mut r, 1, &format!("b{i}"), &["carol"], &big);
+    }
+    let carol = online(&mut r, "carol", "web", 3);
+    assert_eq!(carol.texts().len(), 4, "about PAGE_BYTES of bodies");
+    r.handle(Event::Drained { conn: 3 }, NOW);
+    assert_eq!(carol.texts().len(), 4);
 }

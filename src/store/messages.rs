@@ -15,6 +15,23 @@ use crate::wire::ids::{ClientKey, ClientName, Origin, UserId};
 /// A failure of the database itself (disk full, I/O error, corruption).
 pub type DbError = rusqlite::Error;
 
+/// Most messages in one page of a backlog.
+pub const PAGE_FRAMES: usize = 256;
+/// About the most body bytes in one page (a page holds at least one
+/// message): well inside the smallest `send_queue`, 1 MiB.
+pub const PAGE_BYTES: usize = 512 * 1024;
+
+/// One page of a client's backlog.
+#[derive(Debug)]
+pub struct Page {
+    /// In order.
+    pub messages: Vec<StoredMessage>,
+    /// The seq of the last one (the next page starts after it).
+    pub last_seq: i64,
+    /// Whether more follow.
+    pub more: bool,
+}
+
 pub(super) const STATE_UNACKED: i64 = 0;
 pub(super) const STATE_ACKED: i64 = 1;
 pub(super) const STATE_COPY: i64 = 2;
@@ -207,7 +224,7 @@ impl Db {
     /// A client registered: what it must get before anything newer, in
     /// order. A client never seen before starts with what no client of its
     /// user has acknowledged.
-    pub fn attach(&mut self, key: &ClientKey, now_ms: u64) -> Result<Vec<StoredMessage>, DbError> {
+    pub fn attach(&mut self, key: &ClientKey, now_ms: u64) -> Result<Page, DbError> {
         let (user, client) = (key.user.as_str(), key.client.as_str());
         let cache = self.users.entry(key.user.clone()).or_default();
         if cache.clients.contains(&key.client) {
@@ -230,11 +247,57 @@ impl Db {
             cache.clients.push(key.client.clone());
         }
         self.connected.insert(key.clone());
+        self.page(key, 0)
+    }
+
+    /// The next page of what `key` has not acknowledged, after `after_seq`,
+    /// in order: at most [`PAGE_FRAMES`] messages and about
+    /// [`PAGE_BYTES`] of bodies, so that a backlog never sits whole in
+    /// memory (up to `offline_per_user` × `max_message_bytes`).
+    pub fn page(&self, key: &ClientKey, after_seq: i64) -> Result<Page, DbError> {
         let mut q = self.conn.prepare_cached(
-            "SELECT m.origin, m.id, m.recipients, m.body, m.ts FROM pending p JOIN messages m ON m.seq = p.seq
-             WHERE p.user = ?1 AND p.client = ?2 ORDER BY p.seq",
+            "SELECT p.seq, m.origin, m.id, m.recipients, m.body, m.ts FROM pending p JOIN messages m ON m.seq = p.seq
+             WHERE p.user = ?1 AND p.client = ?2 AND p.seq > ?3 ORDER BY p.seq LIMIT ?4",
         )?;
-        q.query_map(params![user, client], stored)?.collect()
+        let rows = q.query_map(
+            params![
+                key.user.as_str(),
+                key.client.as_str(),
+                after_seq,
+                PAGE_FRAMES as i64 + 1
+            ],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    StoredMessage {
+                        origin: r.get(1)?,
+                        id: r.get(2)?,
+                        recipients: r.get(3)?,
+                        body: r.get(4)?,
+                        ts: r.get::<_, i64>(5)? as u64,
+                    },
+                ))
+            },
+        )?;
+        let mut page = Page {
+            messages: Vec::new(),
+            last_seq: after_seq,
+            more: false,
+        };
+        let mut bytes = 0;
+        for row in rows {
+            let (seq, m) = row?;
+            if page.messages.len() == PAGE_FRAMES
+                || (bytes >= PAGE_BYTES && !page.messages.is_empty())
+            {
+                page.more = true;
+                break;
+            }
+            bytes += m.body.len();
+            page.last_seq = seq;
+            page.messages.push(m);
+        }
+        Ok(page)
     }
 
     /// A client's connection ended.

@@ -35,7 +35,7 @@ use clock::{AgeClock, Stamps};
 use messages::Db;
 
 pub use history::history;
-pub use messages::StoredMessage;
+pub use messages::{PAGE_BYTES, PAGE_FRAMES, Page, StoredMessage};
 pub use open::open_reader;
 
 /// The database file inside `data_dir`.
@@ -312,7 +312,8 @@ fn apply_batch(db: &mut Db, batch: Vec<StoreOp>, now: u64) -> Vec<Done> {
 enum Outcome {
     Accepted(Result<Accepted, Reject>),
     Receipt(Result<ReceiptOutcome, Reject>),
-    Attached(Vec<StoredMessage>),
+    Attached(Page),
+    Paged(Page),
     Nothing,
     /// The batch was not committed.
     Failed,
@@ -343,6 +344,7 @@ fn execute(db: &mut Db, op: &StoreOp, now: u64) -> Result<Outcome, messages::DbE
             }))
         }
         StoreOp::Attach { key, .. } => Outcome::Attached(db.attach(key, now)?),
+        StoreOp::Page { key, after, .. } => Outcome::Paged(db.page(key, *after)?),
         StoreOp::Detach { key } => {
             db.detach(key, now)?;
             Outcome::Nothing
@@ -406,6 +408,14 @@ fn answer(op: StoreOp, outcome: Outcome) -> Option<Done> {
             register_id,
             result: match outcome {
                 Outcome::Attached(backlog) => Ok(backlog),
+                _ => Err(storage()),
+            },
+        },
+        StoreOp::Page { conn, key, .. } => Done::Paged {
+            conn,
+            key,
+            result: match outcome {
+                Outcome::Paged(page) => Ok(page),
                 _ => Err(storage()),
             },
         },

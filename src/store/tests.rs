@@ -82,7 +82,7 @@ impl TempDb {
         self.db.begin().unwrap();
         let r = self.db.attach(k, now).unwrap();
         self.db.commit().unwrap();
-        ids(&r)
+        ids(&r.messages)
     }
     fn receipt(&mut self, k: &ClientKey, from: &str, id: &str) -> Option<ReceiptOutcome> {
         self.db.begin().unwrap();
