@@ -72,9 +72,17 @@ fn phrases() -> Vec<(&'static str, String)> {
 
     use crate::config::DEFAULT_SEND_QUEUE;
     use crate::router::deliver::ANSWER_ALLOWANCE;
+    use crate::store::{PAGE_BYTES, PAGE_FRAMES};
     let mib = |n: usize| format!("{} MiB", n / (1024 * 1024));
 
     vec![
+        (
+            "store::PAGE_FRAMES, store::PAGE_BYTES",
+            format!(
+                "at most {PAGE_FRAMES} messages and about {} of bodies",
+                kib(PAGE_BYTES)
+            ),
+        ),
         (
             "router::deliver::ANSWER_ALLOWANCE",
             format!(

@@ -35,7 +35,9 @@ use clock::{AgeClock, Stamps};
 use messages::Db;
 
 pub use history::history;
-pub use messages::{PAGE_BYTES, PAGE_FRAMES, Page, StoredMessage};
+#[cfg(test)]
+pub use messages::{PAGE_BYTES, PAGE_FRAMES};
+pub use messages::{Page, StoredMessage};
 pub use open::open_reader;
 
 /// The database file inside `data_dir`.
