@@ -2,6 +2,7 @@
 //! temporary SQLite file (races against a fake store: `races.rs`).
 
 use super::*;
+use crate::clock::Now;
 use crate::events::{ConnShared, Outbound};
 use crate::store::{Store, StoreLimits};
 use crate::wire::ids::ClientName;
@@ -65,7 +66,8 @@ struct Rig {
 }
 
 impl Rig {
-    fn handle(&mut self, ev: Event, now: u64) -> Flow {
+    fn handle(&mut self, ev: Event, now: impl Into<Now>) -> Flow {
+        let now = now.into();
         let flow = self.router.handle(ev, now);
         while self.router.in_flight() > 0 {
             let ds = self
@@ -73,7 +75,7 @@ impl Rig {
                 .recv_timeout(Duration::from_secs(10))
                 .expect("the store answers");
             for d in ds {
-                self.router.done(d, now);
+                self.router.done(d, now.wall_ms);
             }
         }
         flow
@@ -520,4 +522,69 @@ fn a_big_backlog_comes_in_pages_in_order_and_live_texts_wait_behind_it() {
     assert_eq!(carol.texts().len(), 4, "about PAGE_BYTES of bodies");
     r.handle(Event::Drained { conn: 3 }, NOW);
     assert_eq!(carol.texts().len(), 4);
+}
+
+#[test]
+fn session_ids_expire_by_the_monotonic_clock_not_the_wall_clock() {
+    let mut r = router();
+    open(&mut r, 1);
+    open(&mut r, 2);
+    let day = 24 * 3600 * 1000;
+    let issue = |r: &mut Rig, at: Now| {
+        let (tx, rx) = bounded(1);
+        r.handle(
+            Event::IssueSession {
+                user: UserId::parse("alice").unwrap(),
+                client: ClientName::parse("web").unwrap(),
+                reply: tx,
+            },
+            at,
+        );
+        rx.recv().unwrap().expect("an id")
+    };
+    let register_at = |r: &mut Rig, conn: ConnId, sid: String, at: Now| {
+        let (tx, rx) = bounded(1);
+        let msg = Register {
+            id: "reg".into(),
+            from: "alice".into(),
+            session_id: sid,
+        };
+        let ev = Event::Register {
+            conn,
+            msg,
+            refused: None,
+            reply: tx,
+        };
+        r.handle(ev, at);
+        rx.recv().unwrap().map(|u| u.to_string())
+    };
+    let sid = issue(
+        &mut r,
+        Now {
+            wall_ms: NOW,
+            mono_ms: 0,
+        },
+    );
+    // NTP steps the wall clock ten days ahead; one second has passed.
+    let later = Now {
+        wall_ms: NOW + 10 * day,
+        mono_ms: 1_000,
+    };
+    assert_eq!(register_at(&mut r, 1, sid, later), Ok("alice".into()));
+    // A wall clock stepped back keeps no id alive past its 60 s.
+    let sid = issue(
+        &mut r,
+        Now {
+            wall_ms: NOW,
+            mono_ms: 0,
+        },
+    );
+    let stale = Now {
+        wall_ms: NOW / 2,
+        mono_ms: 60_000,
+    };
+    assert_eq!(
+        register_at(&mut r, 2, sid, stale).unwrap_err().status,
+        Status::SessionError
+    );
 }
