@@ -38,16 +38,6 @@ fn is_online(list: &BTreeMap<String, Vec<String>>, user: &str, client: &str) -> 
         .is_some_and(|cs| cs.iter().any(|c| c == client))
 }
 
-/// One text from `from` to `to`'s user: 200 for the sender, the message
-/// for the receiver.
-fn round_trip(from: &mut Client, to: &mut Client, id: &str) {
-    let to_user = to.user.clone();
-    from.text(id, &to_user, &format!("body of {id}"));
-    assert_eq!(from.status(id).0, 200, "{} → {to_user}: {id}", from.user);
-    let m = to.next_message();
-    assert_eq!(m["id"].as_str(), Some(id), "{to_user} got {m}");
-}
-
 /// The WebSocket URL of this server with another path.
 fn ws_url(srv: &TestServer, path: &str) -> String {
     let base = srv

@@ -435,6 +435,16 @@ impl Client {
 
 // ---- assertions the protocol tests share ----
 
+/// One text from `from` to `to`'s user: 200 for the sender, the message for
+/// the receiver.
+pub fn round_trip(from: &mut Client, to: &mut Client, id: &str) {
+    let to_user = to.user.clone();
+    from.text(id, &to_user, &format!("body of {id}"));
+    assert_eq!(from.status(id).0, 200, "{} → {to_user}: {id}", from.user);
+    let m = to.next_message();
+    assert_eq!(m["id"].as_str(), Some(id), "{to_user} got {m}");
+}
+
 /// Sends a text and asserts it is accepted.
 pub fn send_ok(c: &mut Client, id: &str, to: &str, body: &str) {
     c.text(id, to, body);
