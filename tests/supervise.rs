@@ -79,6 +79,18 @@ fn a_websocket_accept_thread_that_dies_ends_the_process_with_status_1() {
 }
 
 #[test]
+fn an_http_accept_thread_that_dies_ends_the_process_with_status_1() {
+    dies_when(
+        "http-accept",
+        |srv| {
+            let host = srv.http.trim_start_matches("http://");
+            let _ = std::net::TcpStream::connect(host);
+        },
+        "the HTTP listener stopped: the accept thread panicked",
+    );
+}
+
+#[test]
 fn a_signals_thread_that_ends_ends_the_process_with_status_1() {
     dies_when("signals", |_| {}, "the signals thread stopped");
 }

@@ -160,6 +160,7 @@ impl HttpServer {
             idle_timeout: IDLE_KEEPALIVE,
             write_timeout: WRITE_DEADLINE,
             max_connections: MAX_HTTP_CONNECTIONS,
+            fail_accept: crate::supervisor::fault("http-accept"),
         };
         let server = tiny_http::Server::http_with_limits(listen, limits)
             .map_err(|e| HttpStartError::Bind(std::io::Error::other(e.to_string())))?;

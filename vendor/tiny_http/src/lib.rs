@@ -212,6 +212,9 @@ pub struct Limits {
     pub write_timeout: Duration,
     /// Open connections; a further one is answered 503 and closed.
     pub max_connections: usize,
+    /// For tests only: the accept thread panics at its first connection,
+    /// so that a test can see its end noticed.
+    pub fail_accept: bool,
 }
 
 impl Default for Limits {
@@ -225,7 +228,30 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(10),
             max_connections: 256,
+            fail_accept: false,
         }
+    }
+}
+
+/// Dropped when the accept thread ends: tells the workers, so that the
+/// server can stop rather than live on without accepting.
+struct EndNotice {
+    messages: Arc<MessagesQueue<Message>>,
+    closing: Arc<AtomicBool>,
+}
+
+impl Drop for EndNotice {
+    fn drop(&mut self) {
+        if self.closing.load(Relaxed) {
+            return;
+        }
+        let why = if thread::panicking() {
+            "the accept thread panicked"
+        } else {
+            "the accept thread ended"
+        };
+        self.messages
+            .push(IoError::new(IoErrorKind::Other, why).into());
     }
 }
 
@@ -392,13 +418,23 @@ impl Server {
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
         let live = Arc::new(AtomicUsize::new(0));
+        let notice_messages = messages.clone();
+        let notice_closing = close_trigger.clone();
         thread::spawn(move || {
+            // patched: however this thread ends (a broken listener, a
+            // panic), a worker's recv() learns of it, unless the server is
+            // being closed
+            let _notice = EndNotice {
+                messages: notice_messages,
+                closing: notice_closing,
+            };
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
 
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
                 let sock = match server.accept() {
+                    Ok(_) if limits.fail_accept => panic!("fail_accept"),
                     Ok((sock, _)) => sock,
                     Err(e) if !listener_broken(&e) => {
                         // patched: upstream ended the accept thread here,
