@@ -46,12 +46,19 @@ pub(crate) struct Hold {
     pub(crate) seconds: f64,
 }
 
+/// The hostile probe: each attack's length.
+#[derive(Clone, Debug)]
+pub(crate) struct Probe {
+    pub(crate) seconds: f64,
+}
+
 pub(crate) enum Scenario {
     Pairs(Flow),
     Rate(Flow),
     Fanout(Flow),
     Idle(Hold),
     Ramp(Hold),
+    Probe(Probe),
 }
 
 /// Clients per user in idle and ramp (each has its own clientName); the
@@ -66,6 +73,7 @@ impl Scenario {
             Scenario::Fanout(_) => "fanout",
             Scenario::Idle(_) => "idle",
             Scenario::Ramp(_) => "ramp",
+            Scenario::Probe(_) => "probe",
         }
     }
 
@@ -76,7 +84,14 @@ impl Scenario {
                 f.pairs * (1 + f.recipients)
             }
             Scenario::Idle(h) | Scenario::Ramp(h) => h.clients.div_ceil(CLIENTS_PER_USER),
+            Scenario::Probe(_) => crate::probe::PROBE_USERS,
         }
+    }
+
+    /// Whether a spawned server gets the raised limits (so that load is
+    /// not refused); the probe tests the default ones.
+    pub(crate) fn raised_limits(&self) -> bool {
+        !matches!(self, Scenario::Probe(_))
     }
 
     /// The scenario's parameters, as they appear in the JSON line.
@@ -88,6 +103,7 @@ impl Scenario {
                 ("threads", json!(h.threads)),
             ],
             Scenario::Ramp(h) => vec![("clients", json!(h.clients)), ("threads", json!(h.threads))],
+            Scenario::Probe(p) => vec![("seconds", json!(p.seconds))],
             Scenario::Pairs(f) | Scenario::Rate(f) | Scenario::Fanout(f) => {
                 let mut p = if f.recipients > 1 {
                     vec![("recipients", json!(f.recipients))]
@@ -179,6 +195,7 @@ pub(crate) fn parse_args() -> Result<Option<Options>, String> {
         "fanout" => &["recipients", "seconds", "window", "size", "drain"],
         "idle" => &["connections", "seconds", "threads"],
         "ramp" => &["clients", "threads"],
+        "probe" => &["seconds"],
         other => return Err(format!("unknown scenario {other:?}")),
     };
     if let Some(k) = flow_opts.keys().find(|k| !allowed.contains(k)) {
@@ -214,6 +231,14 @@ pub(crate) fn parse_args() -> Result<Option<Options>, String> {
             threads: whole("threads", 8.0, 256.0)?,
             seconds: get("seconds", 5.0).min(3600.0),
         }),
+        "probe" => {
+            if runs > 1 {
+                return Err("probe runs once: leave out --runs".into());
+            }
+            Scenario::Probe(Probe {
+                seconds: get("seconds", 3.0).min(60.0),
+            })
+        }
         _ => Scenario::Ramp(Hold {
             clients: whole("clients", 2_000.0, 1_000_000.0)?,
             threads: whole("threads", 8.0, 256.0)?,

@@ -31,14 +31,16 @@
 //! The files: [`args`] (the command line), [`target`] (the server under
 //! test), [`spawn`] (`--spawn`), [`conn`] (one registered connection and
 //! its frames), [`flow`] and [`sender`] (pairs, rate, fanout), [`hold`]
-//! (idle, ramp), [`stats`], [`report`](mod@report) (the output),
-//! [`procfs`] and [`clock`].
+//! (idle, ramp), [`probe`] (attacks while a polite pair texts),
+//! [`stats`], [`report`](mod@report) (the output), [`procfs`] and
+//! [`clock`].
 
 mod args;
 mod clock;
 mod conn;
 mod flow;
 mod hold;
+mod probe;
 mod procfs;
 mod report;
 mod sender;
@@ -54,7 +56,7 @@ use std::time::Duration;
 use args::{Options, Scenario, parse_args};
 use clock::epoch;
 use procfs::clock_ticks;
-use report::report;
+use report::{report, report_probe};
 use spawn::Spawned;
 use stats::RunResult;
 use target::Target;
@@ -129,7 +131,12 @@ fn run(opts: &Options) -> Result<bool, String> {
     // idle run gets a fresh server.
     let fresh_each_run = matches!(opts.scenario, Scenario::Idle(_));
     let spawn = |path: &Path| -> Result<(Spawned, Target), String> {
-        let s = Spawned::start(path, opts.scenario.users(), &opts.password)?;
+        let s = Spawned::start(
+            path,
+            opts.scenario.users(),
+            &opts.password,
+            opts.scenario.raised_limits(),
+        )?;
         eprintln!(
             "edgeim-bench: spawned {} (pid {}), ready in {:.1} ms, {} users",
             path.display(),
@@ -149,6 +156,17 @@ fn run(opts: &Options) -> Result<bool, String> {
         }
         None => Target::new(&opts.server, &opts.ws, opts.pid, &opts.password, ticks)?,
     };
+    if let Scenario::Probe(p) = &opts.scenario {
+        let found = probe::run_probe(&target, p);
+        let server_log = spawned.as_ref().map(Spawned::log_summary);
+        let exit = spawned.map(Spawned::stop);
+        return Ok(report_probe(
+            opts,
+            &found?,
+            server_log.as_ref(),
+            exit.as_ref(),
+        ));
+    }
     let mut results = Vec::new();
     let mut warnings = (0u64, Vec::new());
     let mut exit_error = None;
@@ -199,6 +217,7 @@ impl Scenario {
             }
             Scenario::Idle(h) => hold::run_idle(target, h),
             Scenario::Ramp(h) => hold::run_ramp(target, h),
+            Scenario::Probe(_) => Err("probe runs through probe::run_probe".into()),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::args::Options;
+use crate::probe::{FLOOD_MEDIAN_MS, ProbeResult, QUIET_MEDIAN_MS, QUIET_P99_MS};
 use crate::stats::{RunResult, median};
 
 /// Prints the JSON line and the table; true if every run passed.
@@ -124,4 +125,130 @@ pub(crate) fn show(key: &str, v: f64) -> String {
     } else {
         format!("{v:.0}")
     }
+}
+
+/// The probe's JSON line (one object per attack under `attacks`) and its
+/// table; true unless an attack broke the server (not alive after it, or
+/// an acknowledged text lost) or the server did not stop cleanly. Missed
+/// latency targets are reported, not failed.
+pub(crate) fn report_probe(
+    opts: &Options,
+    found: &ProbeResult,
+    server_log: Option<&(u64, Vec<String>)>,
+    exit: Option<&Result<(), String>>,
+) -> bool {
+    let rows = &found.rows;
+    let attacks: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "attack": r.attack,
+                "kind": r.kind.name(),
+                "sent": r.sent,
+                "acked": r.acked,
+                "refused": r.refused,
+                "lost": r.lost,
+                "rtt_p50_ms": rounded(r.median_ms),
+                "rtt_p99_ms": rounded(r.p99_ms),
+                "ack_p50_ms": rounded(r.ack_median_ms),
+                "alive": r.alive,
+                "target_met": r.met(),
+                "attacker_saw": r.attacker,
+            })
+        })
+        .collect();
+    let broken = rows.iter().filter(|r| r.broken()).count();
+    let missed = rows.iter().filter(|r| !r.met()).count();
+    // In this order, as the other scenarios' lines: scenario, parameters,
+    // figures, errors.
+    let mut line: Vec<(&str, Value)> = vec![("scenario", json!(opts.scenario.name()))];
+    line.extend(opts.scenario.params());
+    line.extend([
+        ("attacks", json!(attacks)),
+        ("broken", json!(broken)),
+        ("targets_missed", json!(missed)),
+        ("polite_errors", json!(found.errors)),
+    ]);
+    if let Some((warnings, _)) = server_log {
+        line.push(("server_warnings", json!(warnings)));
+    }
+    let fields: Vec<String> = line
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", Value::from(*k)))
+        .collect();
+    println!("{{{}}}", fields.join(","));
+
+    eprintln!(
+        "\nprobe: polite pair u0 -> u1, a text every 10 ms; rtt = send -> receipt (9101) \
+         back at u0, 9001 = send -> 9001"
+    );
+    eprintln!(
+        "  {:<24} {:<5} {:>5} {:>5} {:>4} {:>4} {:>9} {:>9} {:>9} {:<5} {:<6} attacker saw",
+        "attack",
+        "kind",
+        "sent",
+        "acked",
+        "ref",
+        "lost",
+        "rtt p50",
+        "rtt p99",
+        "9001 p50",
+        "alive",
+        "target"
+    );
+    for r in rows {
+        eprintln!(
+            "  {:<24} {:<5} {:>5} {:>5} {:>4} {:>4} {:>9} {:>9} {:>9} {:<5} {:<6} {}",
+            r.attack,
+            r.kind.name(),
+            r.sent,
+            r.acked,
+            r.refused,
+            r.lost,
+            show("_ms", r.median_ms),
+            show("_ms", r.p99_ms),
+            show("_ms", r.ack_median_ms),
+            if r.alive { "yes" } else { "NO" },
+            if r.met() { "met" } else { "missed" },
+            r.attacker
+        );
+    }
+    eprintln!(
+        "  (targets: quiet p50 < {QUIET_MEDIAN_MS} ms and p99 < {QUIET_P99_MS} ms, \
+         flood p50 < {FLOOD_MEDIAN_MS} ms; ms in ms, >drain = not answered)"
+    );
+    for (k, n) in &found.errors {
+        eprintln!("  polite pair x{n}: {k}");
+    }
+    if let Some((warnings, tail)) = server_log
+        && *warnings > 0
+    {
+        eprintln!("  server logged {warnings} warnings/errors; last ones:");
+        for l in tail {
+            eprintln!("    {l}");
+        }
+    }
+    let mut ok = true;
+    for r in rows.iter().filter(|r| r.broken()) {
+        eprintln!(
+            "edgeim-bench: FAIL: {} broke the server: {}",
+            r.attack,
+            if r.alive {
+                format!("{} acknowledged texts lost", r.lost)
+            } else {
+                "/healthz did not answer 200 after it".into()
+            }
+        );
+        ok = false;
+    }
+    if missed > 0 {
+        eprintln!(
+            "edgeim-bench: {missed} window(s) missed the latency target (reported, not failed)"
+        );
+    }
+    if let Some(Err(e)) = exit {
+        eprintln!("edgeim-bench: FAIL: {e}");
+        ok = false;
+    }
+    ok
 }

@@ -40,7 +40,13 @@ pub(crate) enum Listening {
 }
 
 impl Spawned {
-    pub(crate) fn start(binary: &Path, users: usize, password: &str) -> Result<Spawned, String> {
+    /// `raised`: the limits raised above any load (else the defaults).
+    pub(crate) fn start(
+        binary: &Path,
+        users: usize,
+        password: &str,
+        raised: bool,
+    ) -> Result<Spawned, String> {
         let dir = std::env::temp_dir().join(format!("edgeim-bench-{}", uuid::Uuid::new_v4()));
         // Private, as the server wants its data_dir (else it warns).
         let mut builder = std::fs::DirBuilder::new();
@@ -50,7 +56,7 @@ impl Spawned {
         builder
             .create(&dir)
             .map_err(|e| format!("{}: {e}", dir.display()))?;
-        let started = Self::start_in(binary, users, password, &dir);
+        let started = Self::start_in(binary, users, password, &dir, raised);
         if started.is_err() {
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -62,6 +68,7 @@ impl Spawned {
         users: usize,
         password: &str,
         dir: &Path,
+        raised: bool,
     ) -> Result<Spawned, String> {
         // One hash for all: the same password with the same salt verifies
         // the same way, and argon2 is slow on purpose.
@@ -69,15 +76,19 @@ impl Spawned {
         let users_text: String = (0..users).map(|i| format!("u{i}:{hash}\n")).collect();
         write_private(&edgeim::users::path_in(dir), &users_text)?;
         let dir_toml = serde_json::to_string(&dir.to_string_lossy()).unwrap_or_default();
-        let config = format!(
+        let mut config = format!(
             "data_dir = {dir_toml}\nlog_level = \"info\"\n\
              [http]\nlisten = \"127.0.0.1:0\"\n\
-             [websocket]\nlisten = \"127.0.0.1:0\"\n\
-             [limits]\nmax_clients_per_user = {CLIENTS_PER_USER}\n\
+             [websocket]\nlisten = \"127.0.0.1:0\"\n"
+        );
+        if raised {
+            config.push_str(&format!(
+                "[limits]\nmax_clients_per_user = {CLIENTS_PER_USER}\n\
              max_recipients = {MAX_RECIPIENTS}\nrate_per_s = 1000000.0\n\
              rate_burst = 1000000.0\nsession_ids_per_s = 1000000.0\n\
              offline_per_user = 1000000\n"
-        );
+            ));
+        }
         let config_path = dir.join("bench.toml");
         write_private(&config_path, &config)?;
         let t0 = Instant::now();
