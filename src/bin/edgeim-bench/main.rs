@@ -66,7 +66,8 @@ usage: edgeim-bench [--spawn PATH | --server URL --ws URL [--pid PID]] [--passwo
                     [--runs K] SCENARIO [options]
 
   --spawn PATH     start PATH (an edgeim binary) on a temp data dir with users
-                   u0..uN and raised limits; stop it at the end
+                   u0..uN and raised limits (probe: the defaults); stop it
+                   at the end
   --server URL     an already running server (default http://127.0.0.1:8080);
                    it needs users u0..uN with --password and raised rate limits
   --ws URL         its WebSocket URL (default ws://127.0.0.1:8081/websocket)
@@ -91,6 +92,18 @@ scenarios:
   ramp  [--clients 2000] [--threads 8]
         how fast clients get session id -> handshake -> register (one
         token per user, fetched before the clock starts)
+  probe [--seconds 3]
+        a polite pair (u0 texts u1 every 10 ms, u1 answers each with 9101)
+        through a baseline window, then 13 attacks of SECONDS each: slow,
+        silent and oversized HTTP, a pipelining non-reader, trickled
+        handshakes, a slow WebSocket reader, absurd Content-Lengths; floods
+        of empty texts, pings, garbage, wrong passwords, session ids. A
+        spawned server keeps the default limits. Per attack: the pair's
+        round trip (send -> receipt) against the targets (quiet: p50 < 10
+        ms and p99 < 100 ms; floods: p50 < 25 ms), texts sent, acknowledged
+        and lost, /healthz after it. Exits 1 only if an attack broke the
+        server (not alive, or an acknowledged text lost): missed latency
+        targets are reported, not failed (shared, noisy machines miss them)
 
 CI smoke run: edgeim-bench --spawn target/debug/edgeim pairs --pairs 2 --seconds 1
 ";
