@@ -925,6 +925,44 @@ fn a_run_of_errors_closes_with_1008_too_many_errors() {
     }
 }
 
+/// After its Close the server reads at most 64 KiB more: a flood that goes
+/// on past it finds the socket shut instead of a second of unpaced reading.
+#[test]
+fn after_its_close_the_server_stops_reading_a_flood_soon() {
+    let srv = TestServer::start();
+    let mut raw = Raw::open(&srv);
+    for _ in 0..32 {
+        raw.send(&text_frame(""));
+    }
+    let _ = raw.tcp.set_write_timeout(Some(WAIT));
+    // Empty frames, 64 KiB of them per write, so that a second of
+    // unpaced reading would take far more than the limit.
+    let frames: Vec<u8> = std::iter::repeat_n(text_frame(""), 64 * 1024 / 6)
+        .flatten()
+        .collect();
+    let mut written = 0usize;
+    let mut refused = false;
+    // Bounded: 64 MiB at the most.
+    while written < 64 * 1024 * 1024 {
+        if raw.tcp.write_all(&frames).is_err() {
+            refused = true;
+            break;
+        }
+        written += frames.len();
+    }
+    assert!(
+        refused,
+        "the server read all {written} bytes after its Close"
+    );
+    assert!(
+        written < 8 * 1024 * 1024,
+        "{written} bytes were taken after the Close"
+    );
+    let mut polite = srv.client("bob", "web");
+    let me = polite.user.clone();
+    send_ok(&mut polite, "still", &me, "here");
+}
+
 /// A ping flood is answered no faster than the message rate; empty text
 /// frames too. Before, 94,000 pings a second were answered.
 #[test]

@@ -16,6 +16,10 @@ use crate::events::{ConnId, ConnShared, Ctrl, Event};
 use crate::wire::Reject;
 use crate::wire::checks::{Decision, Inbound, TOO_MANY_ERRORS};
 
+/// The most bytes read and dropped after the server's Close (a normal
+/// client sends only its Close reply).
+const DRAIN_MAX: usize = 64 * 1024;
+
 /// One connection's reading side.
 pub struct Reader<'a> {
     pub ws: WebSocket<ReaderStream>,
@@ -144,9 +148,19 @@ impl Reader<'_> {
         why.into()
     }
 
+    /// Reads and drops what the peer still sends after our Close, so that
+    /// its Close reply completes the handshake; at most [`DRAIN_MAX`]
+    /// bytes, so that a flooding client cannot use the close grace to send
+    /// unpaced.
     fn drain_raw(&mut self) {
         let mut sink = [0u8; 1024];
         let tcp = &mut self.ws.get_mut().tcp;
-        while matches!(tcp.read(&mut sink), Ok(n) if n > 0) {}
+        let mut left = DRAIN_MAX;
+        while left > 0 {
+            match tcp.read(&mut sink) {
+                Ok(n) if n > 0 => left = left.saturating_sub(n),
+                _ => return,
+            }
+        }
     }
 }
