@@ -78,14 +78,7 @@ pub(crate) fn report(
     for (k, n) in &errors {
         eprintln!("  error x{n}: {k}");
     }
-    if let Some((warnings, tail)) = server_log
-        && *warnings > 0
-    {
-        eprintln!("  server logged {warnings} warnings/errors; last ones:");
-        for l in tail {
-            eprintln!("    {l}");
-        }
-    }
+    show_server_log(server_log);
     let mut ok = true;
     if n_errors > 0 {
         eprintln!("edgeim-bench: FAIL: {n_errors} errors");
@@ -220,14 +213,7 @@ pub(crate) fn report_probe(
     for (k, n) in &found.errors {
         eprintln!("  polite pair x{n}: {k}");
     }
-    if let Some((warnings, tail)) = server_log
-        && *warnings > 0
-    {
-        eprintln!("  server logged {warnings} warnings/errors; last ones:");
-        for l in tail {
-            eprintln!("    {l}");
-        }
-    }
+    show_server_log(server_log);
     let mut ok = true;
     for r in rows.iter().filter(|r| r.broken()) {
         eprintln!(
@@ -251,4 +237,16 @@ pub(crate) fn report_probe(
         ok = false;
     }
     ok
+}
+
+/// The server's warnings and errors, if it logged any.
+fn show_server_log(server_log: Option<&(u64, Vec<String>)>) {
+    if let Some((warnings, tail)) = server_log
+        && *warnings > 0
+    {
+        eprintln!("  server logged {warnings} warnings/errors; last ones:");
+        for l in tail {
+            eprintln!("    {l}");
+        }
+    }
 }
