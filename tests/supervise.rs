@@ -110,3 +110,22 @@ fn a_handler_that_panics_costs_its_request_a_500_not_a_worker() {
     let _ = std::fs::remove_dir_all(&config.data_dir);
     let _ = std::fs::remove_file(&file);
 }
+
+/// A closed tab (the socket dropped without a Close frame) is an ordinary
+/// end, logged at info, not a protocol error.
+#[test]
+fn a_closed_tab_is_logged_as_gone_not_as_a_protocol_error() {
+    let config = test_config("supervise");
+    let file = write_config(&config);
+    let mut srv = Served::start(&file, None);
+    let c = common::register_on(&srv.http, &srv.ws, "alice", &password("alice"), "tab");
+    drop(c);
+    let why = srv.wait_for("closed: ");
+    assert!(
+        why.contains("the peer went away without a close"),
+        "closed: {why}"
+    );
+    assert!(!why.contains("protocol error"), "closed: {why}");
+    let _ = std::fs::remove_dir_all(&config.data_dir);
+    let _ = std::fs::remove_file(&file);
+}
