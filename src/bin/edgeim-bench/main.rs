@@ -36,6 +36,7 @@
 //! [`clock`].
 
 mod args;
+mod attacks;
 mod clock;
 mod conn;
 mod flow;
