@@ -231,6 +231,9 @@ pub enum StoreOp {
     },
     /// Forget every login of a removed user.
     RevokeUser { user: UserId },
+    /// The router checks that the store works (the watchdog): answered
+    /// with [`Done::Pong`] after the next commit.
+    Ping,
     /// Finish what came before, then stop the thread.
     Stop,
 }
@@ -269,4 +272,6 @@ pub enum Done {
         key: ClientKey,
         result: Result<Page, Reject>,
     },
+    /// The answer to [`StoreOp::Ping`].
+    Pong,
 }

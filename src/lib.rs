@@ -25,6 +25,7 @@ pub mod client;
 pub mod config;
 pub mod logger;
 pub mod modes;
+pub mod notify;
 pub mod server;
 pub mod supervisor;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use edgeim::cli::{self, Command, UserAction};
 use edgeim::config::Config;
-use edgeim::{backup, chat, logger, modes, server, supervisor, users};
+use edgeim::{backup, chat, logger, modes, notify, server, supervisor, users};
 
 /// Exit code for a wrong command line or config.
 const EXIT_USAGE: u8 = 2;
@@ -157,6 +157,13 @@ fn run_server(config: &Config, banner: Option<&str>) -> ExitCode {
         running.shutdown(server::SHUTDOWN_GRACE);
         return ExitCode::from(EXIT_FAILURE);
     }
+    // Both listeners are bound and the store is open: systemd's
+    // Type=notify may consider the service started.
+    notify::ready(&format!(
+        "http on {}, websocket on {}",
+        running.http_addr(),
+        running.ws_addr()
+    ));
     let died = |why: &str| {
         log::error!("{why}; stopping so that the service manager restarts edgeim");
         ExitCode::from(EXIT_FAILURE)
@@ -171,6 +178,7 @@ fn run_server(config: &Config, banner: Option<&str>) -> ExitCode {
         },
         recv(running.died()) -> why => died(&why.unwrap_or_default()),
     };
+    notify::stopping();
     running.shutdown(server::SHUTDOWN_GRACE);
     log::info!("stopped");
     code

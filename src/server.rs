@@ -157,6 +157,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             session_ids_per_s: limits.session_ids_per_s,
             max_clients_per_user: limits.max_clients_per_user,
             send_queue: config.websocket.send_queue,
+            watchdog: crate::notify::watchdog_interval(),
         },
         store.sender(),
     );

@@ -42,6 +42,10 @@ impl Router {
                 result,
             } => self.attached(conn, key, &register_id, result, now),
             Done::Paged { conn, key, result } => self.paged(conn, key, result, now),
+            Done::Pong => {
+                self.pinging = false;
+                crate::notify::watchdog();
+            }
         }
     }
 

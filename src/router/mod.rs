@@ -14,9 +14,9 @@ pub mod table;
 mod tests;
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, select};
+use crossbeam_channel::{Receiver, Sender, never, select, tick};
 
 use crate::clock::{Now, now_ms};
 use crate::events::{ConnHandle, ConnId, Ctrl, Dones, Event, ReplyTo, StoreOp};
@@ -39,6 +39,8 @@ pub struct RouterConfig {
     /// Bytes that may wait for one connection before it is closed as slow
     /// (`websocket.send_queue`, a byte budget).
     pub send_queue: usize,
+    /// How often the service manager wants a watchdog ping, if it does.
+    pub watchdog: Option<Duration>,
 }
 
 /// Most events handled per wake-up before the store's answers get a look in.
@@ -53,6 +55,8 @@ pub struct Router {
     store: Sender<StoreOp>,
     /// Ops sent to the store and not answered yet.
     in_flight: usize,
+    /// A watchdog ping op is with the store, not answered yet.
+    pinging: bool,
 }
 
 /// Whether the router loop goes on.
@@ -74,14 +78,27 @@ impl Router {
             table: SessionTable::default(),
             store,
             in_flight: 0,
+            pinging: false,
             config,
         }
     }
 
     /// Runs until [`Event::Shutdown`] or until every sender is gone.
     pub fn run(mut self, events: Receiver<Event>, done: Receiver<Dones>) {
+        // Twice per watchdog period: the store must answer each ping op
+        // before the router pings the service manager.
+        let watchdog = match self.config.watchdog {
+            Some(period) => tick(period / 2),
+            None => never(),
+        };
         loop {
             select! {
+                recv(watchdog) -> _ => {
+                    if !self.pinging {
+                        self.pinging = true;
+                        self.send_to_store(StoreOp::Ping);
+                    }
+                },
                 recv(done) -> d => match d {
                     Ok(d) => {
                         let now = now_ms();
@@ -151,6 +168,13 @@ impl Router {
                 if fault("router") {
                     panic!("EDGEIM_FAULT=router");
                 }
+                if fault("router-stall") {
+                    // Stuck for good, as a deadlock would be: the watchdog
+                    // pings must stop.
+                    loop {
+                        std::thread::park();
+                    }
+                }
                 let id = self
                     .session_rate
                     .take(&user, Instant::now())
@@ -219,6 +243,7 @@ impl Router {
                 | StoreOp::Receipt { .. }
                 | StoreOp::Attach { .. }
                 | StoreOp::Page { .. }
+                | StoreOp::Ping
         );
         if self.store.send(op).is_err() {
             log::error!("the store has stopped");

@@ -93,6 +93,7 @@ impl Drop for Rig {
 
 pub(super) fn config() -> RouterConfig {
     RouterConfig {
+        watchdog: None,
         session_ttl_ms: 60_000,
         session_ids_per_s: 1000.0,
         max_clients_per_user: 2,

@@ -369,7 +369,7 @@ fn execute(db: &mut Db, op: &StoreOp, now: u64) -> Result<Outcome, messages::DbE
             db.revoke_user(user)?;
             Outcome::Nothing
         }
-        StoreOp::Stop => Outcome::Nothing,
+        StoreOp::Ping | StoreOp::Stop => Outcome::Nothing,
     })
 }
 
@@ -425,6 +425,7 @@ fn answer(op: StoreOp, outcome: Outcome) -> Option<Done> {
             let _ = reply.send(!failed);
             return None;
         }
+        StoreOp::Ping => Done::Pong,
         StoreOp::Detach { .. } | StoreOp::RevokeUser { .. } | StoreOp::Stop => return None,
     })
 }
