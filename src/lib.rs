@@ -34,6 +34,7 @@ mod clock;
 mod conn;
 mod events;
 mod http;
+mod metrics;
 mod router;
 mod stack;
 mod store;

@@ -130,6 +130,8 @@ pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
         let _ = ctrl_tx.send(Ctrl::Close(1001, "server shutting down".into()));
     }
     log::info!("conn {id} opened from {peer}");
+    let gauge = &crate::metrics::metrics().connections;
+    gauge.fetch_add(1, Ordering::Relaxed);
     let reason = Reader {
         ws,
         id,
@@ -139,6 +141,7 @@ pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
     }
     .run();
     log::info!("conn {id} closed: {reason}");
+    gauge.fetch_sub(1, Ordering::Relaxed);
     let _ = env.router.send(Event::Closed { conn: id });
     let _ = ctrl_tx.send(Ctrl::Stop);
 }

@@ -8,7 +8,9 @@ use super::request::{HttpRequest, form_decode};
 use super::response::{Reply, busy};
 use crate::auth::COOKIE;
 use crate::auth::throttle::RetryAfter;
+use crate::metrics::metrics;
 use crate::wire::ids::UserId;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// `POST /api/login` (a cookie) or `/app/login` (a token).
 pub fn login(env: &HttpEnv, req: &HttpRequest, app: bool, now: u64) -> Reply {
@@ -30,13 +32,16 @@ pub fn login(env: &HttpEnv, req: &HttpRequest, app: bool, now: u64) -> Reply {
         && let Err(RetryAfter(s)) = env.throttle.begin(addr, &name, now)
     {
         log::info!("login for {:?} from {addr} throttled", printable(&name));
+        metrics().logins_throttled.fetch_add(1, Relaxed);
         return Reply::error(429, format!("too many failed logins; retry in {s} s"))
             .header("Retry-After", s.to_string());
     }
     let Some((user, tag)) = env.users.verify(&username, &password) else {
         log::info!("login failed for {:?}", printable(&username));
+        metrics().logins_failed.fetch_add(1, Relaxed);
         return Reply::error(401, "wrong username or password");
     };
+    metrics().logins_ok.fetch_add(1, Relaxed);
     if let Some(addr) = client {
         env.throttle.succeeded(addr, &name);
     }

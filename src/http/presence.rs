@@ -45,3 +45,17 @@ pub fn users(env: &HttpEnv, req: &HttpRequest, now: u64) -> Reply {
 fn ask_online(env: &HttpEnv) -> Option<OnlineList> {
     ask_router(env, |reply| Event::Online { reply }).ok()
 }
+
+/// `GET /metrics`: no login (like `/healthz`; loopback by default). Who is
+/// online comes from the router; the rest from the counters.
+pub fn metrics(env: &HttpEnv) -> Reply {
+    let online = ask_online(env).map(|list| {
+        let clients = list.iter().map(|(_, cs)| cs.len()).sum();
+        (clients, list.len())
+    });
+    Reply {
+        status: 200,
+        body: super::response::ReplyBody::Metrics(crate::metrics::metrics().render(online)),
+        headers: Vec::new(),
+    }
+}

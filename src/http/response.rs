@@ -18,6 +18,8 @@ pub struct Reply {
 pub enum ReplyBody {
     Json(Value),
     Static(&'static Asset),
+    /// Prometheus's text exposition format.
+    Metrics(String),
     Empty,
 }
 
@@ -64,6 +66,16 @@ pub fn respond(rq: tiny_http::Request, reply: Reply) {
         ReplyBody::Static(a) => (
             a.bytes.to_vec(),
             vec![("Content-Type", a.content_type.to_string())],
+        ),
+        ReplyBody::Metrics(text) => (
+            text.into_bytes(),
+            vec![
+                (
+                    "Content-Type",
+                    "text/plain; version=0.0.4; charset=utf-8".to_string(),
+                ),
+                ("Cache-Control", "no-store".to_string()),
+            ],
         ),
         ReplyBody::Empty => (Vec::new(), Vec::new()),
     };

@@ -13,6 +13,7 @@ use crate::clock::now_ms;
 #[derive(Debug, PartialEq, Eq)]
 enum Route<'a> {
     Healthz,
+    Metrics,
     WebSocketUrl,
     ApiLogin,
     ApiLogout,
@@ -29,6 +30,7 @@ fn route(path: &str) -> Option<(Method, Route<'_>)> {
     use Method::{Get, Post};
     let r = match path {
         "/healthz" => (Get, Route::Healthz),
+        "/metrics" => (Get, Route::Metrics),
         "/api/websocket/url" => (Get, Route::WebSocketUrl),
         "/api/login" => (Post, Route::ApiLogin),
         "/api/logout" => (Post, Route::ApiLogout),
@@ -94,6 +96,7 @@ pub fn handle(env: &HttpEnv, req: &HttpRequest) -> Reply {
     }
     let now = now_ms();
     match route {
+        Route::Metrics => presence::metrics(env),
         Route::Healthz => {
             if env.healthy.load(Ordering::Acquire) {
                 Reply::ok(json!({"status": "ok"}))

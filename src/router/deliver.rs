@@ -9,6 +9,7 @@ use tungstenite::Utf8Bytes;
 
 use super::{Router, close};
 use crate::events::{ConnId, Ctrl, Done, Outbound, ReplyTo, StoreOp};
+use crate::metrics::metrics;
 use crate::store::{Accepted, Page, ReceiptOutcome, StoredMessage, Target};
 use crate::wire::ids::{ClientKey, UserId};
 use crate::wire::{self, Outgoing, Receipt, Reject, Status, TYPE_RECEIVE_STATUS};
@@ -63,6 +64,7 @@ impl Router {
         };
         let answer = match result {
             Ok(Accepted::New { message, targets }) => {
+                metrics().texts_accepted.fetch_add(1, Ordering::Relaxed);
                 self.deliver(&text_frame(&message), &targets, from_conn);
                 Ok(())
             }
@@ -111,6 +113,7 @@ impl Router {
             Ok(outcome) => outcome,
         };
         self.answer(conn, &receipt.id, me, Status::Success, "recorded", now);
+        metrics().receipts.fetch_add(1, Ordering::Relaxed);
         if let ReceiptOutcome::Forward(sender) = outcome {
             self.forward_receipt(me, &sender, receipt, now);
         }
@@ -265,6 +268,7 @@ impl Router {
                 shared.peer
             );
             close(handle, 1008, "slow");
+            metrics().slow_closes.fetch_add(1, Ordering::Relaxed);
             if let Some(key) = self.table.unbind(conn) {
                 self.send_to_store(StoreOp::Detach { key });
             }

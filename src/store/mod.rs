@@ -279,6 +279,7 @@ fn purge_step(db: &mut Db, age: &AgeClock) -> bool {
 /// every op is answered 400.
 fn apply_batch(db: &mut Db, batch: Vec<StoreOp>, now: u64) -> Vec<Done> {
     let mut outcomes = Vec::with_capacity(batch.len());
+    let started = Instant::now();
     let mut failure = db.begin().err();
     for op in &batch {
         if failure.is_some() {
@@ -290,6 +291,9 @@ fn apply_batch(db: &mut Db, batch: Vec<StoreOp>, now: u64) -> Vec<Done> {
         }
     }
     let failure = failure.or_else(|| db.commit().err());
+    if failure.is_none() {
+        crate::metrics::metrics().commit(started.elapsed());
+    }
     if let Some(e) = &failure {
         log::error!(
             "storage failure, batch of {} ops not stored: {e}",

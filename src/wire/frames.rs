@@ -58,6 +58,7 @@ impl Outgoing<'_> {
 /// The 9001 answer to a client message. `to` is the client's user id, or
 /// empty before register.
 pub fn send_status(id: &str, to: &str, status: Status, msg: &str, now_ms: u64) -> Utf8Bytes {
+    crate::metrics::metrics().status(status.code());
     let body = serde_json::to_string(&StatusBody {
         code: status.code(),
         status: status.name(),

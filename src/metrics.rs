@@ -1,0 +1,231 @@
+//! `GET /metrics`: counters in Prometheus's text format (version 0.0.4),
+//! kept in one process-wide set of atomics that the threads bump as they
+//! work (a relaxed add each: no lock, no allocation on any hot path), and
+//! read, together with the router's table and `/proc/self`, when scraped.
+//! docs/OPERATIONS.md, "Metrics", explains each series.
+
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// The 9001 codes of PROTOCOL.md section 5, in order.
+const CODES: [u16; 9] = [200, 400, 401, 402, 403, 404, 405, 406, 407];
+/// Upper bounds of the commit-time histogram, in seconds.
+const COMMIT_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2.0];
+
+/// Every counter and gauge edgeim keeps.
+#[derive(Default)]
+pub struct Metrics {
+    /// Open WebSocket connections (after the handshake).
+    pub connections: AtomicU64,
+    /// Texts accepted and stored (resends not counted).
+    pub texts_accepted: AtomicU64,
+    /// Receipts (9101) recorded.
+    pub receipts: AtomicU64,
+    /// Connections closed as slow.
+    pub slow_closes: AtomicU64,
+    /// Logins by outcome.
+    pub logins_ok: AtomicU64,
+    /// Wrong user or password.
+    pub logins_failed: AtomicU64,
+    /// Answered 429 by the throttle.
+    pub logins_throttled: AtomicU64,
+    status: [AtomicU64; CODES.len()],
+    commits: AtomicU64,
+    commit_us: AtomicU64,
+    commit_buckets: [AtomicU64; COMMIT_BUCKETS.len()],
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(Metrics::default)
+}
+
+impl Metrics {
+    /// A 9001 with this code was built.
+    pub fn status(&self, code: u16) {
+        if let Some(i) = CODES.iter().position(|c| *c == code) {
+            self.status[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A store commit took `took`.
+    pub fn commit(&self, took: Duration) {
+        self.commits.fetch_add(1, Relaxed);
+        self.commit_us
+            .fetch_add(took.as_micros().min(u64::MAX as u128) as u64, Relaxed);
+        let secs = took.as_secs_f64();
+        if let Some(i) = COMMIT_BUCKETS.iter().position(|b| secs <= *b) {
+            self.commit_buckets[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The exposition text; `online` is (registered clients, users online)
+    /// from the router, when it answered.
+    pub fn render(&self, online: Option<(usize, usize)>) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, lines: &[(String, f64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in lines {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        let one = |v: u64| vec![(String::new(), v as f64)];
+        let version = format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"));
+        metric(
+            "edgeim_build_info",
+            "gauge",
+            "The running edgeim.",
+            &[(version, 1.0)],
+        );
+        let get = |a: &AtomicU64| a.load(Relaxed);
+        metric(
+            "edgeim_websocket_connections",
+            "gauge",
+            "Open WebSocket connections.",
+            &one(get(&self.connections)),
+        );
+        if let Some((clients, users)) = online {
+            metric(
+                "edgeim_clients_registered",
+                "gauge",
+                "Registered clients.",
+                &one(clients as u64),
+            );
+            metric(
+                "edgeim_users_online",
+                "gauge",
+                "Users with a registered client.",
+                &one(users as u64),
+            );
+        }
+        metric(
+            "edgeim_texts_accepted_total",
+            "counter",
+            "Texts stored (resends not counted).",
+            &one(get(&self.texts_accepted)),
+        );
+        metric(
+            "edgeim_receipts_total",
+            "counter",
+            "Receipts (9101) recorded.",
+            &one(get(&self.receipts)),
+        );
+        let statuses: Vec<(String, f64)> = CODES
+            .iter()
+            .zip(&self.status)
+            .map(|(c, n)| (format!("{{code=\"{c}\"}}"), get(n) as f64))
+            .collect();
+        metric(
+            "edgeim_send_status_total",
+            "counter",
+            "9001 answers sent, by code.",
+            &statuses,
+        );
+        metric(
+            "edgeim_slow_closes_total",
+            "counter",
+            "Connections closed as slow.",
+            &one(get(&self.slow_closes)),
+        );
+        let logins = vec![
+            ("{result=\"ok\"}".to_string(), get(&self.logins_ok) as f64),
+            (
+                "{result=\"failed\"}".to_string(),
+                get(&self.logins_failed) as f64,
+            ),
+            (
+                "{result=\"throttled\"}".to_string(),
+                get(&self.logins_throttled) as f64,
+            ),
+        ];
+        metric(
+            "edgeim_logins_total",
+            "counter",
+            "Logins, by result.",
+            &logins,
+        );
+        let mut buckets = Vec::new();
+        let mut cumulative = 0;
+        for (b, n) in COMMIT_BUCKETS.iter().zip(&self.commit_buckets) {
+            cumulative += get(n);
+            buckets.push((format!("_bucket{{le=\"{b}\"}}"), cumulative as f64));
+        }
+        let commits = get(&self.commits);
+        buckets.push(("_bucket{le=\"+Inf\"}".to_string(), commits as f64));
+        buckets.push(("_sum".to_string(), get(&self.commit_us) as f64 / 1e6));
+        buckets.push(("_count".to_string(), commits as f64));
+        metric(
+            "edgeim_store_commit_seconds",
+            "histogram",
+            "Time of each store commit (the fsync included).",
+            &buckets,
+        );
+        let (threads, rss, fds) = process();
+        metric(
+            "edgeim_threads",
+            "gauge",
+            "Threads of the process.",
+            &one(threads),
+        );
+        metric(
+            "edgeim_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the process.",
+            &one(rss),
+        );
+        metric(
+            "edgeim_open_fds",
+            "gauge",
+            "Open file descriptors.",
+            &one(fds),
+        );
+        out
+    }
+}
+
+/// (threads, resident bytes, open descriptors) from `/proc/self`; zeros
+/// where there is no `/proc`.
+fn process() -> (u64, u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+    (field("Threads:"), field("VmRSS:") * 1024, fds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_has_help_type_and_a_cumulative_histogram() {
+        let m = Metrics::default();
+        m.status(200);
+        m.status(407);
+        m.status(999);
+        m.commit(Duration::from_micros(700));
+        m.commit(Duration::from_secs(5));
+        let text = m.render(Some((3, 2)));
+        assert!(text.contains("# TYPE edgeim_send_status_total counter"));
+        assert!(text.contains("edgeim_send_status_total{code=\"200\"} 1\n"));
+        assert!(text.contains("edgeim_send_status_total{code=\"407\"} 1\n"));
+        assert!(text.contains("edgeim_store_commit_seconds_bucket{le=\"0.0005\"} 0\n"));
+        assert!(text.contains("edgeim_store_commit_seconds_bucket{le=\"0.001\"} 1\n"));
+        assert!(text.contains("edgeim_store_commit_seconds_bucket{le=\"+Inf\"} 2\n"));
+        assert!(text.contains("edgeim_store_commit_seconds_count 2\n"));
+        assert!(text.contains("edgeim_users_online 2\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, value) = line.rsplit_once(' ').expect("name value");
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+    }
+}

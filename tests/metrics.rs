@@ -1,0 +1,73 @@
+//! `GET /metrics` in Prometheus's text format: it parses, and the counters
+//! move when texts flow (issue 11, "/metrics").
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::served::{Served, write_config};
+use common::{ack_expect, expect_text, password, register_on, send_ok, test_config};
+
+/// Every sample: `name{labels}` → value. Panics on a line that is not
+/// `# HELP`, `# TYPE` or a sample, or a sample without a TYPE before it.
+fn scrape(http: &str) -> BTreeMap<String, f64> {
+    let r = common::request("GET", &format!("{http}/metrics"), &[], "");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("Content-Type")
+            .is_some_and(|t| t.starts_with("text/plain; version=0.0.4")),
+        "{:?}",
+        r.header("Content-Type")
+    );
+    let mut typed = Vec::new();
+    let mut samples = BTreeMap::new();
+    for line in r.text().lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            typed.push(name.to_string());
+        } else if line.starts_with("# HELP ") {
+        } else {
+            let (series, value) = line.rsplit_once(' ').expect("a sample");
+            let name = series.split('{').next().unwrap_or(series);
+            assert!(
+                typed
+                    .iter()
+                    .any(|t| name == t || name.starts_with(&format!("{t}_"))),
+                "{line}: no TYPE"
+            );
+            samples.insert(series.to_string(), value.parse::<f64>().expect(line));
+        }
+    }
+    samples
+}
+
+#[test]
+fn metrics_parse_and_move_when_texts_flow() {
+    let config = test_config("metrics");
+    let file = write_config(&config);
+    let srv = Served::start(&file, None);
+    let before = scrape(&srv.http);
+    assert_eq!(before["edgeim_build_info{version=\"0.1.0\"}"], 1.0);
+    assert_eq!(before["edgeim_websocket_connections"], 0.0);
+    let mut alice = register_on(&srv.http, &srv.ws, "alice", &password("alice"), "web");
+    let mut bob = register_on(&srv.http, &srv.ws, "bob", &password("bob"), "web");
+    send_ok(&mut alice, "m1", "bob", "hello");
+    expect_text(&mut bob, "m1");
+    ack_expect(&mut bob, "m1", "alice", 200);
+    let after = scrape(&srv.http);
+    let delta = |k: &str| after[k] - before.get(k).copied().unwrap_or(0.0);
+    assert_eq!(delta("edgeim_texts_accepted_total"), 1.0);
+    assert_eq!(delta("edgeim_receipts_total"), 1.0);
+    // Two registers, a text and a receipt: four 9001 SUCCESS.
+    assert_eq!(delta("edgeim_send_status_total{code=\"200\"}"), 4.0);
+    assert_eq!(delta("edgeim_logins_total{result=\"ok\"}"), 2.0);
+    assert!(delta("edgeim_store_commit_seconds_count") >= 3.0);
+    assert_eq!(after["edgeim_websocket_connections"], 2.0);
+    assert_eq!(after["edgeim_clients_registered"], 2.0);
+    assert_eq!(after["edgeim_users_online"], 2.0);
+    assert!(after["edgeim_threads"] > 4.0);
+    assert!(after["edgeim_resident_memory_bytes"] > 0.0);
+    let _ = std::fs::remove_dir_all(&config.data_dir);
+    let _ = std::fs::remove_file(&file);
+}
