@@ -14,6 +14,9 @@ use edgeim::{backup, chat, logger, modes, notify, server, supervisor, users};
 const EXIT_USAGE: u8 = 2;
 /// Exit code for a failure while running.
 const EXIT_FAILURE: u8 = 1;
+/// Exit code for data a restart cannot fix (not a database, a newer
+/// schema, not writable); the unit's `RestartPreventExitStatus=` names it.
+const EXIT_DATA: u8 = 3;
 /// How long the last log lines may take to be written at exit.
 const LOG_FLUSH: Duration = Duration::from_secs(1);
 
@@ -130,7 +133,12 @@ fn run_server(config: &Config, banner: Option<&str>) -> ExitCode {
         Err(e) => {
             logger::flush(LOG_FLUSH);
             eprintln!("edgeim: {e}");
-            return ExitCode::from(EXIT_FAILURE);
+            let code = if e.is_permanent() {
+                EXIT_DATA
+            } else {
+                EXIT_FAILURE
+            };
+            return ExitCode::from(code);
         }
     };
     if let Some(b) = banner {

@@ -59,6 +59,15 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
+impl StartError {
+    /// Whether starting again cannot help: the database is not one, is
+    /// from a newer edgeim, or cannot be written. The operator must act,
+    /// so the binary exits with its own status and systemd does not retry.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, StartError::Store(e) if e.permanent)
+    }
+}
+
 /// A running server.
 pub struct Running {
     http: Option<HttpServer>,

@@ -129,3 +129,29 @@ fn a_closed_tab_is_logged_as_gone_not_as_a_protocol_error() {
     let _ = std::fs::remove_dir_all(&config.data_dir);
     let _ = std::fs::remove_file(&file);
 }
+
+/// A database a restart cannot fix exits 3, which the unit's
+/// `RestartPreventExitStatus=` names, so systemd does not loop on it.
+#[test]
+fn a_garbage_database_exits_3_so_the_service_is_not_restarted_in_a_loop() {
+    let config = test_config("supervise");
+    std::fs::write(
+        config.data_dir.join("edgeim.db"),
+        b"this is not an SQLite database\n".repeat(200),
+    )
+    .expect("write garbage");
+    let file = write_config(&config);
+    let out = common::served::run_to_end(
+        std::path::Path::new("/"),
+        &["serve", "--config", file.to_str().expect("utf-8")],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let unit = include_str!("../systemd/edgeim.service");
+    assert!(
+        unit.lines().any(|l| l == "RestartPreventExitStatus=2 3"),
+        "the unit names exit 3"
+    );
+    let _ = std::fs::remove_dir_all(&config.data_dir);
+    let _ = std::fs::remove_file(&file);
+}

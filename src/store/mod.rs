@@ -104,6 +104,9 @@ pub struct OpenError {
     pub path: PathBuf,
     /// What is wrong with it.
     pub why: String,
+    /// Starting again cannot help (not a database, a newer schema, not
+    /// writable): the operator must act.
+    pub permanent: bool,
 }
 
 impl fmt::Display for OpenError {
@@ -153,8 +156,13 @@ impl Store {
         let what = |e: &dyn fmt::Display| OpenError {
             path: path.to_path_buf(),
             why: e.to_string(),
+            permanent: false,
         };
-        let conn = open::open_connection(path).map_err(|e| what(&e))?;
+        let conn = open::open_connection(path).map_err(|f| OpenError {
+            path: path.to_path_buf(),
+            why: f.why,
+            permanent: f.permanent,
+        })?;
         let db = Db::new(conn, limits).map_err(|e| what(&e))?;
         let logins = db.logins(now_ms()).map_err(|e| what(&e))?;
         let stamps = Stamps::after(db.last_ts().map_err(|e| what(&e))?);

@@ -8,38 +8,76 @@ use rusqlite::{Connection, OpenFlags};
 use super::messages::DbError;
 use super::schema;
 
+/// Why the database could not be opened. `permanent`: starting again
+/// cannot help (not a database, a newer schema, not writable), so the
+/// service manager should not retry.
+#[derive(Debug)]
+pub struct OpenFailure {
+    /// One line for the operator.
+    pub why: String,
+    /// Whether a restart cannot help.
+    pub permanent: bool,
+}
+
+impl From<String> for OpenFailure {
+    fn from(why: String) -> OpenFailure {
+        OpenFailure {
+            why,
+            permanent: false,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for OpenFailure {
+    fn from(e: rusqlite::Error) -> OpenFailure {
+        OpenFailure {
+            permanent: e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase),
+            why: e.to_string(),
+        }
+    }
+}
+
+fn permanent(why: String) -> OpenFailure {
+    OpenFailure {
+        why,
+        permanent: true,
+    }
+}
+
 /// Opens (creating if needed) and migrates the database; the error is one
 /// line for the operator.
-pub fn open_connection(path: &Path) -> Result<Connection, String> {
+pub fn open_connection(path: &Path) -> Result<Connection, OpenFailure> {
     let existed = path.exists();
-    let mut conn = Connection::open(path).map_err(|e| e.to_string())?;
+    let mut conn = Connection::open(path)?;
     // SQLite quietly opens a file it may not write read-only; then every
     // message would fail. Refuse to start instead.
-    if conn
-        .is_readonly(rusqlite::MAIN_DB)
-        .map_err(|e| e.to_string())?
-    {
-        return Err("the file is not writable by this user (check its owner and mode)".into());
+    if conn.is_readonly(rusqlite::MAIN_DB)? {
+        return Err(permanent(
+            "the file is not writable by this user (check its owner and mode)".into(),
+        ));
     }
     if !existed {
         log::info!("created a new database {}", path.display());
     }
     // WAL: readers (history) never block the writer; FULL: a commit is on
     // disk when COMMIT returns, so 9001 SUCCESS can follow it.
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-        .map_err(|e| e.to_string())?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(format!("cannot use WAL journal mode (got {mode})"));
+        return Err(format!("cannot use WAL journal mode (got {mode})").into());
     }
     // An 8 MiB page cache holds the hot ends of the tables; SQLite's 2 MiB
     // default made the store re-read pages under load.
     conn.execute_batch(
         "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-8192;",
-    )
-    .map_err(|e| e.to_string())?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(|e| e.to_string())?;
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > schema::VERSION {
+        return Err(permanent(format!(
+            "schema version {found} is newer than this edgeim understands ({}); use a newer edgeim",
+            schema::VERSION
+        )));
+    }
     schema::migrate(&mut conn, schema::VERSION)?;
     // Every statement of the message path stays prepared (the default
     // cache holds 16, fewer than the store uses).

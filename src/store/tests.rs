@@ -378,7 +378,8 @@ fn a_file_that_is_not_a_database_is_an_error_not_a_reset() {
     let junk = vec![0x5a_u8; 8192];
     std::fs::write(&path, &junk).unwrap();
     let e = open_connection(&path).expect_err("refused");
-    assert!(e.contains("not a database"), "{e}");
+    assert!(e.why.contains("not a database"), "{}", e.why);
+    assert!(e.permanent, "a restart cannot help");
     assert_eq!(
         std::fs::read(&path).unwrap(),
         junk,
@@ -396,7 +397,8 @@ fn a_newer_schema_is_refused() {
         .pragma_update(None, "user_version", 99)
         .unwrap();
     let e = open_connection(&path).expect_err("refused");
-    assert!(e.contains("newer"), "{e}");
+    assert!(e.why.contains("newer"), "{}", e.why);
+    assert!(e.permanent, "a restart cannot help");
     let _ = std::fs::remove_dir_all(dir);
 }
 
