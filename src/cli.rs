@@ -14,7 +14,10 @@ edgeim: a small instant-messaging server
 
 USAGE:
     edgeim [serve] [--config FILE]     run the server
-    edgeim demo [--dir DIR]            run a demo server with users alice and bob
+    edgeim demo [--dir DIR] [--http-port N] [--ws-port N] [--listen ADDR]
+                                       run a demo server with users alice and bob
+                                       (ports 8080 and 8081 on 127.0.0.1 unless
+                                       told; --listen 0.0.0.0 tries it on the LAN)
     edgeim user add NAME [--config FILE]
     edgeim user passwd NAME [--config FILE]
     edgeim user remove NAME [--config FILE]
@@ -55,6 +58,19 @@ pub enum UserAction {
     List,
 }
 
+/// `edgeim demo [--dir DIR] [--http-port N] [--ws-port N] [--listen ADDR]`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DemoOptions {
+    /// `--dir DIR`; a new temporary directory without it.
+    pub dir: Option<PathBuf>,
+    /// `--http-port N` (8080).
+    pub http_port: Option<u16>,
+    /// `--ws-port N` (8081).
+    pub ws_port: Option<u16>,
+    /// `--listen ADDR` (127.0.0.1; 0.0.0.0 to try it on the LAN).
+    pub listen: Option<std::net::IpAddr>,
+}
+
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
@@ -64,10 +80,7 @@ pub enum Command {
         config: Option<PathBuf>,
     },
     /// `edgeim demo`: a server with the two demo accounts.
-    Demo {
-        /// `--dir DIR`; a new temporary directory without it.
-        dir: Option<PathBuf>,
-    },
+    Demo(DemoOptions),
     /// `edgeim user ...`.
     User {
         /// Which.
@@ -103,14 +116,33 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
     let mut p = lexopt::Parser::from_args(args);
     let mut words: Vec<String> = Vec::new();
     let mut config = None;
-    let mut dir = None;
+    let mut demo = DemoOptions::default();
+    let mut demo_only = false;
     let (mut server, mut ws, mut client) = (None, None, None);
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
             Short('c') | Long("config") => {
                 config = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?))
             }
-            Long("dir") => dir = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
+            Long("dir") => {
+                demo.dir = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?));
+                demo_only = true;
+            }
+            Long("http-port") => {
+                demo.http_port = Some(number(p.value(), "--http-port")?);
+                demo_only = true;
+            }
+            Long("ws-port") => {
+                demo.ws_port = Some(number(p.value(), "--ws-port")?);
+                demo_only = true;
+            }
+            Long("listen") => {
+                let v = string(p.value())?;
+                demo.listen = Some(v.parse().map_err(|_| {
+                    format!("--listen {v:?}: an IP address, such as 0.0.0.0 or 127.0.0.1")
+                })?);
+                demo_only = true;
+            }
             Long("server") => server = Some(string(p.value())?),
             Long("ws") => ws = Some(string(p.value())?),
             Long("client") => client = Some(string(p.value())?),
@@ -123,8 +155,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
             other => return Err(other.unexpected().to_string()),
         }
     }
-    if dir.is_some() && words.first().map(String::as_str) != Some("demo") {
-        return Err("--dir is for `edgeim demo` only".into());
+    let demoing = words.first().map(String::as_str) == Some("demo");
+    if demo_only && !demoing {
+        return Err("--dir, --http-port, --ws-port and --listen are for `edgeim demo` only".into());
+    }
+    if demoing && config.is_some() {
+        return Err("`edgeim demo` takes no --config: it makes its own \
+             (use --dir, --http-port, --ws-port, --listen)"
+            .into());
     }
     let chatting = words.first().map(String::as_str) == Some("chat");
     if !chatting && (server.is_some() || ws.is_some() || client.is_some()) {
@@ -136,7 +174,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let cmd = match words.as_slice() {
         [] | ["serve"] => Command::Serve { config },
-        ["demo"] => Command::Demo { dir },
+        ["demo"] => Command::Demo(demo),
         ["backup", to] => Command::Backup {
             to: PathBuf::from(to),
             config,
@@ -179,6 +217,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         [other, ..] => return Err(format!("unknown command {other:?}")),
     };
     Ok(cmd)
+}
+
+/// A port number option's value.
+fn number(v: Result<OsString, lexopt::Error>, what: &str) -> Result<u16, String> {
+    let v = string(v)?;
+    v.parse()
+        .map_err(|_| format!("{what} {v:?}: a port number, 0 to 65535"))
 }
 
 fn string(v: Result<OsString, lexopt::Error>) -> Result<String, String> {
@@ -224,7 +269,40 @@ mod tests {
                 config: None
             })
         );
-        assert_eq!(p(&["demo"]), Ok(Command::Demo { dir: None }));
+        assert_eq!(p(&["demo"]), Ok(Command::Demo(DemoOptions::default())));
+        assert_eq!(
+            p(&[
+                "demo",
+                "--http-port",
+                "9080",
+                "--ws-port",
+                "9081",
+                "--listen",
+                "0.0.0.0"
+            ]),
+            Ok(Command::Demo(DemoOptions {
+                dir: None,
+                http_port: Some(9080),
+                ws_port: Some(9081),
+                listen: Some("0.0.0.0".parse().unwrap()),
+            }))
+        );
+        assert!(
+            p(&["demo", "--config", "x"])
+                .unwrap_err()
+                .contains("no --config")
+        );
+        assert!(
+            p(&["serve", "--http-port", "1"])
+                .unwrap_err()
+                .contains("demo")
+        );
+        assert!(p(&["demo", "--http-port", "70000"]).is_err());
+        assert!(
+            p(&["demo", "--listen", "here"])
+                .unwrap_err()
+                .contains("IP address")
+        );
         assert_eq!(
             p(&["backup", "b.db", "-c", "x"]),
             Ok(Command::Backup {

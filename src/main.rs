@@ -2,7 +2,7 @@
 //! SIGTERM/SIGINT → close every connection with 1001 → exit 0.
 
 use std::io::{BufRead, IsTerminal};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
             Ok(c) => serve(&c, None),
             Err(code) => code,
         },
-        Command::Demo { dir } => demo(dir),
+        Command::Demo(opts) => demo(opts),
         Command::Backup { to, config } => match load(config.as_deref()) {
             Ok(c) => match backup::backup(&backup::path_in(&c.data_dir), &to) {
                 Ok(()) => {
@@ -107,6 +107,11 @@ fn return_large_blocks_to_the_os() {
 fn return_large_blocks_to_the_os() {}
 
 fn serve(config: &Config, banner: Option<&str>) -> ExitCode {
+    serve_or_not(config, banner).unwrap_or_else(|code| code)
+}
+
+/// `Err` when the server did not start (then nothing needs to be kept).
+fn serve_or_not(config: &Config, banner: Option<&str>) -> Result<ExitCode, ExitCode> {
     return_large_blocks_to_the_os();
     init_logging(config);
     let code = run_server(config, banner);
@@ -115,7 +120,7 @@ fn serve(config: &Config, banner: Option<&str>) -> ExitCode {
     code
 }
 
-fn run_server(config: &Config, banner: Option<&str>) -> ExitCode {
+fn run_server(config: &Config, banner: Option<&str>) -> Result<ExitCode, ExitCode> {
     // Block the signals before any thread starts, so none of them gets
     // SIGTERM's default action.
     let mut signals = match signal_hook::iterator::Signals::new([
@@ -125,7 +130,7 @@ fn run_server(config: &Config, banner: Option<&str>) -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("edgeim: cannot install signal handlers: {e}");
-            return ExitCode::from(EXIT_FAILURE);
+            return Err(ExitCode::from(EXIT_FAILURE));
         }
     };
     let running = match server::start(config) {
@@ -133,12 +138,18 @@ fn run_server(config: &Config, banner: Option<&str>) -> ExitCode {
         Err(e) => {
             logger::flush(LOG_FLUSH);
             eprintln!("edgeim: {e}");
+            if banner.is_some() && matches!(e, server::StartError::Listen(..)) {
+                eprintln!(
+                    "edgeim: is another edgeim running? Try other ports: \
+                     edgeim demo --http-port 9080 --ws-port 9081"
+                );
+            }
             let code = if e.is_permanent() {
                 EXIT_DATA
             } else {
                 EXIT_FAILURE
             };
-            return ExitCode::from(code);
+            return Err(ExitCode::from(code));
         }
     };
     if let Some(b) = banner {
@@ -163,7 +174,7 @@ fn run_server(config: &Config, banner: Option<&str>) -> ExitCode {
         logger::flush(LOG_FLUSH);
         eprintln!("edgeim: cannot start the signal thread: {e}");
         running.shutdown(server::SHUTDOWN_GRACE);
-        return ExitCode::from(EXIT_FAILURE);
+        return Ok(ExitCode::from(EXIT_FAILURE));
     }
     // Both listeners are bound and the store is open: systemd's
     // Type=notify may consider the service started.
@@ -189,18 +200,26 @@ fn run_server(config: &Config, banner: Option<&str>) -> ExitCode {
     notify::stopping();
     running.shutdown(server::SHUTDOWN_GRACE);
     log::info!("stopped");
-    code
+    Ok(code)
 }
 
 /// Demo mode: the only way edgeim creates accounts with known passwords.
-fn demo(dir: Option<PathBuf>) -> ExitCode {
-    let dir = dir.unwrap_or_else(|| {
+fn demo(opts: cli::DemoOptions) -> ExitCode {
+    let made_up = opts.dir.is_none();
+    let dir = opts.dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("edgeim-demo-{}", std::process::id()))
     });
-    let config = Config {
+    let mut config = Config {
         data_dir: dir.clone(),
         ..Config::default()
     };
+    let ip = opts
+        .listen
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    config.http.listen =
+        std::net::SocketAddr::new(ip, opts.http_port.unwrap_or(config.http.listen.port()));
+    config.websocket.listen =
+        std::net::SocketAddr::new(ip, opts.ws_port.unwrap_or(config.websocket.listen.port()));
     let path = users::path_in(&dir);
     for (name, pass) in [("alice", "alice-demo"), ("bob", "bob-demo")] {
         match users::add(&path, name, pass) {
@@ -219,7 +238,16 @@ fn demo(dir: Option<PathBuf>) -> ExitCode {
          log in as alice in one and bob in the other. Ctrl-C stops.",
         dir.display()
     );
-    serve(&config, Some(&banner))
+    match serve_or_not(&config, Some(&banner)) {
+        Ok(code) => code,
+        Err(code) => {
+            // A demo that did not start leaves nothing behind.
+            if made_up {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            code
+        }
+    }
 }
 
 fn user(action: UserAction, config: &Config) -> ExitCode {

@@ -155,3 +155,37 @@ fn a_garbage_database_exits_3_so_the_service_is_not_restarted_in_a_loop() {
     let _ = std::fs::remove_dir_all(&config.data_dir);
     let _ = std::fs::remove_file(&file);
 }
+
+/// A demo that cannot bind says what to do and leaves no directory behind;
+/// `--http-port`, `--ws-port` and `--listen` pick other addresses.
+#[test]
+fn a_demo_that_cannot_bind_suggests_other_ports_and_leaves_nothing_behind() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let mut child = std::process::Command::new(common::served::BIN)
+        .args(["demo", "--http-port", &port, "--ws-port", "0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn edgeim demo");
+    let dir = std::env::temp_dir().join(format!("edgeim-demo-{}", child.id()));
+    let mut err = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut text);
+        let _ = tx.send(text);
+    });
+    // stderr closes when the demo exits; a demo that started would not.
+    let Ok(stderr) = rx.recv_timeout(WAIT) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the demo started on a taken port");
+    };
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is another edgeim running?"), "{stderr}");
+    assert!(!dir.exists(), "{} was left behind", dir.display());
+    drop(taken);
+}
