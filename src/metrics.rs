@@ -31,6 +31,10 @@ pub struct Metrics {
     pub logins_failed: AtomicU64,
     /// Answered 429 by the throttle.
     pub logins_throttled: AtomicU64,
+    /// Frames refused by a connection's rate limit.
+    pub rate_limited: AtomicU64,
+    /// Text frames in: register, text, receipt, another type, not a message.
+    frames_in: [AtomicU64; 5],
     status: [AtomicU64; CODES.len()],
     commits: AtomicU64,
     commit_us: AtomicU64,
@@ -49,6 +53,18 @@ impl Metrics {
         if let Some(i) = CODES.iter().position(|c| *c == code) {
             self.status[i].fetch_add(1, Relaxed);
         }
+    }
+
+    /// A text frame arrived: its type, or `None` when it is not a message.
+    pub fn frame_in(&self, kind: Option<i64>) {
+        let i = match kind {
+            Some(1000) => 0,
+            Some(2001) => 1,
+            Some(9101) => 2,
+            Some(_) => 3,
+            None => 4,
+        };
+        self.frames_in[i].fetch_add(1, Relaxed);
     }
 
     /// A store commit took `took`.
@@ -123,6 +139,24 @@ impl Metrics {
             "counter",
             "9001 answers sent, by code.",
             &statuses,
+        );
+        let kinds = ["1000", "2001", "9101", "other", "invalid"];
+        let frames: Vec<(String, f64)> = kinds
+            .iter()
+            .zip(&self.frames_in)
+            .map(|(k, n)| (format!("{{type=\"{k}\"}}"), get(n) as f64))
+            .collect();
+        metric(
+            "edgeim_frames_in_total",
+            "counter",
+            "WebSocket text frames in, by message type.",
+            &frames,
+        );
+        metric(
+            "edgeim_rate_limited_total",
+            "counter",
+            "Frames refused by a connection's rate limit.",
+            &one(get(&self.rate_limited)),
         );
         metric(
             "edgeim_slow_closes_total",

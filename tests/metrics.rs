@@ -59,6 +59,10 @@ fn metrics_parse_and_move_when_texts_flow() {
     let delta = |k: &str| after[k] - before.get(k).copied().unwrap_or(0.0);
     assert_eq!(delta("edgeim_texts_accepted_total"), 1.0);
     assert_eq!(delta("edgeim_receipts_total"), 1.0);
+    assert_eq!(delta("edgeim_frames_in_total{type=\"1000\"}"), 2.0);
+    assert_eq!(delta("edgeim_frames_in_total{type=\"2001\"}"), 1.0);
+    assert_eq!(delta("edgeim_frames_in_total{type=\"9101\"}"), 1.0);
+    assert_eq!(delta("edgeim_rate_limited_total"), 0.0);
     // Two registers, a text and a receipt: four 9001 SUCCESS.
     assert_eq!(delta("edgeim_send_status_total{code=\"200\"}"), 4.0);
     assert_eq!(delta("edgeim_logins_total{result=\"ok\"}"), 2.0);

@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 use tungstenite::Utf8Bytes;
 
 use super::parse::{self, Rules};
+use crate::metrics::metrics;
 use crate::wire::ids::UserId;
 use crate::wire::ratelimit::TokenBucket;
 use crate::wire::{self, Register, Reject, Request, Status, TYPE_RECEIVE_STATUS, TYPE_REGISTER};
+use std::sync::atomic::Ordering::Relaxed;
 
 /// What the reader does with one frame.
 #[derive(Debug)]
@@ -153,8 +155,12 @@ impl Inbound {
     ) -> Decision {
         let env = match parse::parse(text) {
             Ok(env) => env,
-            Err((id, r)) => return self.garbage(id.as_deref(), &r, now, now_ms),
+            Err((id, r)) => {
+                metrics().frame_in(None);
+                return self.garbage(id.as_deref(), &r, now, now_ms);
+            }
         };
+        metrics().frame_in(Some(env.kind));
         let refuse =
             |me: &Self, r: Reject, id: &str| Decision::Answer(me.reject(Some(id), &r, now_ms));
         if self.user.is_none() && env.kind != TYPE_REGISTER {
@@ -169,6 +175,9 @@ impl Inbound {
             &mut self.messages
         };
         let limited = !bucket.take(now);
+        if limited {
+            metrics().rate_limited.fetch_add(1, Relaxed);
+        }
         let rate = || Reject::new(Status::Failed, "rate limit: too many messages, slow down");
         let Some(user) = &self.user else {
             let (msg, refused) = parse::check_register(env);
