@@ -102,7 +102,12 @@ pub fn spawn_core(
 /// server notice. Release builds have no such hook.
 #[cfg(debug_assertions)]
 pub fn fault(name: &str) -> bool {
-    std::env::var("EDGEIM_FAULT").is_ok_and(|f| f == name)
+    // Read once: it is asked on every store batch and HTTP request.
+    static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    FAULT
+        .get_or_init(|| std::env::var("EDGEIM_FAULT").ok())
+        .as_deref()
+        == Some(name)
 }
 
 /// Release builds: never.
