@@ -104,19 +104,3 @@ pub fn session_id(server: &HttpServer, token: &str, client: &str) -> Result<Stri
         }),
     }
 }
-
-/// Logs in, gets a session id for `client`, connects to `ws_url` and
-/// registers: the whole way to a registered connection.
-pub fn connect(
-    server: &HttpServer,
-    ws_url: &str,
-    user: &str,
-    password: &str,
-    client: &str,
-) -> Result<Ws, ClientError> {
-    let token = app_login(server, user, password)?;
-    let sid = session_id(server, &token, client)?;
-    let mut ws = ws::open(ws_url)?;
-    ws::register(&mut ws, user, &sid)?;
-    Ok(ws)
-}
