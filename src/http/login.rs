@@ -8,6 +8,7 @@ use super::request::{HttpRequest, form_decode};
 use super::response::{Reply, busy};
 use crate::auth::COOKIE;
 use crate::auth::throttle::RetryAfter;
+use crate::clock::mono_ms;
 use crate::metrics::metrics;
 use crate::wire::ids::UserId;
 use std::sync::atomic::Ordering::Relaxed;
@@ -27,9 +28,10 @@ pub fn login(env: &HttpEnv, req: &HttpRequest, app: bool, now: u64) -> Reply {
         .peer
         .map(|p| env.throttle.client(p, req.forwarded_for.as_deref()));
     // Counted as a failure at once (so concurrent guesses cannot all pass
-    // the check); a success takes it back.
+    // the check); a success takes it back. Backoffs run on the monotonic
+    // clock: NTP stepping a Pi's clock back at boot must not lock people out.
     if let Some(addr) = client
-        && let Err(RetryAfter(s)) = env.throttle.begin(addr, &name, now)
+        && let Err(RetryAfter(s)) = env.throttle.begin(addr, &name, mono_ms())
     {
         log::info!("login for {:?} from {addr} throttled", printable(&name));
         metrics().logins_throttled.fetch_add(1, Relaxed);
