@@ -74,10 +74,7 @@ fn load(path: Option<&Path>) -> Result<Config, ExitCode> {
 }
 
 fn init_logging(config: &Config) {
-    let level = std::env::var("EDGEIM_LOG")
-        .ok()
-        .and_then(|l| l.parse::<log::LevelFilter>().ok())
-        .unwrap_or(config.log_level.to_filter());
+    let level = logger::effective_level(config.log_level.to_filter());
     // tungstenite traces every frame, session ids and texts included: its
     // log stops at debug whatever the level.
     if let Err(e) = logger::init(level, &["tungstenite"], log::LevelFilter::Debug) {
