@@ -96,8 +96,14 @@ impl Directory {
     }
 
     /// Rereads the file whether or not it looks changed (SIGHUP); the
-    /// number of users. On an error the users stay as they were.
+    /// number of users. On an error the users stay as they were. A missing
+    /// file is an error here, not "no users" as at start: a reload ends
+    /// the logins and connections of every user it no longer finds, and a
+    /// file moved away for a moment must not do that to everyone.
     pub fn reload(&self) -> Result<usize, UsersError> {
+        if let Err(e) = std::fs::metadata(&self.path) {
+            return Err(UsersError::Io(self.path.clone(), e));
+        }
         let now = version(&self.path);
         let entries = read(&self.path)?;
         let n = entries.len();
