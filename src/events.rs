@@ -169,8 +169,24 @@ pub enum Event {
     },
     /// `GET /api/websocket/online` and `/api/users`.
     Online { reply: Sender<OnlineList> },
+    /// SIGHUP reread the config and the users file.
+    Reload(Reload),
     /// Stop: close every connection with 1001.
     Shutdown,
+}
+
+/// What a reload (SIGHUP) changes for the router. It answers on `reply`
+/// with the number of connections it closed.
+pub struct Reload {
+    /// `limits.session_ids_per_s`, from now on.
+    pub session_ids_per_s: f64,
+    /// `limits.max_clients_per_user`, for registers from now on (clients
+    /// already registered stay).
+    pub max_clients_per_user: usize,
+    /// Every user in the users file: the connections and pending session
+    /// ids of anyone else are ended.
+    pub users: Vec<UserId>,
+    pub reply: Sender<usize>,
 }
 
 /// The answer to an HTTP system message: its id, or why not.

@@ -11,8 +11,8 @@
 //! - `http`: the HTTP API and the chat page;
 //! - `auth`: the users file, logins, and the hashing of secrets;
 //! - `events`: every message that crosses a thread boundary;
-//! - [`server`]: wiring them together; [`config`] and [`cli`]: what the
-//!   operator says; [`client`] and [`chat`]: the one client, and the
+//! - [`server`]: wiring them together; [`reload`]: applying a changed
+//!   config on SIGHUP; [`config`] and [`cli`]: what the operator says; [`client`] and [`chat`]: the one client, and the
 //!   terminal chat built on it.
 //!
 //! Only what the binaries and the tests use is public.
@@ -26,6 +26,7 @@ pub mod config;
 pub mod logger;
 pub mod modes;
 pub mod notify;
+pub mod reload;
 pub mod server;
 pub mod supervisor;
 

@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
@@ -30,7 +30,10 @@ enum Item {
 }
 
 struct Logger {
-    level: LevelFilter,
+    /// A [`LevelFilter`] as its `usize`: SIGHUP may change it
+    /// ([`set_level`]) while every thread logs, and an atomic read is all
+    /// a log call pays for that.
+    level: AtomicUsize,
     /// Targets below `quiet_level` unless they are ours (tungstenite logs
     /// every frame at trace).
     quiet: &'static [&'static str],
@@ -51,7 +54,7 @@ pub fn init(
 ) -> std::io::Result<()> {
     let (tx, rx) = bounded(LOG_QUEUE);
     let logger = Logger {
-        level,
+        level: AtomicUsize::new(level as usize),
         quiet,
         quiet_level,
         queue: tx,
@@ -70,6 +73,44 @@ pub fn init(
         log::set_max_level(level);
     }
     Ok(())
+}
+
+/// Logs at `level` from now on (a reload of `log_level`).
+pub fn set_level(level: LevelFilter) {
+    if let Some(l) = LOGGER.get() {
+        l.level.store(level as usize, Ordering::Relaxed);
+    }
+    // The `log` macros test this first: without it, a level raised above
+    // the one at start would never reach the logger.
+    log::set_max_level(level);
+}
+
+/// The level to log at: `EDGEIM_LOG` when it names one, else `configured`
+/// (the config's `log_level`).
+pub fn effective_level(configured: LevelFilter) -> LevelFilter {
+    env_level().unwrap_or(configured)
+}
+
+/// `EDGEIM_LOG`, when it names a level.
+pub fn env_level() -> Option<LevelFilter> {
+    std::env::var("EDGEIM_LOG")
+        .ok()
+        .and_then(|l| l.parse::<LevelFilter>().ok())
+}
+
+/// The filter a `usize` from [`Logger::level`] stands for.
+fn filter_of(n: usize) -> LevelFilter {
+    [
+        LevelFilter::Off,
+        LevelFilter::Error,
+        LevelFilter::Warn,
+        LevelFilter::Info,
+        LevelFilter::Debug,
+        LevelFilter::Trace,
+    ]
+    .get(n)
+    .copied()
+    .unwrap_or(LevelFilter::Trace)
 }
 
 /// Waits, at most `wait`, until every line logged so far is written.
@@ -115,6 +156,7 @@ fn format_line(level: Level, target: &str, args: &std::fmt::Arguments) -> String
 
 impl Logger {
     fn level_for(&self, target: &str) -> LevelFilter {
+        let level = filter_of(self.level.load(Ordering::Relaxed));
         let quiet = self.quiet.iter().any(|q| {
             target == *q
                 || target
@@ -122,9 +164,9 @@ impl Logger {
                     .is_some_and(|rest| rest.starts_with("::"))
         });
         if quiet {
-            self.level.min(self.quiet_level)
+            level.min(self.quiet_level)
         } else {
-            self.level
+            level
         }
     }
 
@@ -167,7 +209,7 @@ mod tests {
 
     fn logger(queue: Sender<Item>) -> Logger {
         Logger {
-            level: LevelFilter::Info,
+            level: AtomicUsize::new(LevelFilter::Info as usize),
             quiet: &["tungstenite"],
             quiet_level: LevelFilter::Warn,
             queue,
@@ -226,6 +268,25 @@ mod tests {
         assert_eq!(l.level_for("tungstenite::protocol"), LevelFilter::Warn);
         assert_eq!(l.level_for("tungstenitex"), LevelFilter::Info);
         assert_eq!(l.level_for("edgeim::router"), LevelFilter::Info);
+    }
+
+    #[test]
+    fn every_level_survives_the_atomic() {
+        for f in LevelFilter::iter() {
+            assert_eq!(filter_of(f as usize), f);
+        }
+    }
+
+    #[test]
+    fn a_new_level_applies_to_the_next_record() {
+        let (tx, _rx) = bounded(1);
+        let l = logger(tx);
+        assert_eq!(l.level_for("edgeim::router"), LevelFilter::Info);
+        l.level
+            .store(LevelFilter::Debug as usize, Ordering::Relaxed);
+        assert_eq!(l.level_for("edgeim::router"), LevelFilter::Debug);
+        // The quiet targets stay capped.
+        assert_eq!(l.level_for("tungstenite::protocol"), LevelFilter::Warn);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `edgeim`: parse arguments → load config → start the server → wait for
-//! SIGTERM/SIGINT → close every connection with 1001 → exit 0.
+//! SIGTERM/SIGINT (reloading on each SIGHUP) → close every connection with
+//! 1001 → exit 0.
 
 use std::io::{BufRead, IsTerminal};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -41,7 +42,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve { config } => match load(config.as_deref()) {
-            Ok(c) => serve(&c, None),
+            Ok(c) => serve(&c, config, None),
             Err(code) => code,
         },
         Command::Demo(opts) => demo(opts),
@@ -74,10 +75,7 @@ fn load(path: Option<&Path>) -> Result<Config, ExitCode> {
 }
 
 fn init_logging(config: &Config) {
-    let level = std::env::var("EDGEIM_LOG")
-        .ok()
-        .and_then(|l| l.parse::<log::LevelFilter>().ok())
-        .unwrap_or(config.log_level.to_filter());
+    let level = logger::effective_level(config.log_level.to_filter());
     // tungstenite traces every frame, session ids and texts included: its
     // log stops at debug whatever the level.
     if let Err(e) = logger::init(level, &["tungstenite"], log::LevelFilter::Debug) {
@@ -106,26 +104,37 @@ fn return_large_blocks_to_the_os() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn return_large_blocks_to_the_os() {}
 
-fn serve(config: &Config, banner: Option<&str>) -> ExitCode {
-    serve_or_not(config, banner).unwrap_or_else(|code| code)
+/// `path` is the config file, reread on SIGHUP (none: only the users file
+/// is).
+fn serve(config: &Config, path: Option<PathBuf>, banner: Option<&str>) -> ExitCode {
+    serve_or_not(config, path, banner).unwrap_or_else(|code| code)
 }
 
 /// `Err` when the server did not start (then nothing needs to be kept).
-fn serve_or_not(config: &Config, banner: Option<&str>) -> Result<ExitCode, ExitCode> {
+fn serve_or_not(
+    config: &Config,
+    path: Option<PathBuf>,
+    banner: Option<&str>,
+) -> Result<ExitCode, ExitCode> {
     return_large_blocks_to_the_os();
     init_logging(config);
-    let code = run_server(config, banner);
+    let code = run_server(config, path, banner);
     // The log thread writes behind: let it finish before the exit.
     logger::flush(LOG_FLUSH);
     code
 }
 
-fn run_server(config: &Config, banner: Option<&str>) -> Result<ExitCode, ExitCode> {
+fn run_server(
+    config: &Config,
+    path: Option<PathBuf>,
+    banner: Option<&str>,
+) -> Result<ExitCode, ExitCode> {
     // Block the signals before any thread starts, so none of them gets
-    // SIGTERM's default action.
+    // SIGTERM's default action (nor SIGHUP's, which is to end the process).
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ]) {
         Ok(s) => s,
         Err(e) => {
@@ -159,15 +168,31 @@ fn run_server(config: &Config, banner: Option<&str>) -> Result<ExitCode, ExitCod
                 .replace("{ws}", &running.ws_addr().to_string())
         );
     }
+    let status = format!(
+        "http on {}, websocket on {}",
+        running.http_addr(),
+        running.ws_addr()
+    );
     // The signal iterator blocks; a thread turns it into a channel so the
-    // main thread can also wait for a core thread that died.
+    // main thread can also wait for a core thread that died. SIGHUP it
+    // handles itself: a reload, then it waits for the next signal.
     let (sig_tx, sig_rx) = crossbeam_channel::bounded(1);
+    let mut reloader = running.reloader(path);
+    let ready = status.clone();
     let forwarded = supervisor::spawn_core("signals", running.health(), move || {
         if supervisor::fault("signals") {
             return;
         }
-        if let Some(sig) = signals.forever().next() {
+        for sig in signals.forever() {
+            if sig == signal_hook::consts::SIGHUP {
+                notify::reloading();
+                reloader.reload();
+                // Also after a refused reload: the server runs on as it was.
+                notify::ready(&ready);
+                continue;
+            }
             let _ = sig_tx.send(sig);
+            return;
         }
     });
     if let Err(e) = forwarded {
@@ -178,11 +203,7 @@ fn run_server(config: &Config, banner: Option<&str>) -> Result<ExitCode, ExitCod
     }
     // Both listeners are bound and the store is open: systemd's
     // Type=notify may consider the service started.
-    notify::ready(&format!(
-        "http on {}, websocket on {}",
-        running.http_addr(),
-        running.ws_addr()
-    ));
+    notify::ready(&status);
     let died = |why: &str| {
         log::error!("{why}; stopping so that the service manager restarts edgeim");
         ExitCode::from(EXIT_FAILURE)
@@ -238,7 +259,7 @@ fn demo(opts: cli::DemoOptions) -> ExitCode {
          log in as alice in one and bob in the other. Ctrl-C stops.",
         dir.display()
     );
-    match serve_or_not(&config, Some(&banner)) {
+    match serve_or_not(&config, None, Some(&banner)) {
         Ok(code) => code,
         Err(code) => {
             // A demo that did not start leaves nothing behind.

@@ -1,6 +1,6 @@
 //! Telling the service manager how the server is doing (systemd's
 //! `sd_notify`): READY once both listeners are bound and the store is open,
-//! STOPPING at shutdown, a STATUS line, and watchdog pings. Without
+//! RELOADING and READY again around a reload (SIGHUP), STOPPING at shutdown, a STATUS line, and watchdog pings. Without
 //! `NOTIFY_SOCKET` (not under systemd, or `Type=simple`) each call does
 //! nothing.
 //!
@@ -22,6 +22,13 @@ fn send(states: &[NotifyState]) {
 /// Both listeners are bound and the store is open.
 pub fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+/// A reload (SIGHUP) has begun; [`ready`] says when it is over. The unit
+/// is `Type=notify` with `ExecReload=`, so systemd wants no
+/// `MONOTONIC_USEC` (only `Type=notify-reload` does).
+pub fn reloading() {
+    send(&[NotifyState::Reloading, NotifyState::Status("reloading")]);
 }
 
 /// The shutdown has begun.

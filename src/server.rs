@@ -3,7 +3,8 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use crate::conn::listener::Listener;
 use crate::conn::{ConnEnv, ws_config};
 use crate::events::Event;
 use crate::http::{HttpEnv, HttpServer, HttpStartError};
+use crate::reload::Reloader;
 use crate::router::{Router, RouterConfig};
 use crate::store::{self, OpenError, Store, StoreLimits};
 use crate::supervisor::{Health, Watch, spawn_core};
@@ -81,6 +83,10 @@ pub struct Running {
     http_addr: SocketAddr,
     health: Arc<Health>,
     died: Receiver<String>,
+    /// What a reload reaches, and the config the server started with.
+    config: Config,
+    conn_env: Arc<ConnEnv>,
+    http_env: Arc<HttpEnv>,
 }
 
 impl Running {
@@ -104,6 +110,20 @@ impl Running {
     /// Where the WebSocket listener is.
     pub fn ws_addr(&self) -> SocketAddr {
         self.ws.addr()
+    }
+
+    /// What carries out a reload (SIGHUP) of this server, which was
+    /// started with the config in the file `path` (if any).
+    pub fn reloader(&self, path: Option<PathBuf>) -> Reloader {
+        Reloader {
+            path,
+            running: self.config.clone(),
+            users: self.http_env.users.clone(),
+            logins: self.http_env.logins.clone(),
+            conn_env: self.conn_env.clone(),
+            http_env: self.http_env.clone(),
+            router: self.router_tx.clone(),
+        }
     }
 
     /// Closes every connection with 1001 and stops, waiting at most `grace`
@@ -182,12 +202,12 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         ping_interval: Duration::from_secs(ws.ping_interval_s),
         idle_timeout: Duration::from_secs(ws.idle_timeout_s),
         write_timeout: Duration::from_secs(ws.write_timeout_s),
-        limits: InboundLimits {
+        limits: RwLock::new(InboundLimits {
             rate_per_s: limits.rate_per_s,
             rate_burst: limits.rate_burst,
             max_recipients: limits.max_recipients,
             offline_per_user: limits.offline_per_user,
-        },
+        }),
         router: router_tx.clone(),
         users: users.clone(),
         started: Instant::now(),
@@ -196,7 +216,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     let listener =
         TcpListener::bind(ws.listen).map_err(|e| StartError::Listen("websocket", ws.listen, e))?;
     let ws_watch = Watch::new("websocket accept", &health);
-    let ws_listener = Listener::start(listener, conn_env, alive.clone(), ws_watch)
+    let ws_listener = Listener::start(listener, conn_env.clone(), alive.clone(), ws_watch)
         .map_err(|e| StartError::Thread("websocket accept", e))?;
 
     let http_env = Arc::new(HttpEnv {
@@ -213,16 +233,21 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         router: router_tx.clone(),
         api_key: config.api.key.as_deref().map(hash_secret),
         max_message_bytes: limits.max_message_bytes,
-        max_recipients: limits.max_recipients,
+        max_recipients: AtomicUsize::new(limits.max_recipients),
         healthy: health.healthy.clone(),
         throttle: crate::auth::throttle::LoginThrottle::new(config.http.trusted_proxies()),
     });
     let listen = config.http.listen;
-    let http = HttpServer::start(listen, config.http.workers, http_env, health.reporter())
-        .map_err(|e| match e {
-            HttpStartError::Bind(e) => StartError::Listen("http", listen, e),
-            HttpStartError::Worker(e) => StartError::Thread("http worker", e),
-        })?;
+    let http = HttpServer::start(
+        listen,
+        config.http.workers,
+        http_env.clone(),
+        health.reporter(),
+    )
+    .map_err(|e| match e {
+        HttpStartError::Bind(e) => StartError::Listen("http", listen, e),
+        HttpStartError::Worker(e) => StartError::Thread("http worker", e),
+    })?;
     let http_addr = http.addr().unwrap_or(config.http.listen);
     log::info!("http listening on {http_addr}");
     log::info!(
@@ -241,5 +266,8 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         http_addr,
         health,
         died,
+        config: config.clone(),
+        conn_env,
+        http_env,
     })
 }

@@ -95,6 +95,38 @@ impl Directory {
         }
     }
 
+    /// Rereads the file whether or not it looks changed (SIGHUP); the
+    /// number of users. On an error the users stay as they were. A missing
+    /// file is an error here, not "no users" as at start: a reload ends
+    /// the logins and connections of every user it no longer finds, and a
+    /// file moved away for a moment must not do that to everyone.
+    pub fn reload(&self) -> Result<usize, UsersError> {
+        if let Err(e) = std::fs::metadata(&self.path) {
+            return Err(UsersError::Io(self.path.clone(), e));
+        }
+        let now = version(&self.path);
+        let entries = read(&self.path)?;
+        let n = entries.len();
+        let mut s = self
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *s = Loaded {
+            entries,
+            version: now,
+        };
+        Ok(n)
+    }
+
+    /// Whether a user is in the users file as last read, without looking
+    /// at the file.
+    pub fn contains(&self, user: &UserId) -> bool {
+        self.state
+            .read()
+            .map(|s| s.entries.contains_key(user))
+            .unwrap_or(false)
+    }
+
     /// Whether a user exists. A miss rereads a changed users file first,
     /// so a user added a moment ago can be written to at once; a hit costs
     /// no system call (this is on the message path).

@@ -176,6 +176,22 @@ impl Logins {
         }
     }
 
+    /// Revokes every login of the users for whom `exists` is false (a
+    /// reload found them removed from the users file); returns them.
+    pub fn revoke_missing(&self, exists: impl Fn(&UserId) -> bool) -> Vec<UserId> {
+        let mut gone: Vec<UserId> = super::lock(&self.map)
+            .values()
+            .filter(|l| !exists(&l.user))
+            .map(|l| l.user.clone())
+            .collect();
+        gone.sort();
+        gone.dedup();
+        for user in &gone {
+            self.revoke_user(user);
+        }
+        gone
+    }
+
     pub fn ttl_ms(&self) -> u64 {
         self.ttl_ms
     }
@@ -198,6 +214,20 @@ mod tests {
         assert!(logins.revoke(&secret));
         assert!(!logins.revoke(&secret));
         assert_eq!(logins.check(&secret, 5001), None);
+    }
+
+    #[test]
+    fn the_logins_of_missing_users_are_revoked_and_no_others() {
+        let logins = Logins::new(1000);
+        let alice = UserId::parse("alice").unwrap();
+        let bob = UserId::parse("bob").unwrap();
+        let (a1, _) = logins.create(alice.clone(), 1, 0).unwrap();
+        let (a2, _) = logins.create(alice.clone(), 1, 0).unwrap();
+        let (b, _) = logins.create(bob.clone(), 1, 0).unwrap();
+        assert_eq!(logins.revoke_missing(|u| *u == bob), vec![alice]);
+        assert_eq!(logins.check(&a1, 1), None);
+        assert_eq!(logins.check(&a2, 1), None);
+        assert_eq!(logins.check(&b, 1), Some((bob, 1)));
     }
 
     #[test]

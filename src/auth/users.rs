@@ -287,6 +287,26 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_rereads_at_once_and_keeps_the_users_when_the_file_is_gone() {
+        let path = temp_file("reload");
+        add(&path, "alice", "password-1").unwrap();
+        let dir = Directory::open(path.clone()).unwrap();
+        add(&path, "bob", "password-2").unwrap();
+        let bob = UserId::parse("bob").unwrap();
+        assert!(!dir.contains(&bob), "contains does not look at the file");
+        assert_eq!(dir.reload().unwrap(), 2);
+        assert!(dir.contains(&bob));
+        std::fs::remove_file(&path).unwrap();
+        let e = dir.reload().unwrap_err().to_string();
+        assert!(
+            e.starts_with("users file ") && e.contains("No such file"),
+            "{e}"
+        );
+        assert!(dir.contains(&bob), "the users stay");
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
     fn a_garbled_line_is_an_error_naming_it() {
         let path = temp_file("bad");
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();

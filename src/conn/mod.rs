@@ -15,8 +15,8 @@ mod stream;
 pub(crate) mod writer;
 
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, bounded, unbounded};
@@ -45,14 +45,28 @@ pub struct ConnEnv {
     pub idle_timeout: Duration,
     /// How long one write may block.
     pub write_timeout: Duration,
-    /// The reader's checks.
-    pub limits: InboundLimits,
+    /// The reader's checks; a reload (SIGHUP) may change them, for the
+    /// connections opened after it ([`ConnEnv::limits`]).
+    pub limits: RwLock<InboundLimits>,
     /// The router's events.
     pub router: Sender<Event>,
     /// Who exists, for `to` checks.
     pub users: Arc<Directory>,
     /// Origin of `ConnShared::last_seen_ms`.
     pub started: Instant,
+}
+
+impl ConnEnv {
+    /// The reader's checks as they are now; a connection takes them once,
+    /// at its start.
+    pub fn limits(&self) -> InboundLimits {
+        *self.limits.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// New checks for the connections opened from now on (a reload).
+    pub fn set_limits(&self, limits: InboundLimits) {
+        *self.limits.write().unwrap_or_else(PoisonError::into_inner) = limits;
+    }
 }
 
 /// Writer control queue: reader pongs and local answers; full means stuck.

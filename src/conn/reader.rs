@@ -33,7 +33,7 @@ impl Reader<'_> {
     /// Reads until the connection ends; returns why, for the log.
     pub fn run(mut self) -> String {
         let env = self.env;
-        let mut inbound = Inbound::new(env.limits, Instant::now());
+        let mut inbound = Inbound::new(env.limits(), Instant::now());
         let user_exists = |u: &str| env.users.exists(u);
         loop {
             if let Some(wait) = inbound.pause() {

@@ -19,7 +19,7 @@ mod system;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -82,7 +82,8 @@ pub struct HttpEnv {
     /// the store's writer).
     pub db_path: PathBuf,
     pub max_message_bytes: usize,
-    pub max_recipients: usize,
+    /// A reload (SIGHUP) may change it: read for each system message.
+    pub max_recipients: AtomicUsize,
     /// False once a listener thread has died: `/healthz` then fails, so
     /// a supervisor restarts the process.
     pub healthy: Arc<AtomicBool>,

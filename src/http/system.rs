@@ -34,7 +34,12 @@ pub fn system_message(env: &HttpEnv, req: &HttpRequest) -> Reply {
         );
     };
     let exists = |u: &str| env.users.exists(u);
-    let to = match crate::wire::parse::recipients(&to, env.max_recipients, &exists) {
+    let to = match crate::wire::parse::recipients(
+        &to,
+        env.max_recipients
+            .load(std::sync::atomic::Ordering::Relaxed),
+        &exists,
+    ) {
         Ok(to) => to,
         Err(r) => return Reply::error(400, r.msg),
     };

@@ -13,6 +13,7 @@ pub mod table;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -197,6 +198,14 @@ impl Router {
             Event::Online { reply } => {
                 let _ = reply.send(self.table.online());
             }
+            Event::Reload(reload) => {
+                let closed = self.reload(
+                    reload.session_ids_per_s,
+                    reload.max_clients_per_user,
+                    &reload.users,
+                );
+                let _ = reload.reply.send(closed);
+            }
             Event::Shutdown => {
                 for handle in self.table.handles() {
                     close(handle, 1001, "server shutting down");
@@ -205,6 +214,37 @@ impl Router {
             }
         }
         Flow::Continue
+    }
+
+    /// New limits, and who exists: the connections and pending session ids
+    /// of users no longer in the users file end (close 1008 `user
+    /// removed`). Returns how many connections were closed.
+    fn reload(
+        &mut self,
+        session_ids_per_s: f64,
+        max_clients_per_user: usize,
+        users: &[UserId],
+    ) -> usize {
+        self.config.session_ids_per_s = session_ids_per_s;
+        self.config.max_clients_per_user = max_clients_per_user;
+        self.session_rate
+            .retune(session_ids_per_s, max_clients_per_user, Instant::now());
+        let users: HashSet<&UserId> = users.iter().collect();
+        let known = |u: &UserId| users.contains(u);
+        self.sessions.retain_users(known);
+        let removed = self.table.conns_of_users_but(known);
+        for conn in &removed {
+            if let Some(handle) = self.table.handle(*conn) {
+                log::info!("conn {conn}: its user was removed from the users file: closing");
+                close(handle, 1008, "user removed");
+            }
+            // Out of the table at once, as for a slow client: nothing more
+            // is delivered to it, and its reader's `Closed` finds no client.
+            if let Some(key) = self.table.unbind(*conn) {
+                self.send_to_store(StoreOp::Detach { key });
+            }
+        }
+        removed.len()
     }
 
     /// A checked text or receipt from a connection: to the store, unless the

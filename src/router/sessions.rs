@@ -62,6 +62,32 @@ impl SessionRate {
         }
     }
 
+    /// Takes a new rate (a reload): the buckets keep the tokens they have,
+    /// at most the new burst, so a reload hands nobody a burst they would
+    /// not have had.
+    pub fn retune(&mut self, rate: f64, max_clients_per_user: usize, now: Instant) {
+        let fresh = SessionRate::new(rate, max_clients_per_user, now);
+        let global = self.global.refilled(self.rate, self.burst, now);
+        let (old_rate, old_burst) = (self.user_rate, self.user_burst);
+        self.users = self
+            .users
+            .drain()
+            .map(|(u, b)| {
+                let b = b.refilled(old_rate, old_burst, now);
+                let tokens = b.tokens.min(fresh.user_burst);
+                (u, Bucket { tokens, last: now })
+            })
+            .collect();
+        self.global = Bucket {
+            tokens: global.tokens.min(fresh.burst),
+            last: now,
+        };
+        self.rate = fresh.rate;
+        self.burst = fresh.burst;
+        self.user_rate = fresh.user_rate;
+        self.user_burst = fresh.user_burst;
+    }
+
     /// Takes a token for `user` if both buckets have one.
     pub fn take(&mut self, user: &UserId, now: Instant) -> bool {
         let global = self.global.refilled(self.rate, self.burst, now);
@@ -149,6 +175,13 @@ impl PendingSessions {
         id
     }
 
+    /// Forgets the ids issued to users for whom `keep` is false (removed
+    /// from the users file). Their places in the expiry order go when they
+    /// come up, as a used id's do.
+    pub fn retain_users(&mut self, keep: impl Fn(&UserId) -> bool) {
+        self.by_hash.retain(|_, p| keep(&p.key.user));
+    }
+
     /// Uses the id up, whatever the register's outcome.
     pub fn take(&mut self, id: &str, now_ms: u64) -> Option<ClientKey> {
         self.sweep(now_ms);
@@ -194,6 +227,43 @@ mod tests {
             .map(|u| (0..100).filter(|_| r.take(u, t2)).count())
             .sum();
         assert_eq!(got, 80);
+    }
+
+    #[test]
+    fn a_new_rate_keeps_the_tokens_left_up_to_its_burst() {
+        let t0 = Instant::now();
+        let alice = UserId::parse("alice").unwrap();
+        let bob = UserId::parse("bob").unwrap();
+        let mut r = SessionRate::new(100.0, 16, t0);
+        assert_eq!((0..100).filter(|_| r.take(&alice, t0)).count(), 16);
+        // A reload hands alice no new burst, and the new rate holds.
+        r.retune(16.0, 4, t0);
+        assert!(!r.take(&alice, t0));
+        // bob's bucket is new: the new burst of 4 (max(16/8, 4)).
+        assert_eq!((0..100).filter(|_| r.take(&bob, t0)).count(), 4);
+        // The server-wide bucket is capped at the new burst, 16: 12 left.
+        let carol = UserId::parse("carol").unwrap();
+        let dave = UserId::parse("dave").unwrap();
+        let erin = UserId::parse("erin").unwrap();
+        let more: usize = [&carol, &dave, &erin]
+            .iter()
+            .map(|u| (0..100).filter(|_| r.take(u, t0)).count())
+            .sum();
+        assert_eq!(more, 12);
+    }
+
+    #[test]
+    fn ids_of_removed_users_are_forgotten() {
+        let mut p = PendingSessions::new(60_000);
+        let alice = p.issue(key(), 0);
+        let bob_key = ClientKey {
+            user: UserId::parse("bob").unwrap(),
+            client: ClientName::parse("web").unwrap(),
+        };
+        let bob = p.issue(bob_key.clone(), 0);
+        p.retain_users(|u| u.as_str() == "bob");
+        assert_eq!(p.take(&alice, 1), None);
+        assert_eq!(p.take(&bob, 1), Some(bob_key));
     }
 
     #[test]

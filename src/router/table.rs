@@ -170,6 +170,15 @@ impl SessionTable {
             .collect()
     }
 
+    /// The registered connections of users for whom `keep` is false.
+    pub fn conns_of_users_but(&self, keep: impl Fn(&UserId) -> bool) -> Vec<ConnId> {
+        self.clients
+            .iter()
+            .filter(|(user, _)| !keep(user))
+            .flat_map(|(_, cs)| cs.iter().map(|(_, c)| *c))
+            .collect()
+    }
+
     /// Every open connection.
     pub fn handles(&self) -> impl Iterator<Item = &ConnHandle> {
         self.conns.values().map(|c| &c.handle)

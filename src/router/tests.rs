@@ -475,6 +475,74 @@ fn the_first_receipt_per_user_goes_to_every_client_of_the_sender() {
     }
 }
 
+/// Sends a reload with these limits and users; the connections closed.
+fn reload(r: &mut Rig, session_ids_per_s: f64, max_clients: usize, users: &[&str]) -> usize {
+    let (tx, rx) = bounded(1);
+    let users = users.iter().map(|u| UserId::parse(u).unwrap()).collect();
+    r.handle(
+        Event::Reload(crate::events::Reload {
+            session_ids_per_s,
+            max_clients_per_user: max_clients,
+            users,
+            reply: tx,
+        }),
+        NOW,
+    );
+    rx.recv().unwrap()
+}
+
+#[test]
+fn a_reload_closes_the_connections_of_removed_users_and_only_theirs() {
+    let mut r = router();
+    let a = online(&mut r, "alice", "web", 1);
+    let a2 = online(&mut r, "alice", "phone", 2);
+    let b = online(&mut r, "bob", "web", 3);
+    let idle = open(&mut r, 4);
+    let pending = session(&mut r, "alice", "tablet", NOW);
+    assert_eq!(reload(&mut r, 1000.0, 2, &["bob"]), 2);
+    assert_eq!(a.closed_with(), Some(1008));
+    assert_eq!(a2.closed_with(), Some(1008));
+    assert_eq!(b.closed_with(), None);
+    assert_eq!(idle.closed_with(), None);
+    // Gone from who is online at once, and nothing more is delivered.
+    let (tx, rx) = bounded(1);
+    r.handle(Event::Online { reply: tx }, NOW);
+    let names: Vec<String> = rx
+        .recv()
+        .unwrap()
+        .iter()
+        .map(|(u, _)| u.to_string())
+        .collect();
+    assert_eq!(names, ["bob"]);
+    send(&mut r, 3, "m1", &["alice", "bob"]);
+    assert!(a.texts().is_empty());
+    // A session id issued before the removal is no good any more.
+    let c = open(&mut r, 5);
+    assert_eq!(
+        register(&mut r, c.id, "alice", &pending, NOW)
+            .unwrap_err()
+            .status,
+        Status::SessionError
+    );
+}
+
+#[test]
+fn a_reload_sets_the_client_limit_for_the_registers_after_it() {
+    let mut r = router();
+    let _web = online(&mut r, "alice", "web", 1);
+    let _phone = online(&mut r, "alice", "phone", 2);
+    // Raised: a third client now fits.
+    assert_eq!(reload(&mut r, 1000.0, 3, &["alice"]), 0);
+    let _tablet = online(&mut r, "alice", "tablet", 3);
+    // Lowered: nobody is closed, but no new client fits.
+    assert_eq!(reload(&mut r, 1000.0, 1, &["alice"]), 0);
+    let fourth = open(&mut r, 4);
+    let sid = session(&mut r, "alice", "watch", NOW);
+    let refused = register(&mut r, fourth.id, "alice", &sid, NOW).unwrap_err();
+    assert_eq!(refused.status, Status::Failed);
+    assert!(refused.msg.contains("1 clients"), "{}", refused.msg);
+}
+
 #[test]
 fn shutdown_closes_every_connection_with_1001() {
     let mut r = router();
