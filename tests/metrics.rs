@@ -67,6 +67,15 @@ fn metrics_parse_and_move_when_texts_flow() {
     assert_eq!(delta("edgeim_send_status_total{code=\"200\"}"), 4.0);
     assert_eq!(delta("edgeim_logins_total{result=\"ok\"}"), 2.0);
     assert!(delta("edgeim_store_commit_seconds_count") >= 3.0);
+    // Every committed batch has its COMMIT timed too, never longer than
+    // the whole batch.
+    assert_eq!(
+        delta("edgeim_store_commit_sync_seconds_count"),
+        delta("edgeim_store_commit_seconds_count")
+    );
+    assert!(
+        after["edgeim_store_commit_sync_seconds_sum"] <= after["edgeim_store_commit_seconds_sum"]
+    );
     assert_eq!(after["edgeim_websocket_connections"], 2.0);
     assert_eq!(after["edgeim_clients_registered"], 2.0);
     assert_eq!(after["edgeim_users_online"], 2.0);
