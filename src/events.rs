@@ -28,8 +28,10 @@ pub type ConnId = u64;
 
 /// What the router may tell a connection's writer to send.
 pub enum Outbound {
-    /// A message for the client (text, copy, receipt).
+    /// A text (2001) for the client: a delivery, or a copy of its own.
     Frame(Utf8Bytes),
+    /// A receipt (9101) forwarded to a client of the text's sender.
+    Receipt(Utf8Bytes),
     /// A 9001 answer: the writer may send it ahead of a backlog in
     /// progress, so a client acknowledging its backlog is not starved.
     Answer(Utf8Bytes),
@@ -44,7 +46,7 @@ impl Outbound {
     /// memory while it waits.
     pub fn bytes(&self) -> usize {
         match self {
-            Outbound::Frame(f) | Outbound::Answer(f) => f.len(),
+            Outbound::Frame(f) | Outbound::Receipt(f) | Outbound::Answer(f) => f.len(),
             Outbound::Batch(fs) => fs.iter().map(|f| f.len()).sum(),
         }
     }

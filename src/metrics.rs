@@ -9,8 +9,14 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::wire::frames::FrameType;
+
 /// The 9001 codes of PROTOCOL.md section 5, in order.
 const CODES: [u16; 9] = [200, 400, 401, 402, 403, 404, 405, 406, 407];
+/// The types of text frames the server writes, in the order of
+/// `Metrics::frames_out`.
+const FRAMES_OUT: [FrameType; 3] = [FrameType::Status, FrameType::Text, FrameType::Receipt];
+
 /// Upper bounds of the commit-time histograms, in seconds.
 const COMMIT_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2.0];
 
@@ -72,6 +78,8 @@ pub struct Metrics {
     pub rate_limited: AtomicU64,
     /// Text frames in: register, text, receipt, another type, not a message.
     frames_in: [AtomicU64; 5],
+    /// Text frames written: 9001, 2001, 9101 ([`FRAMES_OUT`]).
+    frames_out: [AtomicU64; FRAMES_OUT.len()],
     status: [AtomicU64; CODES.len()],
     /// Each batch's transaction, from BEGIN to the end of COMMIT.
     commit: Histogram,
@@ -103,6 +111,16 @@ impl Metrics {
             None => 4,
         };
         self.frames_in[i].fetch_add(1, Relaxed);
+    }
+
+    /// The writer wrote a text frame of this type.
+    pub fn frame_out(&self, kind: FrameType) {
+        let counter = match kind {
+            FrameType::Status => &self.frames_out[0],
+            FrameType::Text => &self.frames_out[1],
+            FrameType::Receipt => &self.frames_out[2],
+        };
+        counter.fetch_add(1, Relaxed);
     }
 
     /// A store batch committed: its whole transaction took `took`, of
@@ -184,6 +202,17 @@ impl Metrics {
             "edgeim_frames_in_total",
             "counter",
             "WebSocket text frames in, by message type.",
+            &frames,
+        );
+        let frames: Vec<(String, f64)> = FRAMES_OUT
+            .iter()
+            .zip(&self.frames_out)
+            .map(|(k, n)| (format!("{{type=\"{}\"}}", k.code()), get(n) as f64))
+            .collect();
+        metric(
+            "edgeim_frames_out_total",
+            "counter",
+            "WebSocket text frames written, by message type.",
             &frames,
         );
         metric(
@@ -278,7 +307,13 @@ mod tests {
         m.status(999);
         m.commit(Duration::from_micros(700), Duration::from_micros(300));
         m.commit(Duration::from_secs(5), Duration::from_secs(3));
+        m.frame_out(FrameType::Text);
+        m.frame_out(FrameType::Text);
+        m.frame_out(FrameType::Receipt);
         let text = m.render(Some((3, 2)));
+        assert!(text.contains("edgeim_frames_out_total{type=\"9001\"} 0\n"));
+        assert!(text.contains("edgeim_frames_out_total{type=\"2001\"} 2\n"));
+        assert!(text.contains("edgeim_frames_out_total{type=\"9101\"} 1\n"));
         assert!(text.contains("# TYPE edgeim_send_status_total counter"));
         assert!(text.contains("edgeim_send_status_total{code=\"200\"} 1\n"));
         assert!(text.contains("edgeim_send_status_total{code=\"407\"} 1\n"));

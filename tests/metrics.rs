@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::served::{Served, write_config};
-use common::{ack_expect, expect_text, password, register_on, send_ok, test_config};
+use common::{ack_expect, expect_next, expect_text, password, register_on, send_ok, test_config};
 
 /// Every sample: `name{labels}` → value. Panics on a line that is not
 /// `# HELP`, `# TYPE` or a sample, or a sample without a TYPE before it.
@@ -55,6 +55,8 @@ fn metrics_parse_and_move_when_texts_flow() {
     send_ok(&mut alice, "m1", "bob", "hello");
     expect_text(&mut bob, "m1");
     ack_expect(&mut bob, "m1", "alice", 200);
+    // The receipt forwarded to alice: read, so it is surely written.
+    assert_eq!(expect_next(&mut alice, "m1")["type"], 9101);
     let after = scrape(&srv.http);
     let delta = |k: &str| after[k] - before.get(k).copied().unwrap_or(0.0);
     assert_eq!(delta("edgeim_texts_accepted_total"), 1.0);
@@ -65,6 +67,13 @@ fn metrics_parse_and_move_when_texts_flow() {
     assert_eq!(delta("edgeim_rate_limited_total"), 0.0);
     // Two registers, a text and a receipt: four 9001 SUCCESS.
     assert_eq!(delta("edgeim_send_status_total{code=\"200\"}"), 4.0);
+    // Frames out, counted as the writers write them: every frame counted
+    // here was read by its client before the scrape. A 9001 to alice for
+    // her register and her text, one to bob for his register and receipt;
+    // the text to bob; the receipt forwarded to alice.
+    assert_eq!(delta("edgeim_frames_out_total{type=\"9001\"}"), 4.0);
+    assert_eq!(delta("edgeim_frames_out_total{type=\"2001\"}"), 1.0);
+    assert_eq!(delta("edgeim_frames_out_total{type=\"9101\"}"), 1.0);
     assert_eq!(delta("edgeim_logins_total{result=\"ok\"}"), 2.0);
     assert!(delta("edgeim_store_commit_seconds_count") >= 3.0);
     // Every committed batch has its COMMIT timed too, never longer than

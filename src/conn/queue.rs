@@ -18,17 +18,10 @@ use std::collections::VecDeque;
 use tungstenite::Utf8Bytes;
 
 use crate::events::{Ctrl, Outbound};
+use crate::wire::frames::FrameType;
 
 /// Backlog frames written between two looks for answers to send.
 pub const BACKLOG_CHUNK: usize = 16;
-
-/// Whether a queued frame is an answer (9001), which the router counts
-/// twice: in all the bytes waiting, and in the answers' own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Message,
-    Answer,
-}
 
 /// Bytes the writer took off its queue since it last looked: all of them,
 /// and those of answers among them (the connection's `queued` and
@@ -40,9 +33,11 @@ pub struct Released {
 }
 
 impl Released {
-    fn frame(&mut self, f: &Utf8Bytes, kind: Kind) {
+    /// An answer (a 9001) the router counts twice: in all the bytes
+    /// waiting, and in the answers' own.
+    fn frame(&mut self, f: &Utf8Bytes, kind: FrameType) {
         self.bytes += f.len();
-        if kind == Kind::Answer {
+        if kind == FrameType::Status {
             self.answer_bytes += f.len();
         }
     }
@@ -58,8 +53,8 @@ impl Released {
 /// What the writer does next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
-    /// Write this text frame.
-    Text(Utf8Bytes),
+    /// Write this text frame, of this type.
+    Text(Utf8Bytes, FrameType),
     /// Write these bytes as they are (the reader's pongs, close replies).
     Raw(Vec<u8>),
     /// Send a Close frame; nothing else follows it.
@@ -79,7 +74,7 @@ pub enum Next {
 pub struct WriterQueue {
     ctrl: VecDeque<Ctrl>,
     /// In arrival order; written before the backlog.
-    ready: VecDeque<(Utf8Bytes, Kind)>,
+    ready: VecDeque<(Utf8Bytes, FrameType)>,
     /// The backlog being written.
     backlog: VecDeque<Utf8Bytes>,
     /// Backlog frames written in the current chunk.
@@ -108,7 +103,7 @@ impl WriterQueue {
         }
         let behind_backlog = !self.backlog.is_empty() || !self.later.is_empty();
         match item {
-            Outbound::Answer(f) => self.ready.push_back((f, Kind::Answer)),
+            Outbound::Answer(f) => self.ready.push_back((f, FrameType::Status)),
             other if behind_backlog => self.later.push_back(other),
             other => self.start(other),
         }
@@ -117,8 +112,9 @@ impl WriterQueue {
     /// Starts on an item: a frame is ready, a batch the backlog.
     fn start(&mut self, item: Outbound) {
         match item {
-            Outbound::Frame(f) => self.ready.push_back((f, Kind::Message)),
-            Outbound::Answer(f) => self.ready.push_back((f, Kind::Answer)),
+            Outbound::Frame(f) => self.ready.push_back((f, FrameType::Text)),
+            Outbound::Receipt(f) => self.ready.push_back((f, FrameType::Receipt)),
+            Outbound::Answer(f) => self.ready.push_back((f, FrameType::Status)),
             Outbound::Batch(fs) => self.backlog.extend(fs),
         }
     }
@@ -128,7 +124,9 @@ impl WriterQueue {
         if let Some(c) = self.ctrl.pop_front() {
             return Some(match c {
                 Ctrl::Raw(bytes) => Next::Raw(bytes),
-                Ctrl::Frame(f) => Next::Text(f),
+                // Only 9001s come this way (the reader's own answers, a
+                // register the store refused).
+                Ctrl::Frame(f) => Next::Text(f, FrameType::Status),
                 Ctrl::Close(code, reason) => {
                     self.close();
                     Next::Close(code, reason)
@@ -141,16 +139,16 @@ impl WriterQueue {
         }
         if let Some((f, kind)) = self.ready.pop_front() {
             self.released.frame(&f, kind);
-            return Some(Next::Text(f));
+            return Some(Next::Text(f, kind));
         }
         if self.in_chunk == BACKLOG_CHUNK {
             self.in_chunk = 0;
             return Some(Next::EndOfChunk);
         }
         if let Some(f) = self.backlog.pop_front() {
-            self.released.frame(&f, Kind::Message);
+            self.released.frame(&f, FrameType::Text);
             self.in_chunk += 1;
-            return Some(Next::Text(f));
+            return Some(Next::Text(f, FrameType::Text));
         }
         if self.in_chunk > 0 {
             // The backlog's last, short chunk.
@@ -186,7 +184,7 @@ impl WriterQueue {
             self.released.frame(&f, kind);
         }
         for f in self.backlog.drain(..) {
-            self.released.frame(&f, Kind::Message);
+            self.released.frame(&f, FrameType::Text);
         }
         self.backlog.clear();
         self.in_chunk = 0;
@@ -214,7 +212,7 @@ mod tests {
         let mut out = Vec::new();
         while let Some(n) = q.next() {
             out.push(match n {
-                Next::Text(t) => t.to_string(),
+                Next::Text(t, _) => t.to_string(),
                 Next::Raw(b) => format!("raw:{}", b.len()),
                 Next::Close(code, _) => format!("close:{code}"),
                 Next::Stop => "stop".into(),
@@ -320,6 +318,32 @@ mod tests {
     }
 
     #[test]
+    fn each_frame_keeps_the_type_it_was_queued_as() {
+        let mut q = WriterQueue::default();
+        q.push(Outbound::Frame(f("t")));
+        q.push(Outbound::Receipt(f("r")));
+        q.push(Outbound::Answer(f("a")));
+        q.push(batch("b", 1));
+        q.push_ctrl(Ctrl::Frame(f("local")));
+        let mut types = Vec::new();
+        while let Some(n) = q.next() {
+            if let Next::Text(t, kind) = n {
+                types.push((t.to_string(), kind));
+            }
+        }
+        let want = [
+            ("local", FrameType::Status),
+            ("t", FrameType::Text),
+            ("r", FrameType::Receipt),
+            ("a", FrameType::Status),
+            ("b0", FrameType::Text),
+        ];
+        let want: Vec<(String, FrameType)> =
+            want.iter().map(|(t, k)| (t.to_string(), *k)).collect();
+        assert_eq!(types, want);
+    }
+
+    #[test]
     fn bytes_are_released_when_taken_to_be_written_or_dropped() {
         let released = |bytes, answer_bytes| Released {
             bytes,
@@ -330,7 +354,7 @@ mod tests {
         q.push(batch("b", 2));
         q.push(Outbound::Frame(f("mmm")));
         assert_eq!(q.released(), released(0, 0), "nothing taken yet");
-        assert_eq!(q.next(), Some(Next::Text(f("aa"))));
+        assert_eq!(q.next(), Some(Next::Text(f("aa"), FrameType::Status)));
         assert_eq!(
             q.released(),
             released(2, 2),

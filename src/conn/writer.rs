@@ -16,6 +16,7 @@ use tungstenite::{Message, WebSocket};
 use super::queue::{Next, WriterQueue};
 use super::stream::WriterStream;
 use crate::events::{ConnShared, Ctrl, Event, Outbound};
+use crate::metrics::metrics;
 
 /// How long a closing connection waits for the peer's Close reply.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -154,7 +155,16 @@ impl WriterLoop {
                 return Ok(());
             };
             match next {
-                Next::Text(f) => self.write(Message::Text(f))?,
+                Next::Text(f, kind) => {
+                    // Counted here, as it is written: a frame shared by N
+                    // connections is N frames out, one dropped after a Close
+                    // is none. Before the write, so that a client that has
+                    // read the frame never scrapes a count without it (a
+                    // large frame reaches the socket inside `write`); a
+                    // write that fails ends the connection.
+                    metrics().frame_out(kind);
+                    self.write(Message::Text(f))?;
+                }
                 Next::Raw(bytes) => {
                     self.flush()?;
                     self.arm();

@@ -132,7 +132,7 @@ impl Router {
         }
         .frame();
         for c in self.table.attached_of(sender, None) {
-            self.push(c, Outbound::Frame(frame.clone()));
+            self.push(c, Outbound::Receipt(frame.clone()));
         }
     }
 
