@@ -11,13 +11,14 @@
 use std::borrow::Cow;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_channel::Sender;
 use tungstenite::Utf8Bytes;
 
 use crate::auth::SecretHash;
 use crate::auth::users::PasswordTag;
+use crate::conn::queue::Queued;
 use crate::store::{Accepted, NewMessage, Page, ReceiptOutcome};
 use crate::wire::ids::ClientKey;
 use crate::wire::ids::{ClientName, UserId};
@@ -74,12 +75,9 @@ pub struct ConnShared {
     pub id: ConnId,
     pub peer: SocketAddr,
     /// Bytes of the outbound items the router queued that the writer has
-    /// not taken to write yet ([`Outbound::bytes`]).
-    pub queued: AtomicUsize,
-    /// Of those, the bytes of answers (9001): they have an allowance of
-    /// their own, so that answers never close a connection that keeps up
-    /// with them, whatever else (a backlog) waits before them.
-    pub queued_answers: AtomicUsize,
+    /// not taken to write yet ([`Outbound::bytes`]), and of the answers
+    /// among them; summed over all connections in `/metrics`.
+    pub queued: Queued,
     /// When the last frame arrived, in ms since the server started.
     pub last_seen_ms: AtomicU64,
     pub registered: AtomicBool,
@@ -94,8 +92,7 @@ impl ConnShared {
         ConnShared {
             id,
             peer,
-            queued: AtomicUsize::new(0),
-            queued_answers: AtomicUsize::new(0),
+            queued: Queued::new(&crate::metrics::metrics().send_queue_bytes),
             last_seen_ms: AtomicU64::new(0),
             registered: AtomicBool::new(false),
             closing: AtomicBool::new(false),

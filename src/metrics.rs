@@ -62,6 +62,9 @@ impl Histogram {
 pub struct Metrics {
     /// Open WebSocket connections (after the handshake).
     pub connections: AtomicU64,
+    /// Bytes waiting in the connections' send queues, all of them
+    /// ([`crate::conn::queue::Queued`] keeps it).
+    pub send_queue_bytes: AtomicU64,
     /// Texts accepted and stored (resends not counted).
     pub texts_accepted: AtomicU64,
     /// Receipts (9101) recorded.
@@ -169,6 +172,12 @@ impl Metrics {
                 &one(users as u64),
             );
         }
+        metric(
+            "edgeim_send_queue_bytes",
+            "gauge",
+            "Bytes queued for the connections' writers and not yet taken to be written.",
+            &one(get(&self.send_queue_bytes)),
+        );
         metric(
             "edgeim_texts_accepted_total",
             "counter",

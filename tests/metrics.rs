@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use common::served::{Served, write_config};
 use common::{ack_expect, expect_next, expect_text, password, register_on, send_ok, test_config};
@@ -90,6 +91,30 @@ fn metrics_parse_and_move_when_texts_flow() {
     assert_eq!(after["edgeim_users_online"], 2.0);
     assert!(after["edgeim_threads"] > 4.0);
     assert!(after["edgeim_resident_memory_bytes"] > 0.0);
+    assert!(after.contains_key("edgeim_send_queue_bytes"));
+
+    // Once the clients have gone, nothing is left queued for anyone: the
+    // gauge comes back to 0 however their writers ended.
+    drop(alice);
+    drop(bob);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = scrape(&srv.http);
+        let idle = now["edgeim_websocket_connections"] == 0.0
+            && now["edgeim_send_queue_bytes"] == 0.0
+            && now["edgeim_clients_registered"] == 0.0;
+        if idle {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not idle: {} connections, {} bytes queued",
+            now["edgeim_websocket_connections"],
+            now["edgeim_send_queue_bytes"]
+        );
+        // Between two scrapes, so as not to spin on a shared machine.
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let _ = std::fs::remove_dir_all(&config.data_dir);
     let _ = std::fs::remove_file(&file);
 }

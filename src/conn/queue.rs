@@ -14,6 +14,7 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tungstenite::Utf8Bytes;
 
@@ -24,8 +25,7 @@ use crate::wire::frames::FrameType;
 pub const BACKLOG_CHUNK: usize = 16;
 
 /// Bytes the writer took off its queue since it last looked: all of them,
-/// and those of answers among them (the connection's `queued` and
-/// `queued_answers`).
+/// and those of answers among them (what [`Queued::release`] takes off).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Released {
     pub bytes: usize,
@@ -33,6 +33,14 @@ pub struct Released {
 }
 
 impl Released {
+    /// One item's bytes, given back whole (the router's send failed).
+    pub fn item(bytes: usize, answer: bool) -> Released {
+        Released {
+            bytes,
+            answer_bytes: if answer { bytes } else { 0 },
+        }
+    }
+
     /// An answer (a 9001) the router counts twice: in all the bytes
     /// waiting, and in the answers' own.
     fn frame(&mut self, f: &Utf8Bytes, kind: FrameType) {
@@ -46,6 +54,74 @@ impl Released {
         self.bytes += item.bytes();
         if item.is_answer() {
             self.answer_bytes += item.bytes();
+        }
+    }
+}
+
+/// The bytes waiting for one connection's writer ([`Outbound::bytes`]):
+/// the router adds an item's as it queues it and holds them against
+/// `send_queue`; the writer takes them off as it starts on the item or
+/// drops it ([`Released`]). Every change is mirrored in `gauge`, one sum
+/// over all connections (`edgeim_send_queue_bytes`), with one relaxed add.
+/// What is still counted when this is dropped, with the connection's
+/// state, comes off the gauge then: items left in the writer's queue or
+/// channel when it ended are never released one by one, and the gauge
+/// must still return to 0 once the connections are gone.
+pub struct Queued {
+    all: AtomicUsize,
+    answers: AtomicUsize,
+    gauge: &'static AtomicU64,
+}
+
+impl Queued {
+    pub fn new(gauge: &'static AtomicU64) -> Queued {
+        Queued {
+            all: AtomicUsize::new(0),
+            answers: AtomicUsize::new(0),
+            gauge,
+        }
+    }
+
+    /// All bytes waiting, answers included.
+    pub fn all(&self) -> usize {
+        self.all.load(Ordering::Acquire)
+    }
+
+    /// The bytes of answers (9001) waiting: they have an allowance of
+    /// their own, so that answers never close a connection that keeps up
+    /// with them, whatever else (a backlog) waits before them.
+    pub fn answers(&self) -> usize {
+        self.answers.load(Ordering::Acquire)
+    }
+
+    /// The router queued an item of `bytes`, an answer or not.
+    pub fn add(&self, bytes: usize, answer: bool) {
+        self.all.fetch_add(bytes, Ordering::AcqRel);
+        if answer {
+            self.answers.fetch_add(bytes, Ordering::AcqRel);
+        }
+        self.gauge.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes no longer waiting: taken to be written, or dropped.
+    pub fn release(&self, r: Released) {
+        if r.bytes > 0 {
+            self.all.fetch_sub(r.bytes, Ordering::AcqRel);
+            self.gauge.fetch_sub(r.bytes as u64, Ordering::Relaxed);
+        }
+        if r.answer_bytes > 0 {
+            self.answers.fetch_sub(r.answer_bytes, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        // Nothing else can touch the count now: whatever it holds was
+        // added to the gauge and never taken off.
+        let left = *self.all.get_mut();
+        if left > 0 {
+            self.gauge.fetch_sub(left as u64, Ordering::Relaxed);
         }
     }
 }
@@ -315,6 +391,62 @@ mod tests {
         assert_eq!(q.next(), None);
         q.push_ctrl(Ctrl::Stop);
         assert_eq!(drain(&mut q), ["stop"]);
+    }
+
+    #[test]
+    fn queued_bytes_are_mirrored_in_the_gauge_and_given_back_on_drop() {
+        // A gauge of this test's own: the process-wide one moves with
+        // every other test's connections.
+        static GAUGE: AtomicU64 = AtomicU64::new(0);
+        let a = Queued::new(&GAUGE);
+        let b = Queued::new(&GAUGE);
+        a.add(10, false);
+        a.add(5, true);
+        b.add(4, false);
+        assert_eq!((a.all(), a.answers()), (15, 5));
+        assert_eq!(GAUGE.load(Ordering::Relaxed), 19);
+        a.release(Released {
+            bytes: 7,
+            answer_bytes: 5,
+        });
+        a.release(Released::item(0, false));
+        assert_eq!((a.all(), a.answers()), (8, 0));
+        assert_eq!(GAUGE.load(Ordering::Relaxed), 12);
+        drop(a);
+        assert_eq!(GAUGE.load(Ordering::Relaxed), 4, "a's 8 bytes went");
+        b.release(Released::item(4, false));
+        drop(b);
+        assert_eq!(GAUGE.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn what_a_writer_leaves_queued_comes_off_the_gauge_with_the_connection() {
+        static GAUGE: AtomicU64 = AtomicU64::new(0);
+        let queued = Queued::new(&GAUGE);
+        let mut q = WriterQueue::default();
+        // The router's side: count, then queue.
+        let push = |q: &mut WriterQueue, item: Outbound| {
+            queued.add(item.bytes(), item.is_answer());
+            q.push(item);
+        };
+        push(&mut q, Outbound::Answer(f("aa")));
+        push(&mut q, batch("b", 5));
+        push(&mut q, Outbound::Frame(f("mmm")));
+        // The writer's side: it writes a few frames and releases them.
+        for _ in 0..3 {
+            q.next();
+        }
+        queued.release(q.released());
+        // Written: aa, b0, b1. Waiting: b2, b3, b4, mmm.
+        assert_eq!(queued.all(), 3 * 2 + 3);
+        assert_eq!(queued.answers(), 0);
+        assert_eq!(GAUGE.load(Ordering::Relaxed), 3 * 2 + 3);
+        // Its write fails: the writer ends without a Close, the queue is
+        // dropped unreleased, and an item still in the channel too.
+        drop(q);
+        queued.add(4, false);
+        drop(queued);
+        assert_eq!(GAUGE.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -140,17 +140,7 @@ impl WriterLoop {
     /// Writes what the queue gives until it has nothing more.
     fn write_queued(&mut self) -> Result<(), Done> {
         loop {
-            let released = self.queue.released();
-            if released.bytes > 0 {
-                self.w
-                    .shared
-                    .queued
-                    .fetch_sub(released.bytes, Ordering::AcqRel);
-            }
-            if released.answer_bytes > 0 {
-                let answers = &self.w.shared.queued_answers;
-                answers.fetch_sub(released.answer_bytes, Ordering::AcqRel);
-            }
+            self.w.shared.queued.release(self.queue.released());
             let Some(next) = self.queue.next() else {
                 return Ok(());
             };
