@@ -90,6 +90,17 @@ pub struct Metrics {
     commit_sync: Histogram,
 }
 
+/// What a scrape reads besides the counters.
+pub struct Scrape {
+    /// (registered clients, users online) from the router, when it
+    /// answered in time.
+    pub online: Option<(usize, usize)>,
+    /// Events waiting in the router's queue.
+    pub router_queue: usize,
+    /// Ops waiting in the store's queue.
+    pub store_queue: usize,
+}
+
 /// The process's metrics.
 pub fn metrics() -> &'static Metrics {
     static M: OnceLock<Metrics> = OnceLock::new();
@@ -133,9 +144,8 @@ impl Metrics {
         self.commit_sync.observe(sync);
     }
 
-    /// The exposition text; `online` is (registered clients, users online)
-    /// from the router, when it answered.
-    pub fn render(&self, online: Option<(usize, usize)>) -> String {
+    /// The exposition text.
+    pub fn render(&self, scrape: &Scrape) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, lines: &[(String, f64)]| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -158,7 +168,7 @@ impl Metrics {
             "Open WebSocket connections.",
             &one(get(&self.connections)),
         );
-        if let Some((clients, users)) = online {
+        if let Some((clients, users)) = scrape.online {
             metric(
                 "edgeim_clients_registered",
                 "gauge",
@@ -177,6 +187,18 @@ impl Metrics {
             "gauge",
             "Bytes queued for the connections' writers and not yet taken to be written.",
             &one(get(&self.send_queue_bytes)),
+        );
+        metric(
+            "edgeim_router_queue_items",
+            "gauge",
+            "Events waiting in the router's queue.",
+            &one(scrape.router_queue as u64),
+        );
+        metric(
+            "edgeim_store_queue_items",
+            "gauge",
+            "Ops waiting in the store's queue.",
+            &one(scrape.store_queue as u64),
         );
         metric(
             "edgeim_texts_accepted_total",
@@ -319,7 +341,12 @@ mod tests {
         m.frame_out(FrameType::Text);
         m.frame_out(FrameType::Text);
         m.frame_out(FrameType::Receipt);
-        let text = m.render(Some((3, 2)));
+        let text = m.render(&Scrape {
+            online: Some((3, 2)),
+            router_queue: 7,
+            store_queue: 0,
+        });
+        assert!(text.contains("edgeim_router_queue_items 7\n"));
         assert!(text.contains("edgeim_frames_out_total{type=\"9001\"} 0\n"));
         assert!(text.contains("edgeim_frames_out_total{type=\"2001\"} 2\n"));
         assert!(text.contains("edgeim_frames_out_total{type=\"9101\"} 1\n"));

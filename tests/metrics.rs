@@ -92,6 +92,8 @@ fn metrics_parse_and_move_when_texts_flow() {
     assert!(after["edgeim_threads"] > 4.0);
     assert!(after["edgeim_resident_memory_bytes"] > 0.0);
     assert!(after.contains_key("edgeim_send_queue_bytes"));
+    assert!(after.contains_key("edgeim_router_queue_items"));
+    assert!(after.contains_key("edgeim_store_queue_items"));
 
     // Once the clients have gone, nothing is left queued for anyone: the
     // gauge comes back to 0 however their writers ended.
