@@ -220,7 +220,7 @@ impl Metrics {
         metric(
             "edgeim_send_status_total",
             "counter",
-            "9001 answers sent, by code.",
+            "9001 answers made (queued to be sent), by code.",
             &statuses,
         );
         let kinds = ["1000", "2001", "9101", "other", "invalid"];
