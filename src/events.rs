@@ -11,13 +11,14 @@
 use std::borrow::Cow;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_channel::Sender;
 use tungstenite::Utf8Bytes;
 
 use crate::auth::SecretHash;
 use crate::auth::users::PasswordTag;
+use crate::conn::queue::Queued;
 use crate::store::{Accepted, NewMessage, Page, ReceiptOutcome};
 use crate::wire::ids::ClientKey;
 use crate::wire::ids::{ClientName, UserId};
@@ -28,8 +29,10 @@ pub type ConnId = u64;
 
 /// What the router may tell a connection's writer to send.
 pub enum Outbound {
-    /// A message for the client (text, copy, receipt).
+    /// A text (2001) for the client: a delivery, or a copy of its own.
     Frame(Utf8Bytes),
+    /// A receipt (9101) forwarded to a client of the text's sender.
+    Receipt(Utf8Bytes),
     /// A 9001 answer: the writer may send it ahead of a backlog in
     /// progress, so a client acknowledging its backlog is not starved.
     Answer(Utf8Bytes),
@@ -44,7 +47,7 @@ impl Outbound {
     /// memory while it waits.
     pub fn bytes(&self) -> usize {
         match self {
-            Outbound::Frame(f) | Outbound::Answer(f) => f.len(),
+            Outbound::Frame(f) | Outbound::Receipt(f) | Outbound::Answer(f) => f.len(),
             Outbound::Batch(fs) => fs.iter().map(|f| f.len()).sum(),
         }
     }
@@ -72,12 +75,9 @@ pub struct ConnShared {
     pub id: ConnId,
     pub peer: SocketAddr,
     /// Bytes of the outbound items the router queued that the writer has
-    /// not taken to write yet ([`Outbound::bytes`]).
-    pub queued: AtomicUsize,
-    /// Of those, the bytes of answers (9001): they have an allowance of
-    /// their own, so that answers never close a connection that keeps up
-    /// with them, whatever else (a backlog) waits before them.
-    pub queued_answers: AtomicUsize,
+    /// not taken to write yet ([`Outbound::bytes`]), and of the answers
+    /// among them; summed over all connections in `/metrics`.
+    pub queued: Queued,
     /// When the last frame arrived, in ms since the server started.
     pub last_seen_ms: AtomicU64,
     pub registered: AtomicBool,
@@ -92,8 +92,7 @@ impl ConnShared {
         ConnShared {
             id,
             peer,
-            queued: AtomicUsize::new(0),
-            queued_answers: AtomicUsize::new(0),
+            queued: Queued::new(&crate::metrics::metrics().send_queue_bytes),
             last_seen_ms: AtomicU64::new(0),
             registered: AtomicBool::new(false),
             closing: AtomicBool::new(false),

@@ -9,16 +9,62 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::wire::frames::FrameType;
+
 /// The 9001 codes of PROTOCOL.md section 5, in order.
 const CODES: [u16; 9] = [200, 400, 401, 402, 403, 404, 405, 406, 407];
-/// Upper bounds of the commit-time histogram, in seconds.
+/// The types of text frames the server writes, in the order of
+/// `Metrics::frames_out`.
+const FRAMES_OUT: [FrameType; 3] = [FrameType::Status, FrameType::Text, FrameType::Receipt];
+
+/// Upper bounds of the commit-time histograms, in seconds.
 const COMMIT_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2.0];
+
+/// A histogram over [`COMMIT_BUCKETS`]. Each observation bumps one bucket
+/// (the first bound it fits under, none past the last), so an observation
+/// costs three relaxed adds; the rendering makes the buckets cumulative.
+#[derive(Default)]
+struct Histogram {
+    count: AtomicU64,
+    sum_us: AtomicU64,
+    buckets: [AtomicU64; COMMIT_BUCKETS.len()],
+}
+
+impl Histogram {
+    fn observe(&self, took: Duration) {
+        self.count.fetch_add(1, Relaxed);
+        self.sum_us
+            .fetch_add(took.as_micros().min(u64::MAX as u128) as u64, Relaxed);
+        let secs = took.as_secs_f64();
+        if let Some(i) = COMMIT_BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The `_bucket`, `_sum` and `_count` samples, as label suffixes.
+    fn samples(&self) -> Vec<(String, f64)> {
+        let mut out = Vec::new();
+        let mut cumulative = 0;
+        for (b, n) in COMMIT_BUCKETS.iter().zip(&self.buckets) {
+            cumulative += n.load(Relaxed);
+            out.push((format!("_bucket{{le=\"{b}\"}}"), cumulative as f64));
+        }
+        let count = self.count.load(Relaxed);
+        out.push(("_bucket{le=\"+Inf\"}".to_string(), count as f64));
+        out.push(("_sum".to_string(), self.sum_us.load(Relaxed) as f64 / 1e6));
+        out.push(("_count".to_string(), count as f64));
+        out
+    }
+}
 
 /// Every counter and gauge edgeim keeps.
 #[derive(Default)]
 pub struct Metrics {
     /// Open WebSocket connections (after the handshake).
     pub connections: AtomicU64,
+    /// Bytes waiting in the connections' send queues, all of them
+    /// ([`crate::conn::queue::Queued`] keeps it).
+    pub send_queue_bytes: AtomicU64,
     /// Texts accepted and stored (resends not counted).
     pub texts_accepted: AtomicU64,
     /// Receipts (9101) recorded.
@@ -35,10 +81,24 @@ pub struct Metrics {
     pub rate_limited: AtomicU64,
     /// Text frames in: register, text, receipt, another type, not a message.
     frames_in: [AtomicU64; 5],
+    /// Text frames written: 9001, 2001, 9101 ([`FRAMES_OUT`]).
+    frames_out: [AtomicU64; FRAMES_OUT.len()],
     status: [AtomicU64; CODES.len()],
-    commits: AtomicU64,
-    commit_us: AtomicU64,
-    commit_buckets: [AtomicU64; COMMIT_BUCKETS.len()],
+    /// Each batch's transaction, from BEGIN to the end of COMMIT.
+    commit: Histogram,
+    /// The COMMIT statement alone (the WAL write and its fsync).
+    commit_sync: Histogram,
+}
+
+/// What a scrape reads besides the counters.
+pub struct Scrape {
+    /// (registered clients, users online) from the router, when it
+    /// answered in time.
+    pub online: Option<(usize, usize)>,
+    /// Events waiting in the router's queue.
+    pub router_queue: usize,
+    /// Ops waiting in the store's queue.
+    pub store_queue: usize,
 }
 
 /// The process's metrics.
@@ -67,20 +127,25 @@ impl Metrics {
         self.frames_in[i].fetch_add(1, Relaxed);
     }
 
-    /// A store commit took `took`.
-    pub fn commit(&self, took: Duration) {
-        self.commits.fetch_add(1, Relaxed);
-        self.commit_us
-            .fetch_add(took.as_micros().min(u64::MAX as u128) as u64, Relaxed);
-        let secs = took.as_secs_f64();
-        if let Some(i) = COMMIT_BUCKETS.iter().position(|b| secs <= *b) {
-            self.commit_buckets[i].fetch_add(1, Relaxed);
-        }
+    /// The writer wrote a text frame of this type.
+    pub fn frame_out(&self, kind: FrameType) {
+        let counter = match kind {
+            FrameType::Status => &self.frames_out[0],
+            FrameType::Text => &self.frames_out[1],
+            FrameType::Receipt => &self.frames_out[2],
+        };
+        counter.fetch_add(1, Relaxed);
     }
 
-    /// The exposition text; `online` is (registered clients, users online)
-    /// from the router, when it answered.
-    pub fn render(&self, online: Option<(usize, usize)>) -> String {
+    /// A store batch committed: its whole transaction took `took`, of
+    /// which the COMMIT statement took `sync`.
+    pub fn commit(&self, took: Duration, sync: Duration) {
+        self.commit.observe(took);
+        self.commit_sync.observe(sync);
+    }
+
+    /// The exposition text.
+    pub fn render(&self, scrape: &Scrape) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, lines: &[(String, f64)]| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -103,7 +168,7 @@ impl Metrics {
             "Open WebSocket connections.",
             &one(get(&self.connections)),
         );
-        if let Some((clients, users)) = online {
+        if let Some((clients, users)) = scrape.online {
             metric(
                 "edgeim_clients_registered",
                 "gauge",
@@ -117,6 +182,24 @@ impl Metrics {
                 &one(users as u64),
             );
         }
+        metric(
+            "edgeim_send_queue_bytes",
+            "gauge",
+            "Bytes queued for the connections' writers and not yet taken to be written.",
+            &one(get(&self.send_queue_bytes)),
+        );
+        metric(
+            "edgeim_router_queue_items",
+            "gauge",
+            "Events waiting in the router's queue.",
+            &one(scrape.router_queue as u64),
+        );
+        metric(
+            "edgeim_store_queue_items",
+            "gauge",
+            "Ops waiting in the store's queue.",
+            &one(scrape.store_queue as u64),
+        );
         metric(
             "edgeim_texts_accepted_total",
             "counter",
@@ -137,7 +220,7 @@ impl Metrics {
         metric(
             "edgeim_send_status_total",
             "counter",
-            "9001 answers sent, by code.",
+            "9001 answers made (queued to be sent), by code.",
             &statuses,
         );
         let kinds = ["1000", "2001", "9101", "other", "invalid"];
@@ -150,6 +233,17 @@ impl Metrics {
             "edgeim_frames_in_total",
             "counter",
             "WebSocket text frames in, by message type.",
+            &frames,
+        );
+        let frames: Vec<(String, f64)> = FRAMES_OUT
+            .iter()
+            .zip(&self.frames_out)
+            .map(|(k, n)| (format!("{{type=\"{}\"}}", k.code()), get(n) as f64))
+            .collect();
+        metric(
+            "edgeim_frames_out_total",
+            "counter",
+            "WebSocket text frames written, by message type.",
             &frames,
         );
         metric(
@@ -181,21 +275,17 @@ impl Metrics {
             "Logins, by result.",
             &logins,
         );
-        let mut buckets = Vec::new();
-        let mut cumulative = 0;
-        for (b, n) in COMMIT_BUCKETS.iter().zip(&self.commit_buckets) {
-            cumulative += get(n);
-            buckets.push((format!("_bucket{{le=\"{b}\"}}"), cumulative as f64));
-        }
-        let commits = get(&self.commits);
-        buckets.push(("_bucket{le=\"+Inf\"}".to_string(), commits as f64));
-        buckets.push(("_sum".to_string(), get(&self.commit_us) as f64 / 1e6));
-        buckets.push(("_count".to_string(), commits as f64));
         metric(
             "edgeim_store_commit_seconds",
             "histogram",
-            "Time of each store commit (the fsync included).",
-            &buckets,
+            "Time of each store batch, BEGIN to the end of COMMIT (the fsync included).",
+            &self.commit.samples(),
+        );
+        metric(
+            "edgeim_store_commit_sync_seconds",
+            "histogram",
+            "Time of each batch's COMMIT statement alone: the WAL write and its fsync.",
+            &self.commit_sync.samples(),
         );
         let (threads, rss, fds) = process();
         metric(
@@ -246,9 +336,20 @@ mod tests {
         m.status(200);
         m.status(407);
         m.status(999);
-        m.commit(Duration::from_micros(700));
-        m.commit(Duration::from_secs(5));
-        let text = m.render(Some((3, 2)));
+        m.commit(Duration::from_micros(700), Duration::from_micros(300));
+        m.commit(Duration::from_secs(5), Duration::from_secs(3));
+        m.frame_out(FrameType::Text);
+        m.frame_out(FrameType::Text);
+        m.frame_out(FrameType::Receipt);
+        let text = m.render(&Scrape {
+            online: Some((3, 2)),
+            router_queue: 7,
+            store_queue: 0,
+        });
+        assert!(text.contains("edgeim_router_queue_items 7\n"));
+        assert!(text.contains("edgeim_frames_out_total{type=\"9001\"} 0\n"));
+        assert!(text.contains("edgeim_frames_out_total{type=\"2001\"} 2\n"));
+        assert!(text.contains("edgeim_frames_out_total{type=\"9101\"} 1\n"));
         assert!(text.contains("# TYPE edgeim_send_status_total counter"));
         assert!(text.contains("edgeim_send_status_total{code=\"200\"} 1\n"));
         assert!(text.contains("edgeim_send_status_total{code=\"407\"} 1\n"));
@@ -256,6 +357,9 @@ mod tests {
         assert!(text.contains("edgeim_store_commit_seconds_bucket{le=\"0.001\"} 1\n"));
         assert!(text.contains("edgeim_store_commit_seconds_bucket{le=\"+Inf\"} 2\n"));
         assert!(text.contains("edgeim_store_commit_seconds_count 2\n"));
+        assert!(text.contains("edgeim_store_commit_sync_seconds_bucket{le=\"0.0005\"} 1\n"));
+        assert!(text.contains("edgeim_store_commit_sync_seconds_bucket{le=\"2\"} 1\n"));
+        assert!(text.contains("edgeim_store_commit_sync_seconds_sum 3.0003\n"));
         assert!(text.contains("edgeim_users_online 2\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').expect("name value");

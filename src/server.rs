@@ -231,6 +231,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         ws_port: ws_listener.addr().port(),
         ws_context: ws.context.clone(),
         router: router_tx.clone(),
+        store: store.sender(),
         api_key: config.api.key.as_deref().map(hash_secret),
         max_message_bytes: limits.max_message_bytes,
         max_recipients: AtomicUsize::new(limits.max_recipients),

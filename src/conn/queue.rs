@@ -14,25 +14,18 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tungstenite::Utf8Bytes;
 
 use crate::events::{Ctrl, Outbound};
+use crate::wire::frames::FrameType;
 
 /// Backlog frames written between two looks for answers to send.
 pub const BACKLOG_CHUNK: usize = 16;
 
-/// Whether a queued frame is an answer (9001), which the router counts
-/// twice: in all the bytes waiting, and in the answers' own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Message,
-    Answer,
-}
-
 /// Bytes the writer took off its queue since it last looked: all of them,
-/// and those of answers among them (the connection's `queued` and
-/// `queued_answers`).
+/// and those of answers among them (what [`Queued::release`] takes off).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Released {
     pub bytes: usize,
@@ -40,9 +33,19 @@ pub struct Released {
 }
 
 impl Released {
-    fn frame(&mut self, f: &Utf8Bytes, kind: Kind) {
+    /// One item's bytes, given back whole (the router's send failed).
+    pub fn item(bytes: usize, answer: bool) -> Released {
+        Released {
+            bytes,
+            answer_bytes: if answer { bytes } else { 0 },
+        }
+    }
+
+    /// An answer (a 9001) the router counts twice: in all the bytes
+    /// waiting, and in the answers' own.
+    fn frame(&mut self, f: &Utf8Bytes, kind: FrameType) {
         self.bytes += f.len();
-        if kind == Kind::Answer {
+        if kind == FrameType::Status {
             self.answer_bytes += f.len();
         }
     }
@@ -55,11 +58,79 @@ impl Released {
     }
 }
 
+/// The bytes waiting for one connection's writer ([`Outbound::bytes`]):
+/// the router adds an item's as it queues it and holds them against
+/// `send_queue`; the writer takes them off as it starts on the item or
+/// drops it ([`Released`]). Every change is mirrored in `gauge`, one sum
+/// over all connections (`edgeim_send_queue_bytes`), with one relaxed add.
+/// What is still counted when this is dropped, with the connection's
+/// state, comes off the gauge then: items left in the writer's queue or
+/// channel when it ended are never released one by one, and the gauge
+/// must still return to 0 once the connections are gone.
+pub struct Queued {
+    all: AtomicUsize,
+    answers: AtomicUsize,
+    gauge: &'static AtomicU64,
+}
+
+impl Queued {
+    pub fn new(gauge: &'static AtomicU64) -> Queued {
+        Queued {
+            all: AtomicUsize::new(0),
+            answers: AtomicUsize::new(0),
+            gauge,
+        }
+    }
+
+    /// All bytes waiting, answers included.
+    pub fn all(&self) -> usize {
+        self.all.load(Ordering::Acquire)
+    }
+
+    /// The bytes of answers (9001) waiting: they have an allowance of
+    /// their own, so that answers never close a connection that keeps up
+    /// with them, whatever else (a backlog) waits before them.
+    pub fn answers(&self) -> usize {
+        self.answers.load(Ordering::Acquire)
+    }
+
+    /// The router queued an item of `bytes`, an answer or not.
+    pub fn add(&self, bytes: usize, answer: bool) {
+        self.all.fetch_add(bytes, Ordering::AcqRel);
+        if answer {
+            self.answers.fetch_add(bytes, Ordering::AcqRel);
+        }
+        self.gauge.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes no longer waiting: taken to be written, or dropped.
+    pub fn release(&self, r: Released) {
+        if r.bytes > 0 {
+            self.all.fetch_sub(r.bytes, Ordering::AcqRel);
+            self.gauge.fetch_sub(r.bytes as u64, Ordering::Relaxed);
+        }
+        if r.answer_bytes > 0 {
+            self.answers.fetch_sub(r.answer_bytes, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        // Nothing else can touch the count now: whatever it holds was
+        // added to the gauge and never taken off.
+        let left = *self.all.get_mut();
+        if left > 0 {
+            self.gauge.fetch_sub(left as u64, Ordering::Relaxed);
+        }
+    }
+}
+
 /// What the writer does next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
-    /// Write this text frame.
-    Text(Utf8Bytes),
+    /// Write this text frame, of this type.
+    Text(Utf8Bytes, FrameType),
     /// Write these bytes as they are (the reader's pongs, close replies).
     Raw(Vec<u8>),
     /// Send a Close frame; nothing else follows it.
@@ -79,7 +150,7 @@ pub enum Next {
 pub struct WriterQueue {
     ctrl: VecDeque<Ctrl>,
     /// In arrival order; written before the backlog.
-    ready: VecDeque<(Utf8Bytes, Kind)>,
+    ready: VecDeque<(Utf8Bytes, FrameType)>,
     /// The backlog being written.
     backlog: VecDeque<Utf8Bytes>,
     /// Backlog frames written in the current chunk.
@@ -108,7 +179,7 @@ impl WriterQueue {
         }
         let behind_backlog = !self.backlog.is_empty() || !self.later.is_empty();
         match item {
-            Outbound::Answer(f) => self.ready.push_back((f, Kind::Answer)),
+            Outbound::Answer(f) => self.ready.push_back((f, FrameType::Status)),
             other if behind_backlog => self.later.push_back(other),
             other => self.start(other),
         }
@@ -117,8 +188,9 @@ impl WriterQueue {
     /// Starts on an item: a frame is ready, a batch the backlog.
     fn start(&mut self, item: Outbound) {
         match item {
-            Outbound::Frame(f) => self.ready.push_back((f, Kind::Message)),
-            Outbound::Answer(f) => self.ready.push_back((f, Kind::Answer)),
+            Outbound::Frame(f) => self.ready.push_back((f, FrameType::Text)),
+            Outbound::Receipt(f) => self.ready.push_back((f, FrameType::Receipt)),
+            Outbound::Answer(f) => self.ready.push_back((f, FrameType::Status)),
             Outbound::Batch(fs) => self.backlog.extend(fs),
         }
     }
@@ -128,7 +200,9 @@ impl WriterQueue {
         if let Some(c) = self.ctrl.pop_front() {
             return Some(match c {
                 Ctrl::Raw(bytes) => Next::Raw(bytes),
-                Ctrl::Frame(f) => Next::Text(f),
+                // Only 9001s come this way (the reader's own answers, a
+                // register the store refused).
+                Ctrl::Frame(f) => Next::Text(f, FrameType::Status),
                 Ctrl::Close(code, reason) => {
                     self.close();
                     Next::Close(code, reason)
@@ -141,16 +215,16 @@ impl WriterQueue {
         }
         if let Some((f, kind)) = self.ready.pop_front() {
             self.released.frame(&f, kind);
-            return Some(Next::Text(f));
+            return Some(Next::Text(f, kind));
         }
         if self.in_chunk == BACKLOG_CHUNK {
             self.in_chunk = 0;
             return Some(Next::EndOfChunk);
         }
         if let Some(f) = self.backlog.pop_front() {
-            self.released.frame(&f, Kind::Message);
+            self.released.frame(&f, FrameType::Text);
             self.in_chunk += 1;
-            return Some(Next::Text(f));
+            return Some(Next::Text(f, FrameType::Text));
         }
         if self.in_chunk > 0 {
             // The backlog's last, short chunk.
@@ -186,7 +260,7 @@ impl WriterQueue {
             self.released.frame(&f, kind);
         }
         for f in self.backlog.drain(..) {
-            self.released.frame(&f, Kind::Message);
+            self.released.frame(&f, FrameType::Text);
         }
         self.backlog.clear();
         self.in_chunk = 0;
@@ -214,7 +288,7 @@ mod tests {
         let mut out = Vec::new();
         while let Some(n) = q.next() {
             out.push(match n {
-                Next::Text(t) => t.to_string(),
+                Next::Text(t, _) => t.to_string(),
                 Next::Raw(b) => format!("raw:{}", b.len()),
                 Next::Close(code, _) => format!("close:{code}"),
                 Next::Stop => "stop".into(),
@@ -320,6 +394,88 @@ mod tests {
     }
 
     #[test]
+    fn queued_bytes_are_mirrored_in_the_gauge_and_given_back_on_drop() {
+        // A gauge of this test's own: the process-wide one moves with
+        // every other test's connections.
+        static GAUGE: AtomicU64 = AtomicU64::new(0);
+        let a = Queued::new(&GAUGE);
+        let b = Queued::new(&GAUGE);
+        a.add(10, false);
+        a.add(5, true);
+        b.add(4, false);
+        assert_eq!((a.all(), a.answers()), (15, 5));
+        assert_eq!(GAUGE.load(Ordering::Relaxed), 19);
+        a.release(Released {
+            bytes: 7,
+            answer_bytes: 5,
+        });
+        a.release(Released::item(0, false));
+        assert_eq!((a.all(), a.answers()), (8, 0));
+        assert_eq!(GAUGE.load(Ordering::Relaxed), 12);
+        drop(a);
+        assert_eq!(GAUGE.load(Ordering::Relaxed), 4, "a's 8 bytes went");
+        b.release(Released::item(4, false));
+        drop(b);
+        assert_eq!(GAUGE.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn what_a_writer_leaves_queued_comes_off_the_gauge_with_the_connection() {
+        static GAUGE: AtomicU64 = AtomicU64::new(0);
+        let queued = Queued::new(&GAUGE);
+        let mut q = WriterQueue::default();
+        // The router's side: count, then queue.
+        let push = |q: &mut WriterQueue, item: Outbound| {
+            queued.add(item.bytes(), item.is_answer());
+            q.push(item);
+        };
+        push(&mut q, Outbound::Answer(f("aa")));
+        push(&mut q, batch("b", 5));
+        push(&mut q, Outbound::Frame(f("mmm")));
+        // The writer's side: it writes a few frames and releases them.
+        for _ in 0..3 {
+            q.next();
+        }
+        queued.release(q.released());
+        // Written: aa, b0, b1. Waiting: b2, b3, b4, mmm.
+        assert_eq!(queued.all(), 3 * 2 + 3);
+        assert_eq!(queued.answers(), 0);
+        assert_eq!(GAUGE.load(Ordering::Relaxed), 3 * 2 + 3);
+        // Its write fails: the writer ends without a Close, the queue is
+        // dropped unreleased, and an item still in the channel too.
+        drop(q);
+        queued.add(4, false);
+        drop(queued);
+        assert_eq!(GAUGE.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn each_frame_keeps_the_type_it_was_queued_as() {
+        let mut q = WriterQueue::default();
+        q.push(Outbound::Frame(f("t")));
+        q.push(Outbound::Receipt(f("r")));
+        q.push(Outbound::Answer(f("a")));
+        q.push(batch("b", 1));
+        q.push_ctrl(Ctrl::Frame(f("local")));
+        let mut types = Vec::new();
+        while let Some(n) = q.next() {
+            if let Next::Text(t, kind) = n {
+                types.push((t.to_string(), kind));
+            }
+        }
+        let want = [
+            ("local", FrameType::Status),
+            ("t", FrameType::Text),
+            ("r", FrameType::Receipt),
+            ("a", FrameType::Status),
+            ("b0", FrameType::Text),
+        ];
+        let want: Vec<(String, FrameType)> =
+            want.iter().map(|(t, k)| (t.to_string(), *k)).collect();
+        assert_eq!(types, want);
+    }
+
+    #[test]
     fn bytes_are_released_when_taken_to_be_written_or_dropped() {
         let released = |bytes, answer_bytes| Released {
             bytes,
@@ -330,7 +486,7 @@ mod tests {
         q.push(batch("b", 2));
         q.push(Outbound::Frame(f("mmm")));
         assert_eq!(q.released(), released(0, 0), "nothing taken yet");
-        assert_eq!(q.next(), Some(Next::Text(f("aa"))));
+        assert_eq!(q.next(), Some(Next::Text(f("aa"), FrameType::Status)));
         assert_eq!(
             q.released(),
             released(2, 2),

@@ -16,6 +16,7 @@ use tungstenite::{Message, WebSocket};
 use super::queue::{Next, WriterQueue};
 use super::stream::WriterStream;
 use crate::events::{ConnShared, Ctrl, Event, Outbound};
+use crate::metrics::metrics;
 
 /// How long a closing connection waits for the peer's Close reply.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -139,22 +140,21 @@ impl WriterLoop {
     /// Writes what the queue gives until it has nothing more.
     fn write_queued(&mut self) -> Result<(), Done> {
         loop {
-            let released = self.queue.released();
-            if released.bytes > 0 {
-                self.w
-                    .shared
-                    .queued
-                    .fetch_sub(released.bytes, Ordering::AcqRel);
-            }
-            if released.answer_bytes > 0 {
-                let answers = &self.w.shared.queued_answers;
-                answers.fetch_sub(released.answer_bytes, Ordering::AcqRel);
-            }
+            self.w.shared.queued.release(self.queue.released());
             let Some(next) = self.queue.next() else {
                 return Ok(());
             };
             match next {
-                Next::Text(f) => self.write(Message::Text(f))?,
+                Next::Text(f, kind) => {
+                    // Counted here, as it is written: a frame shared by N
+                    // connections is N frames out, one dropped after a Close
+                    // is none. Before the write, so that a client that has
+                    // read the frame never scrapes a count without it (a
+                    // large frame reaches the socket inside `write`); a
+                    // write that fails ends the connection.
+                    metrics().frame_out(kind);
+                    self.write(Message::Text(f))?;
+                }
                 Next::Raw(bytes) => {
                     self.flush()?;
                     self.arm();

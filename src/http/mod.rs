@@ -72,6 +72,8 @@ pub struct HttpEnv {
     pub users: Arc<Directory>,
     pub logins: Arc<Logins>,
     pub router: Sender<Event>,
+    /// The store's op queue: `/metrics` reads how many ops wait in it.
+    pub store: Sender<crate::events::StoreOp>,
     pub api_key: Option<SecretHash>,
     /// Where browsers find the WebSocket: a configured public URL, or the
     /// WebSocket port on the host they reached this server by.

@@ -7,6 +7,7 @@ use super::request::HttpRequest;
 use super::response::{Reply, busy};
 use super::{HttpEnv, ask_router, login::caller};
 use crate::events::{Event, OnlineList};
+use crate::metrics::Scrape;
 use crate::wire::ids::ClientName;
 
 /// `GET /api/websocket/online`.
@@ -49,13 +50,22 @@ fn ask_online(env: &HttpEnv) -> Option<OnlineList> {
 /// `GET /metrics`: no login (like `/healthz`; loopback by default). Who is
 /// online comes from the router; the rest from the counters.
 pub fn metrics(env: &HttpEnv) -> Reply {
+    // The queues first, before this scrape puts its own event on the
+    // router's. A channel's length is two loads, no lock.
+    let router_queue = env.router.len();
+    let store_queue = env.store.len();
     let online = ask_online(env).map(|list| {
         let clients = list.iter().map(|(_, cs)| cs.len()).sum();
         (clients, list.len())
     });
+    let scrape = Scrape {
+        online,
+        router_queue,
+        store_queue,
+    };
     Reply {
         status: 200,
-        body: super::response::ReplyBody::Metrics(crate::metrics::metrics().render(online)),
+        body: super::response::ReplyBody::Metrics(crate::metrics::metrics().render(&scrape)),
         headers: Vec::new(),
     }
 }

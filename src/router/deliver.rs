@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use tungstenite::Utf8Bytes;
 
 use super::{Router, close};
+use crate::conn::queue::Released;
 use crate::events::{ConnId, Ctrl, Done, Outbound, ReplyTo, StoreOp};
 use crate::metrics::metrics;
 use crate::store::{Accepted, Page, ReceiptOutcome, StoredMessage, Target};
@@ -132,7 +133,7 @@ impl Router {
         }
         .frame();
         for c in self.table.attached_of(sender, None) {
-            self.push(c, Outbound::Frame(frame.clone()));
+            self.push(c, Outbound::Receipt(frame.clone()));
         }
     }
 
@@ -256,12 +257,14 @@ impl Router {
         let answer = item.is_answer();
         // An answer is measured against the answers waiting (they answer
         // what the client sent); anything else against all bytes waiting.
-        let (waiting, budget) = if answer {
-            (&shared.queued_answers, ANSWER_ALLOWANCE)
+        let (queued, budget) = if answer {
+            (shared.queued.answers(), ANSWER_ALLOWANCE)
         } else {
-            (&shared.queued, self.config.send_queue.max(MIN_SEND_QUEUE))
+            (
+                shared.queued.all(),
+                self.config.send_queue.max(MIN_SEND_QUEUE),
+            )
         };
-        let queued = waiting.load(Ordering::Acquire);
         if queued >= budget {
             log::warn!(
                 "conn {conn} ({}) is not reading ({queued} bytes waiting): closing as slow",
@@ -274,15 +277,9 @@ impl Router {
             }
             return;
         }
-        shared.queued.fetch_add(bytes, Ordering::AcqRel);
-        if answer {
-            shared.queued_answers.fetch_add(bytes, Ordering::AcqRel);
-        }
+        shared.queued.add(bytes, answer);
         if handle.out.send(item).is_err() {
-            shared.queued.fetch_sub(bytes, Ordering::AcqRel);
-            if answer {
-                shared.queued_answers.fetch_sub(bytes, Ordering::AcqRel);
-            }
+            shared.queued.release(Released::item(bytes, answer));
         }
     }
 }

@@ -367,7 +367,7 @@ fn close(handle: &ConnHandle, code: u16, reason: &'static str) {
 pub fn frames_of(item: crate::events::Outbound) -> Vec<tungstenite::Utf8Bytes> {
     use crate::events::Outbound;
     match item {
-        Outbound::Frame(f) | Outbound::Answer(f) => vec![f],
+        Outbound::Frame(f) | Outbound::Receipt(f) | Outbound::Answer(f) => vec![f],
         Outbound::Batch(fs) => fs,
     }
 }

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::clock::Now;
+use crate::conn::queue::Released;
 use crate::events::{ConnShared, Outbound};
 use crate::store::{Store, StoreLimits};
 use crate::wire::ids::ClientName;
@@ -28,11 +29,8 @@ impl Peer {
     pub(super) fn frames(&self) -> Vec<Value> {
         let mut v = Vec::new();
         while let Ok(item) = self.out.try_recv() {
-            self.shared.queued.fetch_sub(item.bytes(), Ordering::AcqRel);
-            if item.is_answer() {
-                let answers = &self.shared.queued_answers;
-                answers.fetch_sub(item.bytes(), Ordering::AcqRel);
-            }
+            let released = Released::item(item.bytes(), item.is_answer());
+            self.shared.queued.release(released);
             v.extend(
                 frames_of(item)
                     .iter()
@@ -423,7 +421,7 @@ fn a_full_queue_closes_only_that_connection_and_keeps_its_messages() {
         carol.frames();
     }
     assert_eq!(bob.closed_with(), Some(1008));
-    let queued = bob.shared.queued.load(Ordering::Acquire);
+    let queued = bob.shared.queued.all();
     assert!(
         (super::deliver::MIN_SEND_QUEUE..super::deliver::MIN_SEND_QUEUE + 70 * 1024)
             .contains(&queued),

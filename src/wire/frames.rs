@@ -7,6 +7,30 @@ use tungstenite::Utf8Bytes;
 use super::ids::SYSTEM;
 use super::{Status, TYPE_SEND_STATUS, TYPE_TEXT};
 
+/// The type of a text frame the server writes. It is known where the
+/// frame is built and travels with it to the writer, which counts each
+/// frame as it writes it (`edgeim_frames_out_total`) without reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameType {
+    /// A 9001 answer.
+    Status,
+    /// A text (2001), live or from a backlog.
+    Text,
+    /// A receipt (9101) forwarded to a sender's clients.
+    Receipt,
+}
+
+impl FrameType {
+    /// The message type code the frame carries.
+    pub fn code(self) -> i64 {
+        match self {
+            FrameType::Status => TYPE_SEND_STATUS,
+            FrameType::Text => TYPE_TEXT,
+            FrameType::Receipt => super::TYPE_RECEIVE_STATUS,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct WireOut<'a> {
     id: &'a str,
