@@ -25,6 +25,8 @@ pub struct Config {
     pub api: Api,
     /// `[limits]`.
     pub limits: Limits,
+    /// `[store]`.
+    pub store: Storage,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -98,6 +100,14 @@ pub struct Limits {
     pub session_ids_per_s: f64,
 }
 
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+/// `[store]`: how the database commits.
+pub struct Storage {
+    /// How long a commit that will be flushed waits for more to join it.
+    pub commit_window_ms: u64,
+}
+
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 /// `log_level`.
@@ -156,6 +166,8 @@ pub const DEFAULT_RETENTION_DAYS: u64 = 30;
 pub const DEFAULT_FORGET_CLIENT_DAYS: u64 = 7;
 /// The default of `session_ids_per_s`.
 pub const DEFAULT_SESSION_IDS_PER_S: f64 = 500.0;
+/// The default of `commit_window_ms`.
+pub const DEFAULT_COMMIT_WINDOW_MS: u64 = 2;
 
 /// The upper bound of `session_ttl_s` (a day).
 pub const MAX_SESSION_TTL_S: u64 = 24 * 3600;
@@ -183,6 +195,8 @@ pub const MAX_SEND_QUEUE: u64 = 1 << 30;
 pub const MIN_SEND_QUEUE: usize = 1024 * 1024;
 /// The upper bound of `workers`.
 pub const MAX_WORKERS: u64 = 256;
+/// The upper bound of `commit_window_ms`.
+pub const MAX_COMMIT_WINDOW_MS: u64 = 100;
 /// The upper bound of the three rates.
 pub const MAX_RATE: f64 = 1_000_000.0;
 
@@ -201,6 +215,15 @@ impl Default for Config {
             websocket: WebSocket::default(),
             api: Api::default(),
             limits: Limits::default(),
+            store: Storage::default(),
+        }
+    }
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            commit_window_ms: DEFAULT_COMMIT_WINDOW_MS,
         }
     }
 }
@@ -245,6 +268,13 @@ impl Default for Limits {
             forget_client_days: DEFAULT_FORGET_CLIENT_DAYS,
             session_ids_per_s: DEFAULT_SESSION_IDS_PER_S,
         }
+    }
+}
+
+impl Storage {
+    /// `commit_window_ms` as a duration.
+    pub fn commit_window(&self) -> Duration {
+        Duration::from_millis(self.commit_window_ms)
     }
 }
 
@@ -336,7 +366,7 @@ impl Config {
         let ws = &self.websocket;
         // (key, value, the largest value that works). The upper bounds keep
         // every `Instant + Duration` and every allocation they size sane.
-        let bounded: [(&str, u64, u64); 14] = [
+        let bounded: [(&str, u64, u64); 15] = [
             ("limits.session_ttl_s", l.session_ttl_s, MAX_SESSION_TTL_S),
             (
                 "limits.register_timeout_s",
@@ -379,8 +409,17 @@ impl Config {
             ("http.login_ttl_s", self.http.login_ttl_s, MAX_LOGIN_TTL_S),
             ("limits.retention_days", l.retention_days, MAX_DAYS),
             ("limits.forget_client_days", l.forget_client_days, MAX_DAYS),
+            (
+                "store.commit_window_ms",
+                self.store.commit_window_ms,
+                MAX_COMMIT_WINDOW_MS,
+            ),
         ];
-        let may_be_zero = ["limits.retention_days", "limits.forget_client_days"];
+        let may_be_zero = [
+            "limits.retention_days",
+            "limits.forget_client_days",
+            "store.commit_window_ms",
+        ];
         for (key, v, max) in bounded {
             if v == 0 && !may_be_zero.contains(&key) {
                 return Err(format!("{key} must be greater than 0"));
@@ -587,6 +626,7 @@ mod tests {
             "retention_days",
             "forget_client_days",
             "session_ids_per_s",
+            "commit_window_ms",
         ] {
             assert!(
                 docs.contains(&format!("`{key}`")),

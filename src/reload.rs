@@ -132,6 +132,10 @@ pub const KEYS: &[(&str, Applies, Take)] = &[
     ("limits.session_ids_per_s", Applies::Reload, |c, n| {
         c.limits.session_ids_per_s = n.limits.session_ids_per_s
     }),
+    // The store thread's, given to it at start.
+    ("store.commit_window_ms", Applies::Restart, |c, n| {
+        c.store.commit_window_ms = n.store.commit_window_ms
+    }),
 ];
 
 /// What a reload does.
@@ -326,6 +330,8 @@ mod tests {
             retention_days = 3
             forget_client_days = 2
             session_ids_per_s = 9.0
+            [store]
+            commit_window_ms = 7
             "#,
         )
         .unwrap()

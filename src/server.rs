@@ -174,6 +174,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             offline_per_user: limits.offline_per_user,
             retention_ms: limits.retention_ms(),
             forget_client_ms: limits.forget_client_days.saturating_mul(24 * 3600 * 1000),
+            commit_window: config.store.commit_window(),
         },
         Some(Watch::new("store", &health)),
     )

@@ -107,6 +107,7 @@ fn rig(config: RouterConfig) -> Rig {
         offline_per_user: 10_000,
         retention_ms: u64::MAX / 2,
         forget_client_ms: u64::MAX / 2,
+        commit_window: std::time::Duration::ZERO,
     };
     let opened = Store::open(&dir.join("edgeim.db"), limits).unwrap();
     let router = Router::new(config, opened.store.sender());

@@ -47,6 +47,9 @@ pub struct Db {
     pub(super) users: HashMap<UserId, UserCache>,
     /// Clients registered right now: never forgotten by the purge.
     pub(super) connected: HashSet<ClientKey>,
+    /// Whether commits are flushed now (`synchronous=FULL`, as opened) or
+    /// only written to the WAL (`NORMAL`); see [`Db::flush_commits`].
+    flushing: bool,
 }
 
 /// A stored message, as history and redelivery need it; `wire` makes the
@@ -97,6 +100,7 @@ impl Db {
             limits,
             users: HashMap::new(),
             connected: HashSet::new(),
+            flushing: true,
         };
         db.load_caches()?;
         Ok(db)
@@ -130,6 +134,24 @@ impl Db {
 
     pub fn begin(&self) -> Result<(), DbError> {
         self.conn.execute_batch("BEGIN IMMEDIATE")
+    }
+
+    /// Whether the next commits end with an fsync. In WAL mode a commit
+    /// without one is still atomic and survives a crash of the process (it
+    /// is in the OS's cache); only a power cut can undo it, and with it
+    /// every unflushed commit after the last flushed one, never a flushed
+    /// one: the WAL is written in order, so a flush makes all before it
+    /// durable. Set between transactions.
+    pub fn flush_commits(&mut self, flush: bool) -> Result<(), DbError> {
+        if flush != self.flushing {
+            self.conn.execute_batch(if flush {
+                "PRAGMA synchronous=FULL"
+            } else {
+                "PRAGMA synchronous=NORMAL"
+            })?;
+            self.flushing = flush;
+        }
+        Ok(())
     }
 
     pub fn commit(&self) -> Result<(), DbError> {

@@ -32,6 +32,7 @@ fn open(dir: &Path, limit: usize) -> Db {
         offline_per_user: limit,
         retention_ms: 1000,
         forget_client_ms: 5000,
+        commit_window: std::time::Duration::ZERO,
     };
     Db::new(conn, limits).unwrap()
 }
@@ -426,4 +427,78 @@ fn a_clock_stepped_forward_expires_nothing() {
     s.purge_at(fifty_years, 510);
     assert_eq!(s.count("messages"), 1, "unacknowledged and kept");
     assert_eq!(s.db.unacked(&u("bob")), 1);
+}
+
+fn synchronous(db: &Db) -> i64 {
+    db.conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .unwrap()
+}
+
+fn accept_op(id: &str) -> StoreOp {
+    StoreOp::Accept {
+        sender: Some(key("alice", "web")),
+        msg: text("alice", id, &["bob"]),
+        reply_to: crate::events::ReplyTo::Conn(1),
+    }
+}
+
+#[test]
+fn only_batches_that_promise_durability_are_flushed() {
+    assert!(needs_flush(&accept_op("m1")));
+    assert!(needs_flush(&StoreOp::RevokeUser { user: u("bob") }));
+    assert!(!needs_flush(&StoreOp::Detach {
+        key: key("bob", "phone")
+    }));
+    assert!(!needs_flush(&StoreOp::Ping));
+    // A batch of only a detach commits with synchronous=NORMAL (1), one
+    // with a text with FULL (2); NORMAL again after it.
+    let mut t = store(100);
+    let detach = || StoreOp::Detach {
+        key: key("bob", "phone"),
+    };
+    apply_batch(&mut t.db, vec![detach()], 1);
+    assert_eq!(synchronous(&t.db), 1);
+    let answers = apply_batch(&mut t.db, vec![detach(), accept_op("m1")], 2);
+    assert_eq!(synchronous(&t.db), 2);
+    assert!(matches!(
+        answers.as_slice(),
+        [Done::Accepted { result: Ok(_), .. }]
+    ));
+    apply_batch(&mut t.db, vec![StoreOp::Ping], 3);
+    assert_eq!(synchronous(&t.db), 1);
+    // Unflushed or not, every commit is in the file for the next reader.
+    assert_eq!(t.count("messages"), 1);
+}
+
+#[test]
+fn the_commit_window_takes_what_arrives_and_stops_at_a_stop_or_its_end() {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for op in [StoreOp::Ping, StoreOp::Stop, StoreOp::Ping] {
+        tx.send(op).unwrap();
+    }
+    let mut batch = vec![accept_op("m1")];
+    let far = Instant::now() + Duration::from_secs(60);
+    gather(&mut batch, &rx, far);
+    // It stopped at the Stop, not at the far deadline.
+    assert_eq!(batch.len(), 3);
+    assert!(matches!(batch.last(), Some(StoreOp::Stop)));
+    assert!(Instant::now() < far);
+    // Nothing arrives: it returns at the end of the window.
+    let mut batch = vec![accept_op("m2")];
+    rx.recv().unwrap();
+    let until = Instant::now() + Duration::from_millis(20);
+    gather(&mut batch, &rx, until);
+    assert_eq!(batch.len(), 1);
+    assert!(Instant::now() >= until);
+}
+
+#[test]
+fn a_new_database_has_small_pages() {
+    let t = store(100);
+    let size: u32 =
+        t.db.conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap();
+    assert_eq!(size, super::open::PAGE_SIZE);
 }
