@@ -112,6 +112,7 @@ pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
             WriterStream {
                 tcp: SharedTcp(tcp),
                 deadline: None,
+                armed: None,
             },
             Role::Server,
             Some(writer_config),

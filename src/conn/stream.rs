@@ -7,7 +7,7 @@
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
@@ -43,6 +43,24 @@ impl Write for SharedTcp {
 pub struct WriterStream {
     pub(super) tcp: SharedTcp,
     pub(super) deadline: Option<Instant>,
+    /// The SO_SNDTIMEO last set, so that it is set again only when it is
+    /// off by more than [`SLACK`] (see [`needs_rearm`]).
+    pub(super) armed: Option<Duration>,
+}
+
+/// How far SO_SNDTIMEO may be from what is left of a frame's deadline
+/// before it is set again. Most frames go out in one `write`, and setting
+/// it for each was one more system call per frame; now a frame whose
+/// writes span less than this sets nothing. A write may so end up to this
+/// much before or after its deadline.
+pub(super) const SLACK: Duration = Duration::from_millis(100);
+
+/// Whether SO_SNDTIMEO, now `armed`, must be set to `left` before a write.
+pub(super) fn needs_rearm(armed: Option<Duration>, left: Duration) -> bool {
+    match armed {
+        None => true,
+        Some(a) => a > left + SLACK || a + SLACK < left,
+    }
 }
 
 impl Read for WriterStream {
@@ -58,7 +76,10 @@ impl Write for WriterStream {
             if left.is_zero() {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "write deadline"));
             }
-            self.tcp.0.set_write_timeout(Some(left))?;
+            if needs_rearm(self.armed, left) {
+                self.tcp.0.set_write_timeout(Some(left))?;
+                self.armed = Some(left);
+            }
         }
         self.tcp.write(buf)
     }
@@ -109,5 +130,25 @@ impl Write for ReaderStream {
             None => self.tcp.flush(),
             Some(_) => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_send_timeout_is_set_again_only_when_it_is_off_by_more_than_the_slack() {
+        let s = |ms| Duration::from_millis(ms);
+        // The first write sets it; a new frame with the same timeout does not.
+        assert!(needs_rearm(None, s(10_000)));
+        assert!(!needs_rearm(Some(s(10_000)), s(10_000)));
+        assert!(!needs_rearm(Some(s(9_950)), s(10_000)));
+        // A frame whose writes have taken a while: what is left shrinks
+        // below what is set, so a blocked write would overrun.
+        assert!(needs_rearm(Some(s(10_000)), s(9_800)));
+        // A new frame after a slow one: the short timeout set for that one
+        // would end this frame's write early.
+        assert!(needs_rearm(Some(s(300)), s(10_000)));
     }
 }
