@@ -39,7 +39,7 @@ impl Write for SharedTcp {
 /// few bytes now and then, or a receive window that opens slowly) starts
 /// it again: a 64 KiB frame could take many timeouts. So the writer sets
 /// one deadline per frame (or flush), and every `write` waits at most what
-/// is left of it.
+/// is left of it (give or take [`SLACK`]).
 pub struct WriterStream {
     pub(super) tcp: SharedTcp,
     pub(super) deadline: Option<Instant>,
