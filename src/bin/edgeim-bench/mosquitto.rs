@@ -30,11 +30,16 @@ pub(crate) struct Broker {
 /// so). The queue per client is raised from 1,000 so that a subscriber
 /// that falls behind in a flood is queued for rather than dropped (the
 /// generator counts every text; the run stays bounded by its window).
+/// `set_tcp_nodelay`: edgeim and the generator turn Nagle off on their
+/// sockets, mosquitto does not by default, and then a PUBACK waits for the
+/// ACK of the one before (at 5,000 texts/s from 20 senders the PUBACK's
+/// median was 4.1 ms, a sender's period, against 0.2 ms for the delivery).
 /// Only errors and warnings are logged, and each counts as a warning.
 pub(crate) fn config(port: u16) -> String {
     format!(
         "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-         max_queued_messages 100000\nlog_dest stderr\nlog_type error\nlog_type warning\n"
+         set_tcp_nodelay true\nmax_queued_messages 100000\n\
+         log_dest stderr\nlog_type error\nlog_type warning\n"
     )
 }
 
@@ -182,5 +187,6 @@ mod tests {
         assert!(c.contains("listener 18830 127.0.0.1\n"));
         assert!(c.contains("persistence false\n"));
         assert!(c.contains("allow_anonymous true\n"));
+        assert!(c.contains("set_tcp_nodelay true\n"));
     }
 }
