@@ -2,12 +2,17 @@
 //! scenario's parameters ([`Flow`], [`Hold`], [`Pacing`]).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
 pub(crate) struct Options {
+    /// `--spawn`: an edgeim binary to start, or a mosquitto one (its file
+    /// name says so); both, one of each, to compare them run by run.
     pub(crate) spawn: Option<PathBuf>,
+    pub(crate) spawn_mosquitto: Option<PathBuf>,
+    /// `--mqtt HOST:PORT`: a running MQTT broker instead of edgeim.
+    pub(crate) mqtt: Option<String>,
     pub(crate) server: String,
     pub(crate) ws: String,
     pub(crate) pid: Option<u32>,
@@ -35,6 +40,10 @@ pub(crate) struct Flow {
     pub(crate) size: usize,
     pub(crate) pacing: Pacing,
     pub(crate) drain: f64,
+    /// Write up to a window of texts and flush once (the generator's
+    /// old pattern) instead of one frame per write call, as browsers,
+    /// phones and the terminal client send.
+    pub(crate) batched: bool,
 }
 
 /// Many registered connections, opened from a few threads (idle, ramp).
@@ -111,6 +120,14 @@ impl Scenario {
                     vec![("pairs", json!(f.pairs))]
                 };
                 p.extend([("seconds", json!(f.seconds)), ("size", json!(f.size))]);
+                p.push((
+                    "writes",
+                    json!(if f.batched {
+                        "batched"
+                    } else {
+                        "one_frame_each"
+                    }),
+                ));
                 match f.pacing {
                     Pacing::Window(w) => p.push(("window", json!(w))),
                     Pacing::Rate(r) => p.push(("rate", json!(r))),
@@ -140,7 +157,9 @@ pub(crate) const MAX_RECIPIENTS: usize = 1000;
 pub(crate) fn parse_args() -> Result<Option<Options>, String> {
     use lexopt::prelude::*;
     let mut p = lexopt::Parser::from_env();
-    let mut spawn = None;
+    let mut spawns: Vec<PathBuf> = Vec::new();
+    let mut mqtt = None;
+    let mut batched = false;
     let mut server = None;
     let mut ws = None;
     let mut pid = None;
@@ -152,7 +171,9 @@ pub(crate) fn parse_args() -> Result<Option<Options>, String> {
     while let Some(arg) = p.next().map_err(err)? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
-            Long("spawn") => spawn = Some(PathBuf::from(p.value().map_err(err)?)),
+            Long("spawn") => spawns.push(PathBuf::from(p.value().map_err(err)?)),
+            Long("mqtt") => mqtt = Some(p.value().map_err(err)?.string().map_err(err)?),
+            Long("batched") => batched = true,
             Long("server") => server = Some(p.value().map_err(err)?.string().map_err(err)?),
             Long("ws") => ws = Some(p.value().map_err(err)?.string().map_err(err)?),
             Long("pid") => pid = Some(p.value().map_err(err)?.parse().map_err(err)?),
@@ -174,8 +195,15 @@ pub(crate) fn parse_args() -> Result<Option<Options>, String> {
             _ => return Err(arg.unexpected().to_string()),
         }
     }
-    if spawn.is_some() && (server.is_some() || ws.is_some() || pid.is_some()) {
-        return Err("--spawn starts its own server: leave out --server, --ws and --pid".into());
+    let (spawn, spawn_mosquitto) = split_spawns(spawns)?;
+    let spawning = spawn.is_some() || spawn_mosquitto.is_some();
+    if spawning && (server.is_some() || ws.is_some() || pid.is_some() || mqtt.is_some()) {
+        return Err(
+            "--spawn starts its own server: leave out --server, --ws, --mqtt and --pid".into(),
+        );
+    }
+    if mqtt.is_some() && (server.is_some() || ws.is_some()) {
+        return Err("--mqtt is the server under test: leave out --server and --ws".into());
     }
     if !(1..=1000).contains(&runs) {
         return Err("--runs must be between 1 and 1000".into());
@@ -201,6 +229,15 @@ pub(crate) fn parse_args() -> Result<Option<Options>, String> {
     if let Some(k) = flow_opts.keys().find(|k| !allowed.contains(k)) {
         return Err(format!("--{k} does not apply to {name}"));
     }
+    let is_flow = matches!(name.as_str(), "pairs" | "rate" | "fanout");
+    if batched && !is_flow {
+        return Err(format!("--batched does not apply to {name}"));
+    }
+    if (mqtt.is_some() || spawn_mosquitto.is_some()) && !is_flow {
+        return Err(format!(
+            "{name} runs against edgeim only (MQTT: pairs, rate, fanout)"
+        ));
+    }
     let flow = |pairs: usize, recipients: usize, seconds: f64, pacing: Pacing| {
         Ok::<Flow, String>(Flow {
             pairs,
@@ -209,6 +246,7 @@ pub(crate) fn parse_args() -> Result<Option<Options>, String> {
             size: whole("size", 120.0, 60_000.0)?,
             pacing,
             drain: get("drain", 5.0).min(60.0),
+            batched,
         })
     };
     let window = || whole("window", 20.0, 100_000.0).map(Pacing::Window);
@@ -247,6 +285,8 @@ pub(crate) fn parse_args() -> Result<Option<Options>, String> {
     };
     Ok(Some(Options {
         spawn,
+        spawn_mosquitto,
+        mqtt,
         server: server.unwrap_or_else(|| "http://127.0.0.1:8080".into()),
         ws: ws.unwrap_or_else(|| "ws://127.0.0.1:8081/websocket".into()),
         pid,
@@ -254,4 +294,48 @@ pub(crate) fn parse_args() -> Result<Option<Options>, String> {
         runs,
         scenario,
     }))
+}
+
+/// Whether `path` names a mosquitto binary (by its file name).
+pub(crate) fn is_mosquitto(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.contains("mosquitto"))
+}
+
+/// The `--spawn` paths as (edgeim, mosquitto): at most one of each.
+pub(crate) fn split_spawns(
+    spawns: Vec<PathBuf>,
+) -> Result<(Option<PathBuf>, Option<PathBuf>), String> {
+    let (mut edgeim, mut mosquitto) = (None, None);
+    for path in spawns {
+        let slot = if is_mosquitto(&path) {
+            &mut mosquitto
+        } else {
+            &mut edgeim
+        };
+        if slot.replace(path).is_some() {
+            return Err("--spawn twice takes one edgeim and one mosquitto binary".into());
+        }
+    }
+    Ok((edgeim, mosquitto))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_spawns_are_one_edgeim_and_one_mosquitto() {
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(
+            split_spawns(vec![p("/usr/sbin/mosquitto"), p("target/release/edgeim")]),
+            Ok((
+                Some(p("target/release/edgeim")),
+                Some(p("/usr/sbin/mosquitto"))
+            ))
+        );
+        assert!(split_spawns(vec![p("a/edgeim"), p("b/edgeim")]).is_err());
+        assert!(split_spawns(vec![p("mosquitto"), p("x/mosquitto")]).is_err());
+    }
 }

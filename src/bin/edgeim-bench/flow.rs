@@ -1,6 +1,8 @@
 //! `pairs`, `rate` and `fanout`: one flow of texts from N senders to their
-//! receivers ([`run_flow`]), the receivers' side, and the flow's figures.
-//! The senders are in [`crate::sender`].
+//! receivers ([`run_flow`]), the receivers' side, and the flow's figures,
+//! against edgeim or an MQTT broker alike (the connection is an
+//! [`endpoint::Conn`](crate::endpoint::Conn)). The senders are in
+//! [`crate::sender`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,17 +11,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
-use edgeim::client::frames::{StatusBody, TYPE_SEND_STATUS, TYPE_TEXT};
-use edgeim::client::ws::{Ws, is_timeout};
-use tungstenite::Message;
 
 use crate::args::{Flow, Pacing};
 use crate::clock::{now_ns, sleep_until_ns};
-use crate::conn::{Frame, ack_frame, close, open_client, parse_text_id};
-use crate::procfs::CpuSample;
+use crate::cost::{self, ServerSample};
+use crate::endpoint::{Conn, Got, Whose, topic};
+use crate::procfs::rss_kib;
 use crate::sender::{rate_sender, window_sender};
 use crate::stats::{RunResult, Stats, quantile_ms};
-use crate::target::Target;
+use crate::target::Server;
 
 /// The clientName of every benchmark connection (the same across runs, so a
 /// rerun replaces the client instead of making the server track new ones).
@@ -42,6 +42,21 @@ pub(crate) struct RunShared {
     pub(crate) delivered: AtomicU64,
     /// Tells the receivers to finish.
     pub(crate) stop: AtomicBool,
+    /// Whether the server forwards each receiver's acknowledgement to the
+    /// sender (edgeim's 9101; an MQTT broker does not).
+    pub(crate) forwards_receipts: bool,
+}
+
+impl RunShared {
+    /// Receipts a sender waits for per text before its place in the
+    /// window is free (fanout): every recipient's, where they come.
+    pub(crate) fn receipts_per_text(&self) -> usize {
+        if self.forwards_receipts {
+            self.flow.recipients
+        } else {
+            1
+        }
+    }
 }
 
 /// The measured window, in ns since [`epoch`](crate::clock::epoch).
@@ -52,19 +67,22 @@ pub(crate) struct Window {
 }
 
 pub(crate) enum Part {
+    /// `to`: the recipients' user ids (edgeim) or the topic (MQTT).
     Sender { index: usize, to: String },
-    Receiver,
+    /// `topic`: what it subscribes to (MQTT).
+    Receiver { topic: String },
 }
 
 /// One run of `flow`: connect everyone, release them together, measure
 /// the window, drain, collect.
-pub(crate) fn run_flow(target: &Target, flow: &Flow) -> Result<RunResult, String> {
+pub(crate) fn run_flow(server: Server<'_>, flow: &Flow) -> Result<RunResult, String> {
     let shared = Arc::new(RunShared {
         tag: uuid::Uuid::new_v4().simple().to_string()[..10].to_string(),
         flow: flow.clone(),
         acked: AtomicU64::new(0),
         delivered: AtomicU64::new(0),
         stop: AtomicBool::new(false),
+        forwards_receipts: matches!(server, Server::Edgeim(_)),
     });
     let group = 1 + flow.recipients;
     let n = flow.pairs * group;
@@ -76,14 +94,22 @@ pub(crate) fn run_flow(target: &Target, flow: &Flow) -> Result<RunResult, String
         let mut spawn_error = None;
         for i in 0..n {
             let user = format!("u{i}");
-            let role = if i % group == 0 {
-                let to: Vec<String> = (1..group).map(|k| format!("u{}", i + k)).collect();
-                Part::Sender {
-                    index: i / group,
-                    to: to.join(","),
+            let first = i - i % group;
+            let role = match (i % group, server) {
+                (0, Server::Edgeim(_)) => {
+                    let to: Vec<String> = (1..group).map(|k| format!("u{}", i + k)).collect();
+                    Part::Sender {
+                        index: i / group,
+                        to: to.join(","),
+                    }
                 }
-            } else {
-                Part::Receiver
+                (0, Server::Mqtt(_)) => Part::Sender {
+                    index: i / group,
+                    to: topic(&format!("u{}", i + 1)),
+                },
+                _ => Part::Receiver {
+                    topic: topic(&format!("u{}", first + 1)),
+                },
             };
             let is_sender = matches!(role, Part::Sender { .. });
             let (ready_tx, go_rx, shared) = (ready_tx.clone(), go_rx.clone(), Arc::clone(&shared));
@@ -91,7 +117,7 @@ pub(crate) fn run_flow(target: &Target, flow: &Flow) -> Result<RunResult, String
                 .name(user.clone())
                 .stack_size(256 * 1024)
                 .spawn_scoped(scope, move || {
-                    worker(target, &user, role, &shared, &ready_tx, &go_rx)
+                    worker(server, &user, role, &shared, &ready_tx, &go_rx)
                 });
             match spawned {
                 Ok(h) if is_sender => senders.push(h),
@@ -132,12 +158,14 @@ pub(crate) fn run_flow(target: &Target, flow: &Flow) -> Result<RunResult, String
         for _ in 0..started {
             let _ = go_tx.send(Some(window));
         }
+        let ticks = server.ticks();
+        let rss = || server.pid().and_then(|p| rss_kib(&p.to_string()));
         sleep_until_ns(window.start);
-        let cpu0 = target.cpu();
-        let rss0 = target.server_rss_kib();
+        let s0 = ServerSample::take(server, ticks, true);
+        let rss0 = rss();
         sleep_until_ns(window.end);
-        let cpu1 = target.cpu();
-        let rss1 = target.server_rss_kib();
+        let s1 = ServerSample::take(server, ticks, false);
+        let rss1 = rss();
         let mut total = Stats::default();
         for h in senders.drain(..) {
             total.merge(h.join().unwrap_or_default());
@@ -155,21 +183,25 @@ pub(crate) fn run_flow(target: &Target, flow: &Flow) -> Result<RunResult, String
         for h in receivers.drain(..) {
             total.merge(h.join().unwrap_or_default());
         }
-        Ok(flow_figures(flow, window, total, &cpu0, &cpu1, rss0, rss1))
+        Ok(flow_figures(flow, window, total, &s0, &s1, rss0, rss1))
     })
 }
 
 /// One worker thread: connect, report ready, wait for the start, play its role.
 pub(crate) fn worker(
-    target: &Target,
+    server: Server<'_>,
     user: &str,
     role: Part,
     shared: &RunShared,
     ready: &Sender<Result<(), String>>,
     go: &Receiver<Option<Window>>,
 ) -> Stats {
-    let ws = match open_client(target, user, CLIENT_NAME) {
-        Ok(o) => o.ws,
+    let subscribe = match &role {
+        Part::Receiver { topic } => Some(topic.as_str()),
+        Part::Sender { .. } => None,
+    };
+    let conn = match Conn::open(server, user, CLIENT_NAME, subscribe) {
+        Ok(c) => c,
         Err(e) => {
             let _ = ready.send(Err(e));
             return Stats::default();
@@ -177,26 +209,29 @@ pub(crate) fn worker(
     };
     let _ = ready.send(Ok(()));
     let Ok(Some(window)) = go.recv_timeout(Duration::from_secs(300)) else {
-        close(ws);
+        conn.close();
         return Stats::default();
     };
     match (role, shared.flow.pacing) {
         (Part::Sender { index, to }, Pacing::Window(w)) => {
-            window_sender(ws, user, &to, index, shared, window, w)
+            window_sender(conn, user, &to, index, shared, window, w)
         }
         (Part::Sender { index, to }, Pacing::Rate(r)) => {
-            rate_sender(ws, user, &to, index, shared, window, r)
+            rate_sender(conn, user, &to, index, shared, window, r)
         }
-        (Part::Receiver, _) => receiver(ws, user, shared, window),
+        (Part::Receiver { .. }, _) => receiver(conn, user, shared, window),
     }
 }
 
-pub(crate) fn finish(ws: Ws, st: Stats) -> Stats {
-    close(ws);
+pub(crate) fn finish(conn: Conn, st: Stats) -> Stats {
+    conn.close();
     st
 }
 
-pub(crate) fn receiver(mut ws: Ws, me: &str, shared: &RunShared, window: Window) -> Stats {
+/// A receiver: checks each text of the run arrives once and in order,
+/// times it from its stamp, and answers it (a 9101 or a PUBACK) in a
+/// write of its own.
+pub(crate) fn receiver(mut conn: Conn, me: &str, shared: &RunShared, window: Window) -> Stats {
     let mut st = Stats::default();
     let hard_end = window.end + (2.0 * shared.flow.drain * 1e9) as u64 + 1_000_000_000;
     // The last seq seen from each sender: delivery is in order, once.
@@ -206,36 +241,20 @@ pub(crate) fn receiver(mut ws: Ws, me: &str, shared: &RunShared, window: Window)
         if shared.stop.load(Ordering::Relaxed) || now_ns() >= hard_end {
             break;
         }
-        let text = match ws.read() {
-            Ok(Message::Text(t)) => t,
-            Ok(Message::Close(f)) => {
-                st.error(format!("receiver closed by the server: {f:?}"));
-                return st;
-            }
-            Ok(_) => continue,
-            Err(e) if is_timeout(&e) => continue,
-            Err(e) => {
-                st.error(format!("receiver read: {e}"));
-                return st;
-            }
-        };
+        let got = conn.next(me, &shared.tag);
         let now = now_ns();
-        let Ok(f) = serde_json::from_str::<Frame>(&text) else {
-            st.error("receiver: unreadable frame");
-            continue;
-        };
-        match f.kind {
-            TYPE_TEXT => {
-                if let Some((sender, seq)) = parse_text_id(&shared.tag, &f.id) {
+        match got {
+            Got::Text {
+                of_run,
+                stamp,
+                answer,
+            } => {
+                if let Some((sender, seq)) = of_run {
                     if last.get(&sender).is_some_and(|l| seq <= *l) {
                         st.error("a text delivered twice or out of order");
                     }
                     last.insert(sender, seq);
-                    match f
-                        .body
-                        .get(..STAMP_DIGITS)
-                        .and_then(|s| s.parse::<u64>().ok())
-                    {
+                    match stamp {
                         Some(t) => {
                             st.delivery_latency.push(now.saturating_sub(t));
                             if shared.flow.recipients > 1 {
@@ -250,29 +269,37 @@ pub(crate) fn receiver(mut ws: Ws, me: &str, shared: &RunShared, window: Window)
                     }
                     shared.delivered.fetch_add(1, Ordering::Relaxed);
                 }
-                if let Err(e) = ws.send(Message::text(ack_frame(&f.id, me, &f.from))) {
+                if let Err(e) = conn.answer(answer) {
                     st.error(format!("receiver send: {e}"));
-                    return finish(ws, st);
+                    return finish(conn, st);
                 }
             }
-            TYPE_SEND_STATUS => {
-                let status = StatusBody::of(&f.body);
-                if status.code != 200 {
-                    st.error(format!("9001 to a receipt: {status}"));
+            Got::Status { whose, refused } => {
+                // A 9001 to one of our receipts; MQTT brokers send none.
+                if let Some(why) = refused {
+                    st.error(format!("9001 to a receipt: {why}"));
+                } else if let Whose::Packet(id) = whose {
+                    st.error(format!("receiver got a PUBACK for packet {id}"));
                 }
             }
-            other => st.error(format!("receiver got type {other}")),
+            Got::Receipt(_) => st.error("receiver got a receipt"),
+            Got::Unreadable(why) => st.error(format!("receiver: {why}")),
+            Got::Gone(why) => {
+                st.error(format!("receiver {why}"));
+                return st;
+            }
+            Got::Nothing | Got::Idle => {}
         }
     }
-    finish(ws, st)
+    finish(conn, st)
 }
 
 pub(crate) fn flow_figures(
     flow: &Flow,
     window: Window,
     mut t: Stats,
-    cpu0: &CpuSample,
-    cpu1: &CpuSample,
+    s0: &ServerSample,
+    s1: &ServerSample,
     rss0: Option<f64>,
     rss1: Option<f64>,
 ) -> RunResult {
@@ -284,8 +311,8 @@ pub(crate) fn flow_figures(
         (Some(a), Some(b)) => b - a,
         _ => f64::NAN,
     };
-    let server_cpu = diff(cpu0.server, cpu1.server);
-    let client_cpu = diff(cpu0.client, cpu1.client);
+    let server_cpu = diff(s0.cpu, s1.cpu);
+    let client_cpu = diff(s0.client_cpu, s1.client_cpu);
     let per_s = |n: u64| n as f64 / secs;
     let per_msg_us = if t.delivered_in_window > 0 {
         server_cpu * 1e6 / t.delivered_in_window as f64
@@ -308,7 +335,7 @@ pub(crate) fn flow_figures(
             .collect();
         last.sort_unstable();
         let all = t.sent * flow.recipients as u64;
-        let figures = vec![
+        let mut figures = vec![
             ("messages_acked_per_s", per_s(t.acked_in_window)),
             ("deliveries_per_s", per_s(t.delivered_in_window)),
             ("ack_p50_ms", quantile_ms(&t.ack_latency, t.sent, 0.50)),
@@ -320,13 +347,16 @@ pub(crate) fn flow_figures(
                 quantile_ms(&t.delivery_latency, all, 0.50),
             ),
             ("server_cpu_us_per_delivery", per_msg_us),
+        ];
+        figures.extend(cost::figures(s0, s1, t.delivered_in_window, "delivery"));
+        figures.extend([
             ("server_cpu_pct", server_cpu * 100.0 / secs),
             ("client_cpu_pct", client_cpu * 100.0 / secs),
             ("server_rss_kib", rss1.unwrap_or(f64::NAN)),
             ("sent", t.sent as f64),
             ("delivered", t.delivered as f64),
             ("receipts", t.receipts as f64),
-        ];
+        ]);
         return RunResult {
             figures,
             errors: t.errors,
@@ -359,8 +389,9 @@ pub(crate) fn flow_figures(
     if let Pacing::Rate(_) = flow.pacing {
         figures.push(("send_lag_p99_ms", quantile_ms(&t.send_lag, t.sent, 0.99)));
     }
+    figures.extend([("server_cpu_us_per_msg", per_msg_us)]);
+    figures.extend(cost::figures(s0, s1, t.delivered_in_window, "msg"));
     figures.extend([
-        ("server_cpu_us_per_msg", per_msg_us),
         ("server_cpu_pct", server_cpu * 100.0 / secs),
         ("client_cpu_pct", client_cpu * 100.0 / secs),
         ("server_rss_start_kib", rss0.unwrap_or(f64::NAN)),

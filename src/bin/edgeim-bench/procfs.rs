@@ -46,3 +46,69 @@ pub(crate) fn open_files_limit(pid: &str) -> Option<usize> {
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     line.split_whitespace().nth(3)?.parse().ok()
 }
+
+/// (voluntary, involuntary) context switches of each thread of a process,
+/// by thread id, from `/proc/PID/task/*/status`. A thread that ended is
+/// no longer listed, so its switches are lost (see [`crate::cost`]).
+pub(crate) fn ctx_switches(pid: &str) -> Option<Vec<(u32, u64, u64)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(entry) = entry else { continue };
+        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        // A thread may end between the listing and the read: skip it.
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        if let Some((v, n)) = parse_ctx_switches(&status) {
+            out.push((tid, v, n));
+        }
+    }
+    Some(out)
+}
+
+/// (voluntary_ctxt_switches, nonvoluntary_ctxt_switches) of a status file.
+pub(crate) fn parse_ctx_switches(status: &str) -> Option<(u64, u64)> {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.trim_start_matches(':').trim().parse::<u64>().ok())
+    };
+    Some((
+        field("voluntary_ctxt_switches")?,
+        field("nonvoluntary_ctxt_switches")?,
+    ))
+}
+
+/// `write_bytes` of `/proc/PID/io`: bytes of page cache the process
+/// dirtied for files (what will go to the disk), all its threads, the
+/// ended ones included. Needs the right to ptrace it (the same user, or
+/// root).
+pub(crate) fn write_bytes(pid: &str) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_switches_are_read_from_a_status_file() {
+        let status = "Name:\tedgeim\nvoluntary_ctxt_switches:\t120\n\
+                      nonvoluntary_ctxt_switches:\t7\n";
+        assert_eq!(parse_ctx_switches(status), Some((120, 7)));
+        assert_eq!(parse_ctx_switches("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn this_process_can_be_read() {
+        let me = std::process::id().to_string();
+        assert!(ctx_switches(&me).is_some_and(|t| !t.is_empty()));
+        assert!(cpu_seconds(&me, 100.0).is_some());
+    }
+}

@@ -11,6 +11,7 @@ use crate::stats::{RunResult, median};
 /// Prints the JSON line and the table; true if every run passed.
 pub(crate) fn report(
     opts: &Options,
+    server: &str,
     results: &[RunResult],
     server_log: Option<&(u64, Vec<String>)>,
     exit: Option<&Result<(), String>>,
@@ -19,6 +20,7 @@ pub(crate) fn report(
     // In this order: scenario, its parameters, figures, errors.
     let mut line: Vec<(String, Value)> = vec![
         ("scenario".into(), json!(s.name())),
+        ("server".into(), json!(server)),
         ("runs".into(), json!(results.len())),
     ];
     for (k, v) in s.params() {
@@ -57,24 +59,26 @@ pub(crate) fn report(
 
     let params: Vec<String> = s.params().iter().map(|(k, v)| format!("{k}={v}")).collect();
     eprintln!(
-        "\n{} ({}), {} run(s), medians:",
+        "\n{} on {server} ({}), {} run(s), medians:",
         s.name(),
         params.join(" "),
         results.len()
     );
-    let mut head = format!("  {:<24} {:>12}", "figure", "median");
+    let mut head = format!("  {:<30} {:>12}", "figure", "median");
     for i in 0..results.len() {
         head.push_str(&format!(" {:>12}", format!("run {}", i + 1)));
     }
     eprintln!("{head}");
     for (k, m) in keys.iter().zip(&medians) {
-        let mut row = format!("  {:<24} {:>12}", k, show(k, *m));
+        let mut row = format!("  {:<30} {:>12}", k, show(k, *m));
         for r in results {
             row.push_str(&format!(" {:>12}", show(k, r.get(k).unwrap_or(f64::NAN))));
         }
         eprintln!("{row}");
     }
-    eprintln!("  (ms figures: >drain = not answered within --drain; cpu_pct: % of one core)");
+    eprintln!("  (ms figures: >drain = not answered within --drain; cpu_pct: % of one core;");
+    eprintln!("   ctx: server context switches, over the threads alive at the window's end;");
+    eprintln!("   disk bytes: /proc/PID/io write_bytes; commits, fsyncs: edgeim's /metrics)");
     for (k, n) in &errors {
         eprintln!("  error x{n}: {k}");
     }
@@ -111,8 +115,10 @@ pub(crate) fn show(key: &str, v: f64) -> String {
     if v.is_infinite() {
         return ">drain".into();
     }
-    if key.ends_with("_ms") {
+    if key.ends_with("_ms") || key.contains("_commits_") || key.contains("_fsyncs_") {
         format!("{v:.3}")
+    } else if key.contains("_ctx_") {
+        format!("{v:.2}")
     } else if key.contains("_us_per_") || key.ends_with("_pct") || key.ends_with("_per_conn") {
         format!("{v:.1}")
     } else {

@@ -1,20 +1,18 @@
 //! A flow's senders: closed loop ([`window_sender`], one thread) and open
-//! loop ([`rate_sender`], a paced writer thread and a reader).
+//! loop ([`rate_sender`], a paced writer thread and a reader), over either
+//! kind of [`Conn`]. Each text is written and flushed on its own (one
+//! write call, as a browser sends) unless the flow is `--batched`.
 
-use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
 use crossbeam_channel::RecvTimeoutError;
-use edgeim::client::frames::{StatusBody, TYPE_RECEIVE_STATUS, TYPE_SEND_STATUS, TYPE_TEXT};
-use edgeim::client::ws::{self, WriteHalf, Ws, is_timeout};
-use tungstenite::{Message, WebSocket};
 
 use crate::POLL;
 use crate::args::Flow;
 use crate::clock::{now_ns, sleep_until_ns};
-use crate::conn::{Frame, ack_frame, close, parse_text_id, text_frame, text_id};
+use crate::endpoint::{Conn, Got, TextOut, Whose, WriteSide};
 use crate::flow::{MAX_ITERATIONS, MAX_MESSAGES, RunShared, STAMP_DIGITS, Window, finish};
 use crate::stats::Stats;
 
@@ -62,6 +60,9 @@ pub(crate) struct Outbox {
     pub(crate) receipts: Vec<u32>,
     pub(crate) n_complete: u64,
     pub(crate) recipients: usize,
+    /// Texts below this one all have their answer (where MQTT packet ids
+    /// are looked up from).
+    pub(crate) first_open: usize,
 }
 
 impl Outbox {
@@ -74,6 +75,7 @@ impl Outbox {
             receipts: Vec::new(),
             n_complete: 0,
             recipients,
+            first_open: 0,
         }
     }
 
@@ -99,39 +101,53 @@ impl Outbox {
         }
     }
 
-    /// One frame on a sender's connection: a 9001 for one of its texts, a
-    /// forwarded receipt, or a text left over from an earlier run (which
-    /// it acknowledges). Err: the connection is unusable.
-    pub(crate) fn on_frame(
+    /// The text whose MQTT packet id is `id` and that waits for its
+    /// answer: ids repeat every 65,535 texts, and fewer are in flight.
+    pub(crate) fn seq_of_packet(&mut self, id: u16) -> Option<usize> {
+        while self.answered.get(self.first_open) == Some(&true) {
+            self.first_open += 1;
+        }
+        let residue = usize::from(id.checked_sub(1)?);
+        let k0 = self.first_open / 65_535;
+        (k0..k0 + 2)
+            .map(|k| k * 65_535 + residue)
+            .find(|n| self.answered.get(*n) == Some(&false))
+    }
+
+    /// What one read on a sender's connection gave: an answer (9001 or
+    /// PUBACK) for one of its texts, a forwarded receipt, or a text left
+    /// over from an earlier run (which it acknowledges). Err: the
+    /// connection is unusable.
+    pub(crate) fn on_got(
         &mut self,
-        ws: &mut Ws,
-        me: &str,
-        text: &str,
+        conn: &mut Conn,
+        got: Got,
         st: &mut Stats,
         shared: &RunShared,
         window: Window,
     ) -> Result<(), ()> {
-        let Ok(f) = serde_json::from_str::<Frame>(text) else {
-            st.error("sender: unreadable frame");
-            return Ok(());
-        };
-        match f.kind {
-            TYPE_SEND_STATUS => {
-                let known = parse_text_id(&shared.tag, &f.id)
-                    .filter(|(i, _)| *i == self.index)
-                    .map(|(_, n)| n as usize)
-                    .filter(|n| self.answered.get(*n) == Some(&false));
-                let Some(n) = known else {
-                    st.error(format!("9001 for an unknown or answered id {:?}", f.id));
+        match got {
+            Got::Status { whose, refused } => {
+                let n = match &whose {
+                    Whose::Text(i, n) if *i == self.index => Some(*n as usize),
+                    Whose::Packet(id) => self.seq_of_packet(*id),
+                    _ => None,
+                };
+                let Some(n) = n.filter(|n| self.answered.get(*n) == Some(&false)) else {
+                    let id = match whose {
+                        Whose::Text(i, n) => format!("{i}.{n}"),
+                        Whose::Packet(id) => format!("packet {id}"),
+                        Whose::Unknown(id) => id,
+                    };
+                    st.error(format!("an answer for an unknown or answered id {id:?}"));
                     return Ok(());
                 };
                 self.answered[n] = true;
                 self.n_answered += 1;
-                let status = StatusBody::of(&f.body);
-                if status.code != 200 {
+                if let Some(why) = refused {
                     // No receipts will come: free its place.
                     self.n_complete += 1;
-                    st.error(format!("9001 {status}"));
+                    st.error(format!("9001 {why}"));
                     return Ok(());
                 }
                 self.check_complete(n);
@@ -143,9 +159,9 @@ impl Outbox {
                 st.ack_latency.push(now.saturating_sub(self.stamp[n]));
                 shared.acked.fetch_add(1, Ordering::Relaxed);
             }
-            TYPE_RECEIVE_STATUS => {
+            Got::Receipt(id) => {
                 st.receipts += 1;
-                let n = parse_text_id(&shared.tag, &f.id)
+                let n = id
                     .filter(|(i, _)| *i == self.index)
                     .map(|(_, n)| n as usize)
                     .filter(|n| *n < self.receipts.len());
@@ -154,47 +170,28 @@ impl Outbox {
                     self.check_complete(n);
                 }
             }
-            TYPE_TEXT => {
+            Got::Text { answer, .. } => {
                 // Left over from an earlier run: acknowledge it so it stops.
-                if let Err(e) = ws.send(Message::text(ack_frame(&f.id, me, &f.from))) {
+                if let Err(e) = conn.answer(answer) {
                     st.error(format!("sender send: {e}"));
                     return Err(());
                 }
             }
-            other => st.error(format!("sender got type {other}")),
+            Got::Unreadable(why) => st.error(format!("sender: {why}")),
+            Got::Gone(why) => {
+                st.error(format!("sender {why}"));
+                return Err(());
+            }
+            Got::Nothing | Got::Idle => {}
         }
         Ok(())
     }
 }
 
-pub(crate) enum Next {
-    Text(tungstenite::Utf8Bytes),
-    Idle,
-    Gone,
-}
-
-/// The next text frame, `Idle` after a read timeout, `Gone` (recorded as
-/// an error) when the server closed or the socket failed.
-pub(crate) fn next_text(ws: &mut Ws, st: &mut Stats, who: &str) -> Next {
-    match ws.read() {
-        Ok(Message::Text(t)) => Next::Text(t),
-        Ok(Message::Close(f)) => {
-            st.error(format!("{who} closed by the server: {f:?}"));
-            Next::Gone
-        }
-        Ok(_) => Next::Idle,
-        Err(e) if is_timeout(&e) => Next::Idle,
-        Err(e) => {
-            st.error(format!("{who} read: {e}"));
-            Next::Gone
-        }
-    }
-}
-
 /// Closed loop, one thread: send while fewer than `limit` texts wait for
-/// their 9001, otherwise block in read (the answers wake it).
+/// their answer, otherwise block in read (the answers wake it).
 pub(crate) fn window_sender(
-    mut ws: Ws,
+    mut conn: Conn,
     me: &str,
     to: &str,
     index: usize,
@@ -204,7 +201,7 @@ pub(crate) fn window_sender(
 ) -> Stats {
     let flow = &shared.flow;
     let mut st = Stats::default();
-    let mut out = Outbox::new(index, flow.recipients);
+    let mut out = Outbox::new(index, shared.receipts_per_text());
     let pad = "x".repeat(flow.size.saturating_sub(STAMP_DIGITS));
     let hard_end = window.end + (flow.drain * 1e9) as u64;
     let cap = MAX_MESSAGES / flow.pairs as u64;
@@ -219,9 +216,22 @@ pub(crate) fn window_sender(
         let mut wrote = false;
         while sending && seq < cap && out.in_flight(seq) < limit as u64 {
             let t = now_ns();
-            if let Err(e) = send_text(&mut ws, me, to, &shared.tag, index, seq, t, &pad) {
+            let text = TextOut {
+                me,
+                to,
+                tag: &shared.tag,
+                index,
+                seq,
+                stamp: t,
+                pad: &pad,
+            };
+            // One frame per write unless batched: then one flush below.
+            let sent = conn
+                .send_text(&text)
+                .and_then(|()| if flow.batched { Ok(()) } else { conn.flush() });
+            if let Err(e) = sent {
                 st.error(format!("sender send: {e}"));
-                return finish(ws, st);
+                return finish(conn, st);
             }
             out.push(t);
             st.sent += 1;
@@ -229,38 +239,33 @@ pub(crate) fn window_sender(
             seq += 1;
             wrote = true;
         }
-        if wrote && let Err(e) = ws.flush() {
+        if wrote
+            && flow.batched
+            && let Err(e) = conn.flush()
+        {
             st.error(format!("sender send: {e}"));
-            return finish(ws, st);
+            return finish(conn, st);
         }
         if !sending && out.n_answered == seq {
             break;
         }
-        match next_text(&mut ws, &mut st, "sender") {
-            Next::Text(t) => {
-                if out
-                    .on_frame(&mut ws, me, &t, &mut st, shared, window)
-                    .is_err()
-                {
-                    return st;
-                }
-            }
-            Next::Idle => {}
-            Next::Gone => return st,
+        let got = conn.next(me, &shared.tag);
+        if out.on_got(&mut conn, got, &mut st, shared, window).is_err() {
+            return st;
         }
     }
     if seq > out.n_answered {
         let n = seq - out.n_answered;
-        st.error(format!("{n} texts without a 9001 after the drain time"));
+        st.error(format!("{n} texts without an answer after the drain time"));
     }
-    finish(ws, st)
+    finish(conn, st)
 }
 
 /// Open loop, two threads: a writer sends each text at its due time
 /// (waiting on a channel, which wakes on time, unlike a socket timeout)
 /// while this thread reads the answers.
 pub(crate) fn rate_sender(
-    mut ws: Ws,
+    mut conn: Conn,
     me: &str,
     to: &str,
     index: usize,
@@ -275,10 +280,10 @@ pub(crate) fn rate_sender(
     for k in 0..schedule.count {
         out.push(schedule.due(k));
     }
-    let half = match ws::split(&mut ws) {
+    let half = match conn.split() {
         Ok(h) => h,
         Err(e) => {
-            st.error(e.to_string());
+            st.error(e);
             return st;
         }
     };
@@ -316,27 +321,19 @@ pub(crate) fn rate_sender(
             {
                 break;
             }
-            match next_text(&mut ws, &mut st, "sender") {
-                Next::Text(t) => {
-                    if out
-                        .on_frame(&mut ws, me, &t, &mut st, shared, window)
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-                Next::Idle => {}
-                Next::Gone => break,
+            let got = conn.next(me, &shared.tag);
+            if out.on_got(&mut conn, got, &mut st, shared, window).is_err() {
+                break;
             }
         }
         let unanswered = sent.load(Ordering::Acquire).saturating_sub(out.n_answered);
         if unanswered > 0 {
             st.error(format!(
-                "{unanswered} texts without a 9001 after the drain time"
+                "{unanswered} texts without an answer after the drain time"
             ));
         }
-        // The close goes out through the writer, which ends when `ws` is dropped.
-        close(ws);
+        // The close goes out through the writer, which ends when `conn` is dropped.
+        conn.close();
         st.merge(writer.join().unwrap_or_default());
         st
     })
@@ -357,12 +354,14 @@ pub(crate) struct Pace<'a> {
 }
 
 /// Sends every text of the schedule at its due time (late ones at once:
-/// their latency still counts from the due time), and writes what the
-/// reading side hands over (Pong, Close) until that side is dropped.
-pub(crate) fn paced_writer(mut half: WriteHalf, p: &Pace) -> Stats {
+/// their latency still counts from the due time), each in a write of its
+/// own unless batched, and writes what the reading side hands over (Pong,
+/// Close, DISCONNECT) until that side is dropped.
+pub(crate) fn paced_writer(mut half: WriteSide, p: &Pace) -> Stats {
     let mut st = Stats::default();
-    let pad = "x".repeat(p.shared.flow.size.saturating_sub(STAMP_DIGITS));
-    let hard_end = p.window.end + (p.shared.flow.drain * 1e9) as u64 + 2_000_000_000;
+    let flow = &p.shared.flow;
+    let pad = "x".repeat(flow.size.saturating_sub(STAMP_DIGITS));
+    let hard_end = p.window.end + (flow.drain * 1e9) as u64 + 2_000_000_000;
     let s = p.schedule;
     let mut seq = 0u64;
     let mut failed = false;
@@ -372,8 +371,19 @@ pub(crate) fn paced_writer(mut half: WriteHalf, p: &Pace) -> Stats {
             while seq < s.count && s.due(seq) <= now_ns() {
                 let due = s.due(seq);
                 let t = now_ns();
-                let tag = &p.shared.tag;
-                if let Err(e) = send_text(&mut half.ws, p.me, p.to, tag, p.index, seq, due, &pad) {
+                let text = TextOut {
+                    me: p.me,
+                    to: p.to,
+                    tag: &p.shared.tag,
+                    index: p.index,
+                    seq,
+                    stamp: due,
+                    pad: &pad,
+                };
+                let sent = half
+                    .send_text(&text)
+                    .and_then(|()| if flow.batched { Ok(()) } else { half.flush() });
+                if let Err(e) = sent {
                     st.error(format!("sender send: {e}"));
                     failed = true;
                     break;
@@ -386,7 +396,10 @@ pub(crate) fn paced_writer(mut half: WriteHalf, p: &Pace) -> Stats {
                 seq += 1;
                 wrote = true;
             }
-            if wrote && let Err(e) = half.ws.flush() {
+            if wrote
+                && flow.batched
+                && let Err(e) = half.flush()
+            {
                 st.error(format!("sender send: {e}"));
                 failed = true;
             }
@@ -400,9 +413,9 @@ pub(crate) fn paced_writer(mut half: WriteHalf, p: &Pace) -> Stats {
         } else {
             POLL
         };
-        match half.from_reader.recv_timeout(wait) {
+        match half.handed_over().recv_timeout(wait) {
             Ok(bytes) => {
-                if half.ws.get_mut().write_all(&bytes).is_err() {
+                if half.write_raw(&bytes).is_err() {
                     failed = true;
                     p.done.store(true, Ordering::Release);
                 }
@@ -416,22 +429,6 @@ pub(crate) fn paced_writer(mut half: WriteHalf, p: &Pace) -> Stats {
     }
     p.done.store(true, Ordering::Release);
     st
-}
-
-/// Writes (does not flush) text `seq`; its body starts with `stamp`.
-#[allow(clippy::too_many_arguments)] // the parts of one frame, kept flat for speed
-pub(crate) fn send_text<S: Read + Write>(
-    ws: &mut WebSocket<S>,
-    me: &str,
-    to: &str,
-    tag: &str,
-    index: usize,
-    seq: u64,
-    stamp: u64,
-    pad: &str,
-) -> Result<(), tungstenite::Error> {
-    let id = text_id(tag, index, seq);
-    ws.write(Message::text(text_frame(&id, me, to, stamp, pad)))
 }
 
 #[cfg(test)]
@@ -448,6 +445,7 @@ mod tests {
             size: 120,
             pacing: Pacing::Rate(1000.0),
             drain: 1.0,
+            batched: false,
         };
         let w = Window {
             start: 0,
@@ -460,5 +458,22 @@ mod tests {
         let s1 = Schedule::new(&flow, 1000.0, 1, w);
         assert_eq!(s1.due(0), 1_000_000);
         assert_eq!(s1.due(1), 5_000_000);
+    }
+
+    #[test]
+    fn an_mqtt_packet_id_finds_its_text_across_the_wrap() {
+        use crate::endpoint::packet_id;
+        let mut out = Outbox::new(0, 1);
+        for seq in 0..70_000u64 {
+            out.push(seq);
+        }
+        assert_eq!(out.seq_of_packet(packet_id(3)), Some(3));
+        assert_eq!(out.seq_of_packet(0), None);
+        // Once the first 65,535 are answered, id 1 means text 65,535.
+        for n in 0..65_535 {
+            out.answered[n] = true;
+        }
+        assert_eq!(out.seq_of_packet(packet_id(65_535)), Some(65_535));
+        assert_eq!(out.seq_of_packet(packet_id(3)), Some(65_538));
     }
 }

@@ -1,4 +1,6 @@
-//! The server under test, and the one-login-per-user token cache.
+//! The server under test (an edgeim [`Target`], or an MQTT broker's
+//! [`MqttTarget`]: [`Server`] is either), and edgeim's
+//! one-login-per-user token cache.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -74,6 +76,68 @@ impl Target {
     }
 }
 
+/// An MQTT broker under test (`--mqtt`, or a spawned mosquitto).
+pub(crate) struct MqttTarget {
+    /// host:port, loopback.
+    pub(crate) addr: String,
+    pub(crate) pid: Option<u32>,
+    pub(crate) ticks: f64,
+    /// What the reports call it: "mosquitto" when spawned, else "mqtt".
+    pub(crate) name: &'static str,
+}
+
+impl MqttTarget {
+    pub(crate) fn new(
+        addr: &str,
+        pid: Option<u32>,
+        ticks: f64,
+        name: &'static str,
+    ) -> Result<MqttTarget, String> {
+        if !is_loopback(addr) || addr.rsplit_once(':').is_none() {
+            return Err(format!(
+                "{addr}: give --mqtt as a loopback HOST:PORT (the load generator talks to loopback only)"
+            ));
+        }
+        Ok(MqttTarget {
+            addr: addr.to_string(),
+            pid,
+            ticks,
+            name,
+        })
+    }
+}
+
+/// The server a flow runs against.
+#[derive(Clone, Copy)]
+pub(crate) enum Server<'a> {
+    Edgeim(&'a Target),
+    Mqtt(&'a MqttTarget),
+}
+
+impl Server<'_> {
+    pub(crate) fn pid(&self) -> Option<u32> {
+        match self {
+            Server::Edgeim(t) => t.pid,
+            Server::Mqtt(t) => t.pid,
+        }
+    }
+
+    pub(crate) fn ticks(&self) -> f64 {
+        match self {
+            Server::Edgeim(t) => t.ticks,
+            Server::Mqtt(t) => t.ticks,
+        }
+    }
+
+    /// What the reports call it: "edgeim", "mosquitto" or "mqtt".
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Server::Edgeim(_) => "edgeim",
+            Server::Mqtt(t) => t.name,
+        }
+    }
+}
+
 pub(crate) fn is_loopback(host_port: &str) -> bool {
     let host = match host_port.rsplit_once(':') {
         Some((h, p)) if p.parse::<u16>().is_ok() => h,
@@ -94,5 +158,7 @@ mod tests {
         assert!(is_loopback("localhost:1"));
         assert!(!is_loopback("192.168.1.2:8080"));
         assert!(!is_loopback("example.org:80"));
+        assert!(MqttTarget::new("127.0.0.1:1883", None, 100.0, "mqtt").is_ok());
+        assert!(MqttTarget::new("10.0.0.1:1883", None, 100.0, "mqtt").is_err());
     }
 }
