@@ -517,6 +517,7 @@ mod tests {
             ("limits", "rate_per_s", "1e9"),
             ("limits", "rate_burst", "1e9"),
             ("limits", "session_ids_per_s", "1e9"),
+            ("store", "commit_window_ms", "101"),
         ] {
             let e = Config::parse(&format!("[{section}]\n{key} = {big}\n")).unwrap_err();
             assert!(
@@ -525,6 +526,15 @@ mod tests {
             );
         }
         assert!(Config::parse("[limits]\nretention_days = 0\n").is_ok());
+        assert!(Config::parse("[store]\ncommit_window_ms = 0\n").is_ok());
+        // CONFIG.md quotes the window's default and bound.
+        let docs = include_str!("../docs/CONFIG.md");
+        assert!(docs.contains(&format!(
+            "| `commit_window_ms` | `{MAX_COMMIT_WINDOW_MS}` (at least `0`) |"
+        )));
+        assert!(docs.contains(&format!(
+            "Type: integer, milliseconds, 0 to {MAX_COMMIT_WINDOW_MS}. Default: `{DEFAULT_COMMIT_WINDOW_MS}`."
+        )));
         assert!(Config::parse("[websocket]\nping_interval_s = 3600\n").is_ok());
     }
 
