@@ -147,24 +147,7 @@ impl Broker {
     }
 
     fn terminate(&mut self) -> Result<(), String> {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            match self.child.try_wait() {
-                Ok(Some(s)) if s.success() => return Ok(()),
-                Ok(Some(s)) => return Err(format!("mosquitto exited with {s} on SIGTERM")),
-                Ok(None) => thread::sleep(Duration::from_millis(10)),
-                Err(_) => break,
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        Err("mosquitto did not exit within 5 s of SIGTERM: killed".into())
+        crate::spawn::terminate_child(&mut self.child, "mosquitto")
     }
 }
 

@@ -155,25 +155,31 @@ impl Spawned {
     }
 
     pub(crate) fn terminate(&mut self) -> Result<(), String> {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for _ in 0..1000 {
-            match self.child.try_wait() {
-                Ok(Some(s)) if s.success() => return Ok(()),
-                Ok(Some(s)) => return Err(format!("the server exited with {s} on SIGTERM")),
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-                _ => break,
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        Err("the server did not exit within 5 s of SIGTERM: killed".into())
+        terminate_child(&mut self.child, "the server")
     }
+}
+
+/// SIGTERM, then up to 5 s for `child` to exit with status 0; killed if it
+/// does not. `what` names it in the error.
+pub(crate) fn terminate_child(child: &mut Child, what: &str) -> Result<(), String> {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for _ in 0..1000 {
+        match child.try_wait() {
+            Ok(Some(s)) if s.success() => return Ok(()),
+            Ok(Some(s)) => return Err(format!("{what} exited with {s} on SIGTERM")),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+            _ => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Err(format!("{what} did not exit within 5 s of SIGTERM: killed"))
 }
 
 impl Drop for Spawned {
