@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::args::{CLIENTS_PER_USER, Hold};
 use crate::clock::{now_ns, sleep_until_ns};
 use crate::conn::open_client;
-use crate::procfs::open_files_limit;
+use crate::procfs::{kernel_kib, open_files_limit};
 use crate::stats::{RunResult, quantile_ms};
 use crate::target::Target;
 
@@ -178,6 +178,7 @@ pub(crate) fn run_idle(target: &Target, hold: &Hold) -> Result<RunResult, String
     thread::sleep(Duration::from_millis(500));
     let threads0 = server_threads(target);
     let rss0 = target.server_rss_kib();
+    let kernel0 = kernel_kib();
     let fds = || {
         let pid = target.pid?;
         Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
@@ -239,6 +240,7 @@ pub(crate) fn run_idle(target: &Target, hold: &Hold) -> Result<RunResult, String
     let cpu1 = target.cpu();
     let secs = (now_ns() - t1) as f64 / 1e9;
     let rss2 = target.server_rss_kib();
+    let kernel2 = kernel_kib();
     // Which connections did the server close while they sat idle?
     let mut closed = 0u64;
     for s in &opened.sockets {
@@ -261,9 +263,14 @@ pub(crate) fn run_idle(target: &Target, hold: &Hold) -> Result<RunResult, String
         _ => f64::NAN,
     };
     let per_conn = |d: f64| if n > 0 { d / n as f64 } else { f64::NAN };
+    // Machine-wide: the stacks are the server's (the generator's threads
+    // do not grow with K), the slab holds both ends of every socket.
+    let kernel = |pick: fn((f64, f64)) -> f64| per_conn(diff(kernel0.map(pick), kernel2.map(pick)));
     let figures = vec![
         ("held", n as f64),
         ("server_rss_kib_per_conn", per_conn(diff(rss0, rss2))),
+        ("kernel_stack_kib_per_conn", kernel(|k| k.0)),
+        ("kernel_slab_kib_per_conn", kernel(|k| k.1)),
         (
             "server_cpu_idle_pct",
             diff(cpu0.server, cpu1.server) * 100.0 / secs,

@@ -93,9 +93,38 @@ pub(crate) fn write_bytes(pid: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// The kernel's memory for thread stacks and for its slab caches (sockets
+/// among them), machine-wide, in KiB: `KernelStack` + `Slab` of
+/// `/proc/meminfo`. Invisible in a process's RSS; ~24 KiB per thread.
+pub(crate) fn kernel_kib() -> Option<(f64, f64)> {
+    parse_kernel_kib(&std::fs::read_to_string("/proc/meminfo").ok()?)
+}
+
+pub(crate) fn parse_kernel_kib(meminfo: &str) -> Option<(f64, f64)> {
+    let field = |name: &str| {
+        meminfo.lines().find_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix(':')?;
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    Some((field("KernelStack")?, field("Slab")?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_memory_is_read_from_meminfo() {
+        let m = "MemTotal:  100 kB\nSlab:   2048 kB\nSReclaimable: 5 kB\nKernelStack:  512 kB\n";
+        assert_eq!(parse_kernel_kib(m), Some((512.0, 2048.0)));
+        assert_eq!(parse_kernel_kib("MemTotal: 1 kB\n"), None);
+        assert!(kernel_kib().is_some());
+    }
 
     #[test]
     fn context_switches_are_read_from_a_status_file() {
