@@ -241,7 +241,8 @@ impl Router {
         self.push(conn, Outbound::Answer(frame));
     }
 
-    /// Queues for one connection without ever blocking. A connection that
+    /// Queues for one connection without ever blocking (or writes it
+    /// itself when its writer is idle, [`crate::conn::direct`]). A connection that
     /// already has `send_queue` bytes waiting is closed as `slow` instead
     /// (an answer: that has [`ANSWER_ALLOWANCE`] bytes of answers waiting);
     /// what it missed stays in the store for its next register.
@@ -277,6 +278,11 @@ impl Router {
             }
             return;
         }
+        // An idle connection's writer is not woken: the frame is written
+        // from here, without blocking, when nothing waits before it.
+        let Err(item) = crate::conn::direct::try_write(shared, &handle.ctrl, item) else {
+            return;
+        };
         shared.queued.add(bytes, answer);
         if handle.out.send(item).is_err() {
             shared.queued.release(Released::item(bytes, answer));
