@@ -36,6 +36,9 @@ pub struct Wire {
     /// A direct write left bytes in `ws`'s buffer, and the writer has not
     /// flushed them yet: nothing may be written ahead of the writer.
     pub(super) handed_over: bool,
+    /// The router has buffered frames in `ws` and will flush them at the
+    /// end of its batch ([`flush`]), unless the writer does first.
+    pub(super) unflushed: bool,
 }
 
 impl Wire {
@@ -44,6 +47,7 @@ impl Wire {
             ws,
             queue: WriterQueue::default(),
             handed_over: false,
+            unflushed: false,
         }
     }
 }
@@ -89,6 +93,11 @@ pub fn may_write_direct(item: &Outbound, s: &DirectState) -> bool {
 /// How a direct write went.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Direct {
+    /// In the WebSocket's buffer, the first frame since the last flush:
+    /// the caller must [`flush`] the connection once its batch is done.
+    Buffered,
+    /// In the buffer behind frames the caller is already to flush.
+    Appended,
     /// Written whole: the client has it (as far as the kernel goes).
     Written,
     /// Part of it is in the WebSocket's buffer; the writer will flush it.
@@ -98,6 +107,13 @@ pub enum Direct {
 /// Writes `item` for the connection from the calling (router) thread,
 /// without blocking, if the connection is idle; gives it back otherwise,
 /// to be queued. Counts the frame in `frames_out` as the writer would.
+///
+/// The frame goes into the WebSocket's buffer (which tungstenite writes
+/// out, here without blocking, once it holds 16 KiB), so that the frames
+/// one commit gives a connection leave in one `send`, as the writer would
+/// write them: the router [`flush`]es each connection it wrote to at the
+/// end of its batch. Whatever sits in that buffer is ahead of anything
+/// written later, by either thread, so it cannot be overtaken.
 pub fn try_write(
     shared: &ConnShared,
     ctrl: &Sender<Ctrl>,
@@ -133,19 +149,53 @@ pub fn try_write(
     // the frame never scrapes a count without it.
     metrics().frame_out(kind);
     w.ws.get_mut().dontwait = true;
-    let sent = w.ws.write(Message::Text(frame)).and_then(|()| w.ws.flush());
+    let sent = w.ws.write(Message::Text(frame));
     w.ws.get_mut().dontwait = false;
-    if sent.is_ok() {
-        return Ok(Direct::Written);
+    if sent.is_err() {
+        hand_over(&mut w, ctrl);
+        return Ok(Direct::HandedOver);
     }
-    // Would block (or failed): what is left is in the WebSocket's buffer.
-    // The writer flushes it with its blocking, deadline-bound writes, and
-    // ends the connection if that fails. A full control queue means the
-    // writer has work waiting and will flush anyway; a closed one, that it
-    // is gone.
+    if std::mem::replace(&mut w.unflushed, true) {
+        Ok(Direct::Appended)
+    } else {
+        Ok(Direct::Buffered)
+    }
+}
+
+/// Flushes, without blocking, what [`try_write`] buffered for the
+/// connection. `HandedOver` when that would block: the writer finishes it.
+pub fn flush(shared: &ConnShared, ctrl: &Sender<Ctrl>) -> Direct {
+    let Some(wire) = &shared.wire else {
+        return Direct::Written;
+    };
+    // Held: by the writer, which took it after our write and flushes
+    // before it lets go; poisoned: the writer is gone.
+    let Ok(mut w) = wire.try_lock() else {
+        return Direct::Written;
+    };
+    // Already flushed by the writer, or handed over to it.
+    if !std::mem::take(&mut w.unflushed) || w.handed_over {
+        return Direct::Written;
+    }
+    w.ws.get_mut().dontwait = true;
+    let sent = w.ws.flush();
+    w.ws.get_mut().dontwait = false;
+    if sent.is_err() {
+        hand_over(&mut w, ctrl);
+        return Direct::HandedOver;
+    }
+    Direct::Written
+}
+
+/// A write without blocking would have blocked (or failed): what is left
+/// is in the WebSocket's buffer. The writer flushes it with its blocking,
+/// deadline-bound writes, and ends the connection if that fails; until
+/// then nothing is written directly. A full control queue means the writer
+/// has work waiting and will flush anyway; a closed one, that it is gone.
+fn hand_over(w: &mut Wire, ctrl: &Sender<Ctrl>) {
     w.handed_over = true;
+    w.unflushed = false;
     let _ = ctrl.try_send(Ctrl::Flush);
-    Ok(Direct::HandedOver)
 }
 
 #[cfg(test)]
@@ -273,8 +323,14 @@ mod tests {
         drop(held);
         assert!(matches!(
             try_write(&shared, &ctrl, frame()),
-            Ok(Direct::Written)
+            Ok(Direct::Buffered)
         ));
+        assert!(matches!(
+            try_write(&shared, &ctrl, frame()),
+            Ok(Direct::Appended)
+        ));
+        assert_eq!(flush(&shared, &ctrl), Direct::Written);
+        assert!(!lock(&wire).unflushed);
     }
 
     #[test]
@@ -283,16 +339,20 @@ mod tests {
         let shared = conn(&server);
         let (out_tx, out_rx) = unbounded();
         let (ctrl_tx, ctrl_rx) = bounded(CTRL_QUEUE);
-        // What the router does with a frame: write it itself, or queue it.
-        let push =
-            |i: usize| match try_write(&shared, &ctrl_tx, Outbound::Frame(numbered(i).into())) {
+        // What the router does with a frame: write it itself (and flush at
+        // the end of its batch, here at once), or queue it.
+        let push = |i: usize| {
+            let item = Outbound::Frame(numbered(i).into());
+            match try_write(&shared, &ctrl_tx, item) {
+                Ok(Direct::Buffered | Direct::Appended) => Some(flush(&shared, &ctrl_tx)),
                 Ok(d) => Some(d),
                 Err(item) => {
                     shared.queued.add(item.bytes(), false);
                     out_tx.send(item).unwrap();
                     None
                 }
-            };
+            }
+        };
         // The peer does not read: direct writes go through until the
         // socket's buffers are full, and the one that would block is
         // handed over, part of it still in the WebSocket's buffer.
@@ -303,7 +363,7 @@ mod tests {
             match d {
                 Some(Direct::Written) => assert!(n < 10_000, "never blocked"),
                 Some(Direct::HandedOver) => break,
-                None => panic!("frame {n} queued while the writer is idle"),
+                other => panic!("frame {n}: {other:?} while the writer is idle"),
             }
         }
         assert!(matches!(ctrl_rx.try_recv(), Ok(Ctrl::Flush)));

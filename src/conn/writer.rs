@@ -129,6 +129,7 @@ impl WriterLoop {
                 self.flush(&mut w)?;
                 // Whatever a direct write left in the buffer is out now.
                 w.handed_over = false;
+                w.unflushed = false;
             }
             // Registered: drop the deadline now rather than wake up for it
             // later (10,000 idle connections would each wake once for

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use tungstenite::Utf8Bytes;
 
 use super::{Router, close};
+use crate::conn::direct::{self, Direct};
 use crate::conn::queue::Released;
 use crate::events::{ConnId, Ctrl, Done, Outbound, ReplyTo, StoreOp};
 use crate::metrics::metrics;
@@ -280,8 +281,14 @@ impl Router {
         }
         // An idle connection's writer is not woken: the frame is written
         // from here, without blocking, when nothing waits before it.
-        let Err(item) = crate::conn::direct::try_write(shared, &handle.ctrl, item) else {
-            return;
+        let item = match direct::try_write(shared, &handle.ctrl, item) {
+            // Flushed once the router's batch is done ([`Router::flush_direct`]).
+            Ok(Direct::Buffered) => {
+                self.unflushed.push((shared.clone(), handle.ctrl.clone()));
+                return;
+            }
+            Ok(_) => return,
+            Err(item) => item,
         };
         shared.queued.add(bytes, answer);
         if handle.out.send(item).is_err() {
