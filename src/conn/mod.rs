@@ -1,5 +1,6 @@
 //! One WebSocket connection: a reader thread (handshake, frames in, checks)
-//! and a writer thread (the only one that writes to the socket), started
+//! and a writer thread (the socket's writer; the router writes to an idle
+//! connection itself, under the writer's lock: [`direct`]), started
 //! by the [`listener`] for each accepted socket.
 //!
 //! - [`handshake`]: the WebSocket upgrade on the context path;

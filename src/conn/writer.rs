@@ -1,5 +1,7 @@
-//! The writer thread's loop, the only code that writes to the socket: it
-//! pushes what arrives on its two channels into a [`WriterQueue`], writes
+//! The writer thread's loop, the socket's writer (but for the frames the
+//! router writes itself to an idle connection, [`super::direct`]): it
+//! pushes what arrives on its two channels into a
+//! [`WriterQueue`](super::queue::WriterQueue), writes
 //! what the queue gives, and keeps the connection's timers (ping, idle,
 //! register deadline, close grace).
 
