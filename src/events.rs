@@ -10,14 +10,15 @@
 
 use std::borrow::Cow;
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::Sender;
 use tungstenite::Utf8Bytes;
 
 use crate::auth::SecretHash;
 use crate::auth::users::PasswordTag;
+use crate::conn::direct::Wire;
 use crate::conn::queue::Queued;
 use crate::store::{Accepted, NewMessage, Page, ReceiptOutcome};
 use crate::wire::ids::ClientKey;
@@ -68,6 +69,10 @@ pub enum Ctrl {
     Close(u16, Cow<'static, str>),
     /// The reader is gone: flush and stop.
     Stop,
+    /// From the router: a frame it wrote itself would have blocked, and
+    /// its rest waits in the WebSocket's buffer; flush it (the writer
+    /// flushes after every wake-up, so this carries nothing else).
+    Flush,
 }
 
 /// The state a connection's threads and the router share.
@@ -85,6 +90,11 @@ pub struct ConnShared {
     pub closing: AtomicBool,
     /// For shutting the socket when the writer cannot (it may be blocked).
     pub stream: Option<Arc<TcpStream>>,
+    /// The writer's socket state behind the connection's lock, through
+    /// which the router writes a frame itself when the writer is idle
+    /// ([`crate::conn::direct`]). `None` in tests without a socket: then
+    /// every frame is queued.
+    pub wire: Option<Arc<Mutex<Wire>>>,
 }
 
 impl ConnShared {
@@ -97,6 +107,15 @@ impl ConnShared {
             registered: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             stream,
+            wire: None,
+        }
+    }
+
+    /// The same, with the writer's socket state for direct writes.
+    pub fn with_wire(self, wire: Arc<Mutex<Wire>>) -> ConnShared {
+        ConnShared {
+            wire: Some(wire),
+            ..self
         }
     }
 

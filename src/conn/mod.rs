@@ -1,12 +1,16 @@
 //! One WebSocket connection: a reader thread (handshake, frames in, checks)
-//! and a writer thread (the only one that writes to the socket), started
+//! and a writer thread (the socket's writer; the router writes to an idle
+//! connection itself, under the writer's lock: [`direct`]), started
 //! by the [`listener`] for each accepted socket.
 //!
 //! - [`handshake`]: the WebSocket upgrade on the context path;
 //! - [`stream`]: one socket shared by both threads and the router;
 //! - [`reader`]: frames in, checked, answered or routed;
-//! - [`writer`]: the socket's only writer, around the pure [`queue`].
+//! - [`writer`]: the socket's only writer, around the pure [`queue`];
+//! - [`direct`]: the router writing a frame itself while the writer is
+//!   idle, under the lock the writer holds while it writes.
 
+pub(crate) mod direct;
 mod handshake;
 pub mod listener;
 pub(crate) mod queue;
@@ -16,7 +20,7 @@ pub(crate) mod writer;
 
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, bounded, unbounded};
@@ -26,6 +30,7 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use crate::auth::Directory;
 use crate::events::{ConnHandle, ConnId, ConnShared, Ctrl, Event};
 use crate::wire::checks::InboundLimits;
+use direct::Wire;
 use handshake::handshake;
 use reader::Reader;
 use stream::{SharedTcp, WriterStream};
@@ -101,22 +106,19 @@ pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
 
     let (out_tx, out_rx) = unbounded();
     let (ctrl_tx, ctrl_rx) = bounded(CTRL_QUEUE);
-    let shared = Arc::new(ConnShared::new(id, peer, Some(tcp.clone())));
+    // The writer never reads: no read buffer (2 KiB more per connection).
+    let writer_config = env.ws_config.read_buffer_size(0);
+    let wire = Arc::new(Mutex::new(Wire::new(WebSocket::from_raw_socket(
+        WriterStream::new(SharedTcp(tcp.clone())),
+        Role::Server,
+        Some(writer_config),
+    ))));
+    let shared = Arc::new(ConnShared::new(id, peer, Some(tcp)).with_wire(wire.clone()));
     shared
         .last_seen_ms
         .store(env.started.elapsed().as_millis() as u64, Ordering::Relaxed);
-    // The writer never reads: no read buffer (2 KiB more per connection).
-    let writer_config = env.ws_config.read_buffer_size(0);
     let writer = Writer {
-        ws: WebSocket::from_raw_socket(
-            WriterStream {
-                tcp: SharedTcp(tcp),
-                deadline: None,
-                armed: None,
-            },
-            Role::Server,
-            Some(writer_config),
-        ),
+        wire,
         write_timeout: env.write_timeout,
         shared: shared.clone(),
         ctrl: ctrl_rx,

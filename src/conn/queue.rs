@@ -165,6 +165,10 @@ pub struct WriterQueue {
 impl WriterQueue {
     /// An order from the control channel.
     pub fn push_ctrl(&mut self, c: Ctrl) {
+        // The writer flushes after every wake-up: a Flush only wakes it.
+        if matches!(c, Ctrl::Flush) {
+            return;
+        }
         // After the Close only the reader's Stop still matters.
         if !self.closed || matches!(c, Ctrl::Stop) {
             self.ctrl.push_back(c);
@@ -197,8 +201,10 @@ impl WriterQueue {
 
     /// The next thing to do, or `None` when there is nothing to write.
     pub fn next(&mut self) -> Option<Next> {
-        if let Some(c) = self.ctrl.pop_front() {
+        while let Some(c) = self.ctrl.pop_front() {
             return Some(match c {
+                // Never queued (`push_ctrl`).
+                Ctrl::Flush => continue,
                 Ctrl::Raw(bytes) => Next::Raw(bytes),
                 // Only 9001s come this way (the reader's own answers, a
                 // register the store refused).
@@ -246,6 +252,16 @@ impl WriterQueue {
     /// backlog (a Batch), rather than one chunk of it.
     pub fn backlog_done(&self) -> bool {
         self.backlog.is_empty()
+    }
+
+    /// Whether nothing at all waits to be written: then a frame the router
+    /// writes itself is the next one ([`super::direct`]).
+    pub fn is_empty(&self) -> bool {
+        self.ctrl.is_empty()
+            && self.ready.is_empty()
+            && self.backlog.is_empty()
+            && self.in_chunk == 0
+            && self.later.is_empty()
     }
 
     /// Whether a Close has been taken: nothing more will be written.

@@ -6,6 +6,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,6 +47,39 @@ pub struct WriterStream {
     /// The SO_SNDTIMEO last set, so that it is set again only when it is
     /// off by more than [`SLACK`] (see [`needs_rearm`]).
     pub(super) armed: Option<Duration>,
+    /// Set only while the router writes a frame itself
+    /// ([`super::direct`]): every `write` is then a `send` that never
+    /// blocks. The reader blocks in `read` on the same descriptor, so
+    /// O_NONBLOCK, which belongs to the descriptor, is not an option;
+    /// `MSG_DONTWAIT` is per call.
+    pub(super) dontwait: bool,
+}
+
+impl WriterStream {
+    pub(super) fn new(tcp: SharedTcp) -> WriterStream {
+        WriterStream {
+            tcp,
+            deadline: None,
+            armed: None,
+            dontwait: false,
+        }
+    }
+}
+
+/// One `send(2)` that returns `WouldBlock` rather than wait for room in the
+/// socket's buffer.
+fn send_dontwait(tcp: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    // MSG_NOSIGNAL: a peer that is gone is an EPIPE here, not a SIGPIPE
+    // (std ignores SIGPIPE in the binary, but not every caller is it).
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    // SAFETY: `buf` is valid for `buf.len()` bytes for the whole call, and
+    // the descriptor is open as long as `tcp` is borrowed.
+    let n = unsafe { libc::send(tcp.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }
 
 /// How far SO_SNDTIMEO may be from what is left of a frame's deadline
@@ -71,6 +105,10 @@ impl Read for WriterStream {
 
 impl Write for WriterStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.dontwait {
+            // Never waits, so no deadline to keep.
+            return send_dontwait(&self.tcp.0, buf);
+        }
         if let Some(deadline) = self.deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {

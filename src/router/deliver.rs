@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use tungstenite::Utf8Bytes;
 
 use super::{Router, close};
+use crate::conn::direct::{self, Direct};
 use crate::conn::queue::Released;
 use crate::events::{ConnId, Ctrl, Done, Outbound, ReplyTo, StoreOp};
 use crate::metrics::metrics;
@@ -241,7 +242,8 @@ impl Router {
         self.push(conn, Outbound::Answer(frame));
     }
 
-    /// Queues for one connection without ever blocking. A connection that
+    /// Queues for one connection without ever blocking (or writes it
+    /// itself when its writer is idle, [`crate::conn::direct`]). A connection that
     /// already has `send_queue` bytes waiting is closed as `slow` instead
     /// (an answer: that has [`ANSWER_ALLOWANCE`] bytes of answers waiting);
     /// what it missed stays in the store for its next register.
@@ -277,6 +279,17 @@ impl Router {
             }
             return;
         }
+        // An idle connection's writer is not woken: the frame is written
+        // from here, without blocking, when nothing waits before it.
+        let item = match direct::try_write(shared, &handle.ctrl, item) {
+            // Flushed once the router's batch is done ([`Router::flush_direct`]).
+            Ok(Direct::Buffered) => {
+                self.unflushed.push((shared.clone(), handle.ctrl.clone()));
+                return;
+            }
+            Ok(_) => return,
+            Err(item) => item,
+        };
         shared.queued.add(bytes, answer);
         if handle.out.send(item).is_err() {
             shared.queued.release(Released::item(bytes, answer));

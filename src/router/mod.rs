@@ -14,13 +14,14 @@ pub mod table;
 mod tests;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, never, select, tick};
 
 use crate::clock::{Now, now_ms};
-use crate::events::{ConnHandle, ConnId, Ctrl, Dones, Event, ReplyTo, StoreOp};
+use crate::events::{ConnHandle, ConnId, ConnShared, Ctrl, Dones, Event, ReplyTo, StoreOp};
 use crate::store::NewMessage;
 use crate::supervisor::fault;
 use crate::wire::ids::{ClientKey, Origin, UserId};
@@ -58,6 +59,9 @@ pub struct Router {
     in_flight: usize,
     /// A watchdog ping op is with the store, not answered yet.
     pinging: bool,
+    /// Connections the router wrote frames to itself in this wake-up, to
+    /// flush once it is done ([`Router::flush_direct`]).
+    unflushed: Vec<(Arc<ConnShared>, Sender<Ctrl>)>,
 }
 
 /// Whether the router loop goes on.
@@ -80,6 +84,7 @@ impl Router {
             store,
             in_flight: 0,
             pinging: false,
+            unflushed: Vec::new(),
             config,
         }
     }
@@ -127,6 +132,15 @@ impl Router {
                     }
                 }
             }
+            self.flush_direct();
+        }
+    }
+
+    /// Flushes what this wake-up wrote to connections itself: one `send`
+    /// per connection for all the frames one commit gave it.
+    fn flush_direct(&mut self) {
+        for (shared, ctrl) in self.unflushed.drain(..) {
+            crate::conn::direct::flush(&shared, &ctrl);
         }
     }
 
