@@ -60,8 +60,8 @@ impl Released {
 
 /// The bytes waiting for one connection's writer ([`Outbound::bytes`]):
 /// the router adds an item's as it queues it and holds them against
-/// `send_queue`; the writer takes them off as it starts on the item or
-/// drops it ([`Released`]). Every change is mirrored in `gauge`, one sum
+/// `send_queue`; the writer takes them off once it has written the item
+/// or dropped it ([`Released`]). Every change is mirrored in `gauge`, one sum
 /// over all connections (`edgeim_send_queue_bytes`), with one relaxed add.
 /// What is still counted when this is dropped, with the connection's
 /// state, comes off the gauge then: items left in the writer's queue or
