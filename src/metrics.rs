@@ -162,6 +162,14 @@ impl Metrics {
             &[(version, 1.0)],
         );
         let get = |a: &AtomicU64| a.load(Relaxed);
+        // One line per label value, `{label="value"}`, from parallel lists.
+        let by = |label: &str, values: Vec<String>, counters: &[AtomicU64]| -> Vec<(String, f64)> {
+            values
+                .into_iter()
+                .zip(counters)
+                .map(|(v, n)| (format!("{{{label}=\"{v}\"}}"), get(n) as f64))
+                .collect()
+        };
         metric(
             "edgeim_websocket_connections",
             "gauge",
@@ -212,34 +220,23 @@ impl Metrics {
             "Receipts (9101) recorded.",
             &one(get(&self.receipts)),
         );
-        let statuses: Vec<(String, f64)> = CODES
-            .iter()
-            .zip(&self.status)
-            .map(|(c, n)| (format!("{{code=\"{c}\"}}"), get(n) as f64))
-            .collect();
+        let statuses = by("code", CODES.map(|c| c.to_string()).to_vec(), &self.status);
         metric(
             "edgeim_send_status_total",
             "counter",
             "9001 answers made (queued to be sent), by code.",
             &statuses,
         );
-        let kinds = ["1000", "2001", "9101", "other", "invalid"];
-        let frames: Vec<(String, f64)> = kinds
-            .iter()
-            .zip(&self.frames_in)
-            .map(|(k, n)| (format!("{{type=\"{k}\"}}"), get(n) as f64))
-            .collect();
+        let kinds = ["1000", "2001", "9101", "other", "invalid"].map(String::from);
+        let frames = by("type", kinds.to_vec(), &self.frames_in);
         metric(
             "edgeim_frames_in_total",
             "counter",
             "WebSocket text frames in, by message type.",
             &frames,
         );
-        let frames: Vec<(String, f64)> = FRAMES_OUT
-            .iter()
-            .zip(&self.frames_out)
-            .map(|(k, n)| (format!("{{type=\"{}\"}}", k.code()), get(n) as f64))
-            .collect();
+        let codes = FRAMES_OUT.iter().map(|k| k.code().to_string()).collect();
+        let frames = by("type", codes, &self.frames_out);
         metric(
             "edgeim_frames_out_total",
             "counter",
