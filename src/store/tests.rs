@@ -491,6 +491,15 @@ fn the_commit_window_takes_what_arrives_and_stops_at_a_stop_or_its_end() {
     gather(&mut batch, &rx, until);
     assert_eq!(batch.len(), 1);
     assert!(Instant::now() >= until);
+    // What arrives during the window joins the batch at its end, without
+    // cutting the window short (the thread sleeps through it).
+    let mut batch = vec![accept_op("m3")];
+    let until = Instant::now() + Duration::from_millis(200);
+    let sender = std::thread::spawn(move || tx.send(StoreOp::Ping).unwrap());
+    gather(&mut batch, &rx, until);
+    sender.join().unwrap();
+    assert_eq!(batch.len(), 2);
+    assert!(Instant::now() >= until);
 }
 
 #[test]
