@@ -8,6 +8,7 @@
 //! on disk.
 
 pub mod backup;
+mod checkpoint;
 mod clock;
 mod history;
 mod logins;
@@ -31,6 +32,7 @@ use crate::events::{Done, Dones, StoreOp};
 use crate::supervisor::{Watch, fault};
 use crate::wire::ids::{Origin, UserId};
 use crate::wire::{Reject, Status};
+use checkpoint::{Checkpointer, Nudge};
 use clock::{AgeClock, Stamps};
 use messages::Db;
 
@@ -168,6 +170,7 @@ impl Store {
         })?;
         let window = limits.commit_window;
         let db = Db::new(conn, limits).map_err(|e| what(&e))?;
+        let checkpointer = Checkpointer::start(path).map_err(|e| what(&e))?;
         let logins = db.logins(now_ms()).map_err(|e| what(&e))?;
         let stamps = Stamps::after(db.last_ts().map_err(|e| what(&e))?);
         let last_tick = db.last_tick().map_err(|e| what(&e))?;
@@ -182,7 +185,7 @@ impl Store {
                 // the report names the store, not the router.
                 let _keep_open = done_tx.clone();
                 let _watch = watch;
-                run(db, stamps, age, window, ops_rx, done_tx);
+                run(db, stamps, age, window, checkpointer, ops_rx, done_tx);
             })
             .map_err(|e| what(&e))?;
         Ok(Opened {
@@ -214,10 +217,12 @@ fn run(
     mut stamps: Stamps,
     age: AgeClock,
     window: Duration,
+    checkpointer: Checkpointer,
     ops: Receiver<StoreOp>,
     done: Sender<Dones>,
 ) {
     let purge = tick(PURGE_EVERY);
+    let mut nudge = Nudge::default();
     let mut purging = start_purge(&mut db, &age);
     loop {
         let first = if purging {
@@ -255,7 +260,11 @@ fn run(
         if let Some(at) = stop {
             batch.truncate(at);
         }
+        let ops_done = batch.len();
         let answers = apply_batch(&mut db, batch, stamps.next(now_ms()));
+        if nudge.committed(ops_done) {
+            checkpointer.nudge();
+        }
         if !answers.is_empty() {
             let _ = done.send(answers);
         }
@@ -293,9 +302,7 @@ fn gather(batch: &mut Vec<StoreOp>, ops: &Receiver<StoreOp>, until: Instant) {
 /// Moves what is waiting into `batch`, up to [`MAX_BATCH`] and up to a
 /// Stop. True when the batch is full or ends with a Stop.
 fn take_waiting(batch: &mut Vec<StoreOp>, ops: &Receiver<StoreOp>) -> bool {
-    let ended = |b: &Vec<StoreOp>| {
-        b.len() >= MAX_BATCH || matches!(b.last(), Some(StoreOp::Stop))
-    };
+    let ended = |b: &Vec<StoreOp>| b.len() >= MAX_BATCH || matches!(b.last(), Some(StoreOp::Stop));
     while !ended(batch) {
         match ops.try_recv() {
             Ok(op) => batch.push(op),

@@ -78,9 +78,13 @@ pub fn open_connection(path: &Path) -> Result<Connection, OpenFailure> {
     }
     // An 8 MiB page cache holds the hot ends of the tables; SQLite's 2 MiB
     // default made the store re-read pages under load.
-    conn.execute_batch(
-        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-8192;",
-    )?;
+    // Checkpoints are the checkpoint thread's job (checkpoint.rs); this
+    // connection checkpoints in its own commits only as a backstop.
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-8192; \
+         PRAGMA wal_autocheckpoint={};",
+        super::checkpoint::BACKSTOP_PAGES
+    ))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > schema::VERSION {

@@ -511,3 +511,39 @@ fn a_new_database_has_small_pages() {
             .unwrap();
     assert_eq!(size, super::open::PAGE_SIZE);
 }
+
+#[test]
+fn the_checkpoint_thread_copies_the_wal_into_the_database_while_the_store_holds_it_open() {
+    let t = store(100);
+    // The store's connection is open and has written: its commits are in
+    // the WAL only, below the backstop.
+    let auto: i64 =
+        t.db.conn
+            .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+            .unwrap();
+    assert_eq!(auto, checkpoint::BACKSTOP_PAGES);
+    for i in 0..20 {
+        t.db.begin().unwrap();
+        t.db.conn
+            .execute(
+                "INSERT INTO clock (seq, age_ms, wall_ms) VALUES (?1, 0, 0)",
+                [i],
+            )
+            .unwrap();
+        t.db.commit().unwrap();
+    }
+    let conn = checkpoint::open(&t.dir.join("edgeim.db")).unwrap();
+    let (frames, copied) = checkpoint::checkpoint(&conn).unwrap();
+    assert!(frames >= 20, "{frames} WAL frames");
+    assert_eq!(copied, frames);
+    // The store goes on writing after it, and a fresh reader sees all.
+    t.db.begin().unwrap();
+    t.db.conn
+        .execute(
+            "INSERT INTO clock (seq, age_ms, wall_ms) VALUES (99, 0, 0)",
+            [],
+        )
+        .unwrap();
+    t.db.commit().unwrap();
+    assert_eq!(t.count("clock"), 21);
+}
