@@ -670,7 +670,7 @@ fn the_database_is_edgeim_db_in_the_data_dir() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 4, "schema version");
+    assert_eq!(version, 5, "schema version");
 }
 
 #[test]

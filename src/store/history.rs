@@ -20,11 +20,23 @@ pub fn history(
     limit: usize,
 ) -> Result<Vec<StoredMessage>, DbError> {
     let query = |before: i64, from: i64, limit: usize| -> Result<Vec<StoredMessage>, DbError> {
+        // Texts up to the mark are found through `inbox`; the newer ones
+        // (whose inbox rows the store writes up to a second later, see
+        // store/recent.rs) straight from `messages`. One statement reads
+        // one snapshot, so no text is in both or in neither.
         let mut q = conn.prepare_cached(
-            "SELECT m.origin, m.id, m.recipients, m.body, m.ts FROM inbox i JOIN messages m ON m.seq = i.seq
-             WHERE i.user = ?1 AND m.ts < ?3 AND m.ts >= ?4
-               AND ((m.origin = ?2 AND ?2 <> ?1) OR (m.origin = ?1 AND instr(',' || m.recipients || ',', ',' || ?2 || ',') > 0))
-             ORDER BY i.seq DESC LIMIT ?5",
+            "SELECT origin, id, recipients, body, ts FROM (
+               SELECT m.seq, m.origin, m.id, m.recipients, m.body, m.ts
+               FROM inbox i JOIN messages m ON m.seq = i.seq
+               WHERE i.user = ?1 AND m.ts < ?3 AND m.ts >= ?4
+                 AND ((m.origin = ?2 AND ?2 <> ?1) OR (m.origin = ?1 AND instr(',' || m.recipients || ',', ',' || ?2 || ',') > 0))
+               UNION ALL
+               SELECT m.seq, m.origin, m.id, m.recipients, m.body, m.ts
+               FROM messages m
+               WHERE m.seq > (SELECT h FROM recent_mark) AND m.ts < ?3 AND m.ts >= ?4
+                 AND ((m.origin = ?2 AND ?2 <> ?1 AND instr(',' || m.recipients || ',', ',' || ?1 || ',') > 0)
+                   OR (m.origin = ?1 AND instr(',' || m.recipients || ',', ',' || ?2 || ',') > 0))
+             ) ORDER BY seq DESC LIMIT ?5",
         )?;
         let params = params![me.as_str(), with.as_str(), before, from, limit as i64];
         q.query_map(params, stored)?.collect()

@@ -6,9 +6,11 @@
 //! are reloaded.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::recent::{Ack, Recent, RecentText, RowState, SETTLE, WRITE_BEHIND};
 use super::{Accepted, NewMessage, ReceiptOutcome, Refused, StoreLimits, Target};
 use crate::wire::ids::{ClientKey, ClientName, Origin, UserId};
 
@@ -50,6 +52,13 @@ pub struct Db {
     /// Whether commits are flushed now (`synchronous=FULL`, as opened) or
     /// only written to the WAL (`NORMAL`); see [`Db::flush_commits`].
     flushing: bool,
+    /// Texts whose inbox and pending rows are not written yet (recent.rs).
+    recent: Recent,
+    /// `recent_mark.h`: every text up to this seq has its rows written.
+    mark: i64,
+    /// The rows of texts past the mark must be derived from `messages`
+    /// first (at start, and after a failed batch lost `recent`).
+    recover: bool,
 }
 
 /// A stored message, as history and redelivery need it; `wire` makes the
@@ -101,8 +110,15 @@ impl Db {
             users: HashMap::new(),
             connected: HashSet::new(),
             flushing: true,
+            recent: Recent::default(),
+            mark: 0,
+            recover: true,
         };
         db.load_caches()?;
+        // What a crash left behind past the mark is written before anything
+        // else (the caches are loaded again after it).
+        db.begin()?;
+        db.commit()?;
         Ok(db)
     }
 
@@ -132,8 +148,114 @@ impl Db {
         Ok(())
     }
 
-    pub fn begin(&self) -> Result<(), DbError> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")
+    pub fn begin(&mut self) -> Result<(), DbError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        if self.recover {
+            self.recover_recent()?;
+            self.recover = false;
+        }
+        Ok(())
+    }
+
+    /// Writes the inbox and pending rows of every text past the mark, as
+    /// if no client had acknowledged it (each client of each user it
+    /// concerns but the sending one gets it again), and moves the mark
+    /// to the newest text. Inside the open transaction.
+    fn recover_recent(&mut self) -> Result<(), DbError> {
+        self.recent = Recent::default();
+        self.mark = self
+            .conn
+            .query_row("SELECT h FROM recent_mark", [], |r| r.get(0))?;
+        type Past = (i64, String, String, Option<String>);
+        let past: Vec<Past> = {
+            let mut q = self.conn.prepare(
+                "SELECT seq, origin, recipients, client FROM messages WHERE seq > ?1 ORDER BY seq",
+            )?;
+            q.query_map(params![self.mark], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect::<Result<_, _>>()?
+        };
+        let Some(&(newest, ..)) = past.last() else {
+            return Ok(());
+        };
+        for (seq, origin, recipients, sender) in &past {
+            let origin = Origin::parse(origin).unwrap_or(Origin::System);
+            let to: Vec<UserId> = recipients.split(',').filter_map(UserId::parse).collect();
+            for t in targets(&origin, &to) {
+                let state = if t.copy { STATE_COPY } else { STATE_UNACKED };
+                self.conn
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO inbox (user, seq, state) VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![t.user.as_str(), seq, state])?;
+                // As at acceptance: the sending client is not sent its own
+                // text as a copy.
+                let skip = if t.copy { sender.as_deref() } else { None };
+                self.conn
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO pending (user, client, seq)
+                         SELECT user, client, ?2 FROM clients WHERE user = ?1 AND client IS NOT ?3",
+                    )?
+                    .execute(params![t.user.as_str(), seq, skip])?;
+            }
+        }
+        log::info!(
+            "store: wrote the delivery rows of {} recent texts again after a restart or a failed batch",
+            past.len()
+        );
+        self.set_mark(newest)?;
+        self.load_caches()
+    }
+
+    fn set_mark(&mut self, h: i64) -> Result<(), DbError> {
+        self.conn
+            .prepare_cached("UPDATE recent_mark SET h = ?1")?
+            .execute(params![h])?;
+        self.mark = h;
+        Ok(())
+    }
+
+    /// Writes the rows of the recent texts that are due (`all`: every one),
+    /// inside the open transaction: each text's inbox rows with their state
+    /// now, and pending rows only for the clients that have not
+    /// acknowledged it.
+    pub fn write_behind(&mut self, all: bool) -> Result<(), DbError> {
+        let upto = if all {
+            self.recent.last_seq()
+        } else {
+            self.recent.due(Instant::now(), WRITE_BEHIND, SETTLE)
+        };
+        match upto {
+            Some(upto) => self.write_behind_upto(upto),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the rows of the recent texts up to `upto` (see
+    /// [`Db::write_behind`]) and moves the mark there.
+    pub(super) fn write_behind_upto(&mut self, upto: i64) -> Result<(), DbError> {
+        for (seq, text) in self.recent.take_upto(Some(upto)) {
+            for (user, state) in &text.inbox {
+                let state = match state {
+                    RowState::Unacked => STATE_UNACKED,
+                    RowState::Acked => STATE_ACKED,
+                    RowState::Copy => STATE_COPY,
+                };
+                self.conn
+                    .prepare_cached("INSERT INTO inbox (user, seq, state) VALUES (?1, ?2, ?3)")?
+                    .execute(params![user.as_str(), seq, state])?;
+            }
+            for (user, client) in &text.pending {
+                self.conn
+                    .prepare_cached("INSERT INTO pending (user, client, seq) VALUES (?1, ?2, ?3)")?
+                    .execute(params![user.as_str(), client.as_str(), seq])?;
+            }
+        }
+        if upto > self.mark {
+            self.set_mark(upto)?;
+        }
+        Ok(())
     }
 
     /// Whether the next commits end with an fsync. In WAL mode a commit
@@ -158,9 +280,13 @@ impl Db {
         self.conn.execute_batch("COMMIT")
     }
 
-    /// Undoes the open transaction and the caches with it.
+    /// Undoes the open transaction and the caches with it. What the recent
+    /// texts' receipts had changed is lost with it: their rows are derived
+    /// again in the next transaction ([`Db::begin`]).
     pub fn rollback(&mut self) {
         let _ = self.conn.execute_batch("ROLLBACK");
+        self.recent = Recent::default();
+        self.recover = true;
         if let Err(e) = self.load_caches() {
             log::error!("reloading the store's caches failed: {e}");
         }
@@ -205,20 +331,40 @@ impl Db {
         let inserted = self
             .conn
             .prepare_cached(
-                "INSERT INTO messages (origin, id, recipients, body, ts) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO messages (origin, id, recipients, body, ts, client) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (origin, id) DO NOTHING",
             )?
-            .execute(params![origin, msg.id, to, msg.body, now_ms as i64])?;
+            .execute(params![
+                origin,
+                msg.id,
+                to,
+                msg.body,
+                now_ms as i64,
+                sender.map(|s| s.client.as_str())
+            ])?;
         if inserted == 0 {
             return Ok(Ok(Accepted::Duplicate));
         }
         let seq = self.conn.last_insert_rowid();
+        if seq <= self.mark {
+            // SQLite reuses the seqs of deleted newest rows (the clean-up
+            // emptied the table): keep "every text up to the mark has its
+            // rows" true. Nothing is recent then (the clean-up wrote it).
+            self.set_mark(seq - 1)?;
+        }
         let targets = targets(&msg.origin, &msg.to);
+        let mut recent = RecentText {
+            at: Instant::now(),
+            inbox: Vec::with_capacity(targets.len()),
+            pending: Vec::new(),
+        };
         for t in &targets {
-            let state = if t.copy { STATE_COPY } else { STATE_UNACKED };
-            self.conn
-                .prepare_cached("INSERT INTO inbox (user, seq, state) VALUES (?1, ?2, ?3)")?
-                .execute(params![t.user.as_str(), seq, state])?;
+            let state = if t.copy {
+                RowState::Copy
+            } else {
+                RowState::Unacked
+            };
+            recent.inbox.push((t.user.clone(), state));
             let cache = self.users.entry(t.user.clone()).or_default();
             if !t.copy {
                 cache.unacked += 1;
@@ -228,11 +374,10 @@ impl Db {
                 if t.copy && is_sender {
                     continue;
                 }
-                self.conn
-                    .prepare_cached("INSERT INTO pending (user, client, seq) VALUES (?1, ?2, ?3)")?
-                    .execute(params![t.user.as_str(), client.as_str(), seq])?;
+                recent.pending.push((t.user.clone(), client.clone()));
             }
         }
+        self.recent.add(seq, recent);
         let message = StoredMessage {
             origin: origin.to_string(),
             id: msg.id.clone(),
@@ -247,6 +392,7 @@ impl Db {
     /// order. A client never seen before starts with what no client of its
     /// user has acknowledged.
     pub fn attach(&mut self, key: &ClientKey, now_ms: u64) -> Result<Page, DbError> {
+        self.write_behind(true)?;
         let (user, client) = (key.user.as_str(), key.client.as_str());
         let cache = self.users.entry(key.user.clone()).or_default();
         if cache.clients.contains(&key.client) {
@@ -276,7 +422,9 @@ impl Db {
     /// in order: at most [`PAGE_FRAMES`] messages and about
     /// [`PAGE_BYTES`] of bodies, so that a backlog never sits whole in
     /// memory (up to `offline_per_user` × `max_message_bytes`).
-    pub fn page(&self, key: &ClientKey, after_seq: i64) -> Result<Page, DbError> {
+    pub fn page(&mut self, key: &ClientKey, after_seq: i64) -> Result<Page, DbError> {
+        // The backlog is read from `pending`: every recent text's rows first.
+        self.write_behind(true)?;
         let mut q = self.conn.prepare_cached(
             "SELECT p.seq, m.origin, m.id, m.recipients, m.body, m.ts FROM pending p JOIN messages m ON m.seq = p.seq
              WHERE p.user = ?1 AND p.client = ?2 AND p.seq > ?3 ORDER BY p.seq LIMIT ?4",
@@ -344,42 +492,51 @@ impl Db {
         id: &str,
     ) -> Result<Option<ReceiptOutcome>, DbError> {
         let user = key.user.as_str();
-        // The common case in one statement: the first receipt of this user.
-        let first: Option<i64> = self
+        let seq: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT seq FROM messages WHERE origin = ?1 AND id = ?2")?
+            .query_row(params![origin.as_str(), id], |r| r.get(0))
+            .optional()?;
+        let Some(seq) = seq else { return Ok(None) };
+        let first = |this: &mut Db| {
+            if let Some(c) = this.users.get_mut(&key.user) {
+                c.unacked = c.unacked.saturating_sub(1);
+            }
+            match origin {
+                Origin::User(sender) => ReceiptOutcome::Forward(sender.clone()),
+                Origin::System => ReceiptOutcome::Recorded,
+            }
+        };
+        // A recent text: its rows are still in memory (the common case).
+        if let Some(text) = self.recent.get_mut(seq) {
+            return Ok(match text.receipt(&key.user, &key.client) {
+                None => None,
+                Some(Ack::First) => Some(first(self)),
+                Some(Ack::Again) => Some(ReceiptOutcome::Recorded),
+            });
+        }
+        let acked = self
             .conn
             .prepare_cached(
-                "UPDATE inbox SET state = ?4 WHERE user = ?1 AND state = ?5
-                 AND seq = (SELECT seq FROM messages WHERE origin = ?2 AND id = ?3) RETURNING seq",
+                "UPDATE inbox SET state = ?3 WHERE user = ?1 AND seq = ?2 AND state = ?4 RETURNING seq",
             )?
-            .query_row(
-                params![user, origin.as_str(), id, STATE_ACKED, STATE_UNACKED],
-                |r| r.get(0),
-            )
+            .query_row(params![user, seq, STATE_ACKED, STATE_UNACKED], |r| {
+                r.get::<_, i64>(0)
+            })
             .optional()?;
-        let (seq, outcome) = match first {
-            Some(seq) => {
-                if let Some(c) = self.users.get_mut(&key.user) {
-                    c.unacked = c.unacked.saturating_sub(1);
-                }
-                let outcome = match origin {
-                    Origin::User(sender) => ReceiptOutcome::Forward(sender.clone()),
-                    Origin::System => ReceiptOutcome::Recorded,
-                };
-                (seq, outcome)
+        let outcome = if acked.is_some() {
+            first(self)
+        } else {
+            // A repeat, a copy, or a message this user never received.
+            let known: Option<i64> = self
+                .conn
+                .prepare_cached("SELECT seq FROM inbox WHERE user = ?1 AND seq = ?2")?
+                .query_row(params![user, seq], |r| r.get(0))
+                .optional()?;
+            if known.is_none() {
+                return Ok(None);
             }
-            None => {
-                // A repeat, a copy, or a message this user never received.
-                let known: Option<i64> = self
-                    .conn
-                    .prepare_cached(
-                        "SELECT i.seq FROM messages m JOIN inbox i ON i.seq = m.seq
-                         WHERE m.origin = ?2 AND m.id = ?3 AND i.user = ?1",
-                    )?
-                    .query_row(params![user, origin.as_str(), id], |r| r.get(0))
-                    .optional()?;
-                let Some(seq) = known else { return Ok(None) };
-                (seq, ReceiptOutcome::Recorded)
-            }
+            ReceiptOutcome::Recorded
         };
         self.conn
             .prepare_cached("DELETE FROM pending WHERE user = ?1 AND client = ?2 AND seq = ?3")?

@@ -15,6 +15,7 @@ mod logins;
 mod messages;
 mod open;
 mod purge;
+mod recent;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -230,13 +231,19 @@ fn run(
             match ops.try_recv() {
                 Ok(op) => Some(op),
                 Err(crossbeam_channel::TryRecvError::Empty) => None,
-                Err(crossbeam_channel::TryRecvError::Disconnected) => return,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    write_all_behind(&mut db);
+                    return;
+                }
             }
         } else {
             select! {
                 recv(ops) -> op => match op {
                     Ok(op) => Some(op),
-                    Err(_) => return,
+                    Err(_) => {
+                        write_all_behind(&mut db);
+                        return;
+                    }
                 },
                 recv(purge) -> _ => { purging = start_purge(&mut db, &age); None }
             }
@@ -269,6 +276,7 @@ fn run(
             let _ = done.send(answers);
         }
         if stop.is_some() {
+            write_all_behind(&mut db);
             return;
         }
     }
@@ -312,6 +320,20 @@ fn take_waiting(batch: &mut Vec<StoreOp>, ops: &Receiver<StoreOp>) -> bool {
     true
 }
 
+/// At a clean stop: the recent texts' inbox and pending rows go to the
+/// database now, so that a restart redelivers nothing that was
+/// acknowledged (after a crash, [`Db::begin`] derives them again).
+fn write_all_behind(db: &mut Db) {
+    let step = db
+        .begin()
+        .and_then(|()| db.write_behind(true))
+        .and_then(|()| db.commit());
+    if let Err(e) = step {
+        log::error!("writing the recent texts' delivery rows at stop failed: {e}");
+        db.rollback();
+    }
+}
+
 /// A clean-up begins: record the newest seq at the store's age now, in a
 /// transaction of its own. False (no clean-up now) if that fails.
 fn start_purge(db: &mut Db, age: &AgeClock) -> bool {
@@ -351,7 +373,12 @@ fn apply_batch(db: &mut Db, batch: Vec<StoreOp>, now: u64) -> Vec<Done> {
     let mut outcomes = Vec::with_capacity(batch.len());
     let started = Instant::now();
     let flush = batch.iter().any(needs_flush);
-    let mut failure = db.flush_commits(flush).and_then(|()| db.begin()).err();
+    // The recent texts' rows that are due go into this transaction too.
+    let mut failure = db
+        .flush_commits(flush)
+        .and_then(|()| db.begin())
+        .and_then(|()| db.write_behind(false))
+        .err();
     for op in &batch {
         if failure.is_some() {
             break;

@@ -71,6 +71,8 @@ impl Db {
     /// for `forget_client_ms` and expired logins (by the wall clock
     /// `now_ms`). Returns true when more is left to do.
     pub fn purge_step(&mut self, now_ms: u64, age_ms: u64, max: usize) -> Result<bool, DbError> {
+        // What it deletes must have its rows: write every recent text's.
+        self.write_behind(true)?;
         let upto = self.expired_upto(age_ms)?.unwrap_or(0);
         let expired: Vec<(i64, String, String)> = {
             let mut q = self.conn.prepare_cached(

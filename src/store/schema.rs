@@ -67,6 +67,17 @@ pub const MIGRATIONS: &[&str] = &[
         wall_ms INTEGER NOT NULL   -- the wall clock then
     );
     ",
+    // 5: a text's inbox and pending rows are written up to a second after
+    // its messages row (store/recent.rs). The mark is the newest seq whose
+    // rows are all written; the rows of texts past it are derived from
+    // `messages` again after a crash, and `client`, the sending client,
+    // keeps its own text from coming back to it then. Everything before
+    // this version has its rows.
+    "
+    ALTER TABLE messages ADD COLUMN client TEXT;
+    CREATE TABLE recent_mark (h INTEGER NOT NULL);
+    INSERT INTO recent_mark (h) SELECT COALESCE(MAX(seq), 0) FROM messages;
+    ",
 ];
 
 /// The version this build writes.

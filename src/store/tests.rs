@@ -105,6 +105,23 @@ impl TempDb {
         while self.db.purge_step(wall, age, 2).unwrap() {}
         self.db.commit().unwrap();
     }
+    /// Writes the rows of the recent texts up to `seq` now, whatever their
+    /// age, in a batch of its own.
+    fn write_behind_upto(&mut self, seq: i64) {
+        self.db.begin().unwrap();
+        if seq == i64::MAX {
+            self.db.write_behind(true).unwrap();
+        } else {
+            self.db.write_behind_upto(seq).unwrap();
+        }
+        self.db.commit().unwrap();
+    }
+    fn mark(&self) -> i64 {
+        self.db
+            .conn
+            .query_row("SELECT h FROM recent_mark", [], |r| r.get(0))
+            .unwrap()
+    }
     fn count(&self, table: &str) -> i64 {
         self.db
             .conn
@@ -283,6 +300,14 @@ fn history_pages_newest_first_between_two_users() {
     assert_eq!(page(&s, u64::MAX, 3), ["g", "b4", "a4"]);
     assert_eq!(page(&s, 103, 3), ["a1", "b0", "a0"], "before is exclusive");
     assert_eq!(page(&s, 100, 3), Vec::<String>::new());
+    // The same pages once the texts' inbox rows are written (above, they
+    // were found in `messages` past the mark), and with half of them.
+    s.write_behind_upto(4);
+    assert_eq!(page(&s, u64::MAX, 3), ["g", "b4", "a4"]);
+    assert_eq!(page(&s, 104, 4), ["b1", "a1", "b0", "a0"]);
+    s.write_behind_upto(i64::MAX);
+    assert_eq!(page(&s, u64::MAX, 3), ["g", "b4", "a4"]);
+    assert_eq!(page(&s, 103, 3), ["a1", "b0", "a0"]);
     s.accept(text("alice", "note", &["alice"]), None, 400)
         .unwrap();
     let me = history(
@@ -514,7 +539,7 @@ fn a_new_database_has_small_pages() {
 
 #[test]
 fn the_checkpoint_thread_copies_the_wal_into_the_database_while_the_store_holds_it_open() {
-    let t = store(100);
+    let mut t = store(100);
     // The store's connection is open and has written: its commits are in
     // the WAL only, below the backstop.
     let auto: i64 =
@@ -546,4 +571,70 @@ fn the_checkpoint_thread_copies_the_wal_into_the_database_while_the_store_holds_
         .unwrap();
     t.db.commit().unwrap();
     assert_eq!(t.count("clock"), 21);
+}
+
+#[test]
+fn after_a_crash_the_rows_of_recent_texts_are_derived_again_and_nothing_is_lost() {
+    let mut s = store(100);
+    s.attach(&key("bob", "web"), 0);
+    s.attach(&key("bob", "phone"), 0);
+    s.attach(&key("alice", "web"), 0);
+    s.attach(&key("alice", "tab"), 0);
+    let before = s.mark();
+    s.accept(text("alice", "m1", &["bob"]), Some(&key("alice", "web")), 1)
+        .unwrap();
+    s.accept(text("alice", "m2", &["bob"]), Some(&key("alice", "web")), 2)
+        .unwrap();
+    assert_eq!(
+        s.receipt(&key("bob", "web"), "alice", "m1"),
+        Some(ReceiptOutcome::Forward(u("alice")))
+    );
+    assert_eq!(
+        s.receipt(&key("bob", "web"), "alice", "m1"),
+        Some(ReceiptOutcome::Recorded)
+    );
+    // Committed: the texts; not written yet: their inbox and pending rows.
+    assert_eq!(s.count("messages"), 2);
+    assert_eq!(s.count("inbox"), 0);
+    assert_eq!(s.count("pending"), 0);
+    assert_eq!(s.mark(), before);
+    // The process dies here: the store is opened again on the same file.
+    let dir = s.dir.clone();
+    drop(std::mem::replace(&mut s.db, open(&dir, 100)));
+    assert_eq!(s.count("inbox"), 4, "bob's rows and alice's copies");
+    assert!(s.mark() > before);
+    assert_eq!(s.db.unacked(&u("bob")), 2, "m1's receipt was not kept");
+    // Every client of both users gets both again (at least once, never
+    // lost), but the one that sent them.
+    assert_eq!(s.attach(&key("bob", "web"), 3), ["m1", "m2"]);
+    assert_eq!(s.attach(&key("bob", "phone"), 3), ["m1", "m2"]);
+    assert_eq!(s.attach(&key("alice", "tab"), 3), ["m1", "m2"]);
+    assert!(s.attach(&key("alice", "web"), 3).is_empty());
+}
+
+#[test]
+fn recent_texts_are_written_with_their_final_state_and_only_the_pending_that_is_left() {
+    let mut s = store(100);
+    s.attach(&key("bob", "web"), 0);
+    s.attach(&key("bob", "phone"), 0);
+    s.accept(text("alice", "m1", &["bob"]), None, 1).unwrap();
+    s.accept(text("alice", "m2", &["bob"]), None, 2).unwrap();
+    s.receipt(&key("bob", "web"), "alice", "m1");
+    s.receipt(&key("bob", "phone"), "alice", "m1");
+    s.receipt(&key("bob", "web"), "alice", "m2");
+    s.write_behind_upto(i64::MAX);
+    let states: Vec<i64> = {
+        let mut q =
+            s.db.conn
+                .prepare("SELECT state FROM inbox WHERE user = 'bob' ORDER BY seq")
+                .unwrap();
+        q.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(states, [1, 1], "both acknowledged by a client of bob");
+    assert_eq!(s.count("pending"), 1, "only m2 for bob's phone");
+    assert_eq!(s.attach(&key("bob", "phone"), 3), ["m2"]);
+    assert_eq!(s.db.unacked(&u("bob")), 0);
 }
