@@ -115,6 +115,42 @@ fn phrases() -> Vec<(&'static str, String)> {
             format!("up to {MAX_BATCH} ops per commit, `store::MAX_BATCH`"),
         ),
         (
+            "store::recent::WRITE_BEHIND, SETTLE",
+            format!(
+                "has waited {} (`store::recent::WRITE_BEHIND`), every text older than {} (`store::recent::SETTLE`)",
+                secs(crate::store::recent::WRITE_BEHIND),
+                millis(crate::store::recent::SETTLE)
+            ),
+        ),
+        (
+            "store::recent::MAX_RECENT",
+            format!(
+                "beyond {} texts held (`store::recent::MAX_RECENT`)",
+                crate::store::recent::MAX_RECENT
+            ),
+        ),
+        (
+            "store::CHECKPOINT_EVERY_OPS",
+            format!(
+                "every {} ops (`store::CHECKPOINT_EVERY_OPS`)",
+                crate::store::CHECKPOINT_EVERY_OPS
+            ),
+        ),
+        (
+            "store::CHECKPOINT_EVERY_OPS",
+            format!(
+                "`Due` (every {} ops committed, `store::CHECKPOINT_EVERY_OPS`)",
+                crate::store::CHECKPOINT_EVERY_OPS
+            ),
+        ),
+        (
+            "store::BACKSTOP_PAGES",
+            format!(
+                "at {} pages (`store::BACKSTOP_PAGES`)",
+                crate::store::BACKSTOP_PAGES
+            ),
+        ),
+        (
             "store::MAX_BATCH",
             format!("Batches grow meanwhile (up to {MAX_BATCH} ops per commit)"),
         ),

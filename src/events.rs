@@ -309,3 +309,13 @@ pub enum Done {
     /// The answer to [`StoreOp::Ping`].
     Pong,
 }
+
+/// The store's word to its checkpoint thread
+/// (`store/checkpoint.rs`), on a `bounded(1)` channel that
+/// the store never waits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointOp {
+    /// Enough was committed since the last one: copy the WAL into the
+    /// database file.
+    Due,
+}

@@ -21,6 +21,7 @@ use crossbeam_channel::{Sender, TrySendError, bounded};
 use rusqlite::{Connection, OpenFlags};
 
 use super::messages::DbError;
+use crate::events::CheckpointOp;
 
 /// Why the checkpoint thread could not start.
 #[derive(Debug)]
@@ -71,7 +72,7 @@ impl Nudge {
 
 /// The checkpoint thread. Dropping it ends the thread and waits for it.
 pub struct Checkpointer {
-    nudge: Option<Sender<()>>,
+    nudge: Option<Sender<CheckpointOp>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -81,11 +82,11 @@ impl Checkpointer {
     pub fn start(path: &Path) -> Result<Checkpointer, StartError> {
         let conn = open(path).map_err(StartError::Open)?;
         // One nudge waiting is enough: more would only repeat it.
-        let (tx, rx) = bounded::<()>(1);
+        let (tx, rx) = bounded::<CheckpointOp>(1);
         let thread = std::thread::Builder::new()
             .name("checkpoint".into())
             .spawn(move || {
-                for () in rx {
+                for CheckpointOp::Due in rx {
                     if let Err(e) = checkpoint(&conn) {
                         log::warn!("WAL checkpoint failed (the store will retry it itself): {e}");
                     }
@@ -102,7 +103,7 @@ impl Checkpointer {
     /// this one).
     pub fn nudge(&self) {
         if let Some(tx) = &self.nudge
-            && let Err(TrySendError::Disconnected(())) = tx.try_send(())
+            && let Err(TrySendError::Disconnected(_)) = tx.try_send(CheckpointOp::Due)
         {
             log::warn!("the WAL checkpoint thread has stopped");
         }

@@ -15,7 +15,7 @@ mod logins;
 mod messages;
 mod open;
 mod purge;
-mod recent;
+pub(crate) mod recent;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -37,6 +37,8 @@ use checkpoint::{Checkpointer, Nudge};
 use clock::{AgeClock, Stamps};
 use messages::Db;
 
+#[cfg(test)]
+pub(crate) use checkpoint::{BACKSTOP_PAGES, CHECKPOINT_EVERY_OPS};
 pub use history::history;
 #[cfg(test)]
 pub use messages::{PAGE_BYTES, PAGE_FRAMES};
