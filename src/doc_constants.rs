@@ -123,6 +123,13 @@ fn phrases() -> Vec<(&'static str, String)> {
             ),
         ),
         (
+            "store::recent::MAX_WRITE",
+            format!(
+                "at most {} per commit (`store::recent::MAX_WRITE`",
+                crate::store::recent::MAX_WRITE
+            ),
+        ),
+        (
             "store::recent::MAX_RECENT",
             format!(
                 "beyond {} texts held (`store::recent::MAX_RECENT`)",
