@@ -122,11 +122,7 @@ impl Drop for Checkpointer {
 /// The checkpoint thread's connection: read-write (a checkpoint writes the
 /// database file), never checkpointing on its own.
 pub fn open(path: &Path) -> Result<Connection, DbError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let conn = super::open::open_beside(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
     conn.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
     Ok(conn)
 }

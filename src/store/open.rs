@@ -102,10 +102,13 @@ pub fn open_connection(path: &Path) -> Result<Connection, OpenFailure> {
 
 /// A read-only connection for queries outside the store thread.
 pub fn open_reader(path: &Path) -> Result<Connection, DbError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+    open_beside(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+}
+
+/// A connection beside the store's own (history readers, the checkpoint
+/// thread), used by one thread, waiting up to 5 s for a lock.
+pub(super) fn open_beside(path: &Path, mode: OpenFlags) -> Result<Connection, DbError> {
+    let conn = Connection::open_with_flags(path, mode | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
 }
