@@ -141,6 +141,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn operations_md_quotes_the_checkpoint_interval_and_backstop() {
+        let doc = include_str!("../../docs/OPERATIONS.md")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        // 1 KiB pages (open.rs) make the backstop's pages KiB of WAL.
+        assert_eq!(super::super::open::PAGE_SIZE, 1024);
+        let ops = CHECKPOINT_EVERY_OPS;
+        let phrase = format!(
+            "every {},{:03} messages, receipts and registers; should it fall behind, the store does so itself at {} MiB of WAL",
+            ops / 1000,
+            ops % 1000,
+            BACKSTOP_PAGES / 1024
+        );
+        assert!(doc.contains(&phrase), "OPERATIONS.md lacks: {phrase}");
+    }
+
+    #[test]
     fn a_checkpoint_is_due_every_so_many_ops_and_the_count_starts_again() {
         let mut n = Nudge::default();
         assert!(!n.committed(CHECKPOINT_EVERY_OPS - 1));

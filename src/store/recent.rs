@@ -220,6 +220,21 @@ mod tests {
     }
 
     #[test]
+    fn protocol_md_quotes_the_write_behind_as_the_code_has_it() {
+        let doc = include_str!("../../docs/PROTOCOL.md")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let phrase = format!(
+            "once the oldest has waited {} s, the texts older than {} ms, up to {} per commit",
+            WRITE_BEHIND.as_secs(),
+            SETTLE.as_millis(),
+            MAX_WRITE
+        );
+        assert!(doc.contains(&phrase), "PROTOCOL.md lacks: {phrase}");
+    }
+
+    #[test]
     fn past_the_cap_the_oldest_are_due_whatever_their_age() {
         let now = Instant::now();
         let mut r = Recent::default();
