@@ -14,7 +14,13 @@ const DOC: &str = include_str!("../docs/ARCHITECTURE.md");
 /// The document with every run of whitespace made one space, so that a
 /// phrase matches however the paragraph is wrapped.
 fn doc() -> String {
-    DOC.split_whitespace().collect::<Vec<_>>().join(" ")
+    one_line(DOC)
+}
+
+/// `text` with every run of whitespace made one space: how the tests that
+/// hold a document's quotes to the code read any document.
+pub(crate) fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// `n` bytes as the document writes them: `256 KiB`.

@@ -226,10 +226,7 @@ mod tests {
 
     #[test]
     fn operations_md_quotes_the_queue_and_line_limits() {
-        let doc = include_str!("../docs/OPERATIONS.md")
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let doc = crate::doc_constants::one_line(include_str!("../docs/OPERATIONS.md"));
         assert!(doc.contains(&format!("a queue of {LOG_QUEUE} lines")));
         assert!(doc.contains(&format!("at most {} KiB", MAX_LINE / 1024)));
     }

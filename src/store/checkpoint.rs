@@ -9,9 +9,9 @@
 //! checkpoint. Here the store nudges this thread every
 //! [`CHECKPOINT_EVERY_OPS`] ops instead; it copies with a PASSIVE
 //! checkpoint, which never blocks the store's commits, on its own
-//! connection. At a steady 2,000 texts/s that wrote 27% fewer bytes per
-//! text than the default (BENCHMARKS.md, "Checkpoints on their own
-//! thread"). The store's own automatic checkpoint stays as a backstop, at
+//! connection. At a steady 2,000 texts/s that wrote 25% fewer bytes per
+//! text than the default (BENCHMARKS.md, "Cutting the per-text cost,
+//! second round"). The store's own automatic checkpoint stays as a backstop, at
 //! [`BACKSTOP_PAGES`], should this thread fall behind or fail.
 
 use std::path::Path;
@@ -142,10 +142,7 @@ mod tests {
 
     #[test]
     fn operations_md_quotes_the_checkpoint_interval_and_backstop() {
-        let doc = include_str!("../../docs/OPERATIONS.md")
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let doc = crate::doc_constants::one_line(include_str!("../../docs/OPERATIONS.md"));
         // 1 KiB pages (open.rs) make the backstop's pages KiB of WAL.
         assert_eq!(super::super::open::PAGE_SIZE, 1024);
         let ops = CHECKPOINT_EVERY_OPS;

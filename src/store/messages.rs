@@ -235,7 +235,7 @@ impl Db {
     /// Writes the rows of the recent texts up to `upto` (see
     /// [`Db::write_behind`]) and moves the mark there.
     pub(super) fn write_behind_upto(&mut self, upto: i64) -> Result<(), DbError> {
-        for (seq, text) in self.recent.take_upto(Some(upto)) {
+        for (seq, text) in self.recent.take_upto(upto) {
             for (user, state) in &text.inbox {
                 let state = match state {
                     RowState::Unacked => STATE_UNACKED,

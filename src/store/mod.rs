@@ -295,7 +295,7 @@ fn run(
 /// than waiting on the channel: a wait wakes the thread for every op that
 /// arrives (and crossbeam spins and yields before each wait), which at a
 /// steady 2,000 texts/s was 1.5 wake-ups per text on this thread alone
-/// (BENCHMARKS.md, "The store sleeps through its window"). A batch that
+/// (BENCHMARKS.md, "Cutting the per-text cost, second round"). A batch that
 /// is full, or holds a Stop, does not wait; a Stop that comes during the
 /// window is taken at its end (shutdown waits at most one window).
 fn gather(batch: &mut Vec<StoreOp>, ops: &Receiver<StoreOp>, until: Instant) {

@@ -129,15 +129,10 @@ impl Recent {
         last
     }
 
-    /// Takes the texts up to `upto` (all with `None`), in seq order.
-    pub fn take_upto(&mut self, upto: Option<i64>) -> Vec<(i64, RecentText)> {
-        let rest = match upto {
-            Some(upto) => self.texts.split_off(&upto.saturating_add(1)),
-            None => BTreeMap::new(),
-        };
+    /// Takes the texts up to `upto`, in seq order.
+    pub fn take_upto(&mut self, upto: i64) -> BTreeMap<i64, RecentText> {
+        let rest = self.texts.split_off(&upto.saturating_add(1));
         std::mem::replace(&mut self.texts, rest)
-            .into_iter()
-            .collect()
     }
 
     /// The newest seq held.
@@ -193,12 +188,12 @@ mod tests {
         // Seq 3 has waited only 50 ms: it stays for its receipts.
         assert_eq!(r.due(start + ms(1000), age, settle), Some(2));
         assert_eq!(r.due(start + ms(1050), age, settle), Some(3));
-        let taken = r.take_upto(Some(2));
-        assert_eq!(taken.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [1, 2]);
+        let taken = r.take_upto(2);
+        assert_eq!(taken.keys().copied().collect::<Vec<_>>(), [1, 2]);
         assert_eq!(r.last_seq(), Some(3));
         // Seq 3 is now the oldest: nothing until it has waited a second.
         assert_eq!(r.due(start + ms(1900), age, settle), None);
-        assert_eq!(r.take_upto(None).len(), 1);
+        assert_eq!(r.take_upto(i64::MAX).len(), 1);
         assert_eq!(r.last_seq(), None);
         assert_eq!(r.due(start, age, settle), None);
     }
@@ -213,18 +208,15 @@ mod tests {
         let later = start + Duration::from_secs(2);
         let age = Duration::from_secs(1);
         assert_eq!(r.due(later, age, SETTLE), Some(MAX_WRITE as i64));
-        r.take_upto(Some(MAX_WRITE as i64));
+        r.take_upto(MAX_WRITE as i64);
         assert_eq!(r.due(later, age, SETTLE), Some(MAX_WRITE as i64 * 2));
-        r.take_upto(Some(MAX_WRITE as i64 * 2));
+        r.take_upto(MAX_WRITE as i64 * 2);
         assert_eq!(r.due(later, age, SETTLE), Some(MAX_WRITE as i64 * 2 + 10));
     }
 
     #[test]
     fn protocol_md_quotes_the_write_behind_as_the_code_has_it() {
-        let doc = include_str!("../../docs/PROTOCOL.md")
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let doc = crate::doc_constants::one_line(include_str!("../../docs/PROTOCOL.md"));
         let phrase = format!(
             "once the oldest has waited {} s, the texts older than {} ms, up to {} per commit",
             WRITE_BEHIND.as_secs(),
