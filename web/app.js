@@ -1,1399 +1,1735 @@
-// edgeim chat page. Plain JavaScript, no build step, no dependencies.
+// edgeim chat page, the entry module. Plain JavaScript modules, no build
+// step, no dependencies; the pure parts live in js/ (unit-tested with
+// `node --test tests/web/`), this file holds the page's state and wires it
+// to the DOM and the network.
 //
-// Flow: log in over HTTP (cookie), ask for a one-time session id, open the
-// WebSocket, register (type 1000), then send texts (2001), read send
-// statuses (9001) and delivery receipts (9101), and acknowledge every text
+// Flow: log in over HTTP (cookie), load the directory (/api/users), the
+// groups (/api/groups) and the conversation list (/api/conversations), ask
+// for a one-time session id, open the WebSocket, register (type 1000, with
+// "presence": true), then send texts (2001), read send statuses (9001),
+// delivery receipts (9101) and presence (3001), and acknowledge every text
 // received with a 9101. Text from the network is only ever put on the page
-// with textContent.
-"use strict";
+// with textContent. A version 1 server (no groups, no presence frames, no
+// seq) still works: the page then polls /api/users for the dots and pages
+// history by timestamp.
 
-(function () {
-  const TYPE_REGISTER = 1000;
-  const TYPE_TEXT = 2001;
-  const TYPE_SEND_STATUS = 9001;
-  const TYPE_RECEIVE_STATUS = 9101;
-  const SYSTEM = "SYSTEM";
+import { api, HttpError } from "./js/api.js";
+import { backoffDelay, BACKOFF_MAX_ATTEMPT } from "./js/backoff.js";
+import {
+  compareSidebar,
+  convOf,
+  isSystemMessage,
+  kindOf,
+  parseConversations,
+  parseGroup,
+  severalRecipients,
+} from "./js/convs.js";
+import { dayKey, dayLabel, fullLabel, timeLabel } from "./js/dates.js";
+import { announce, el, isNarrow, LOCALE, ui } from "./js/dom.js";
+import { groupDialogs } from "./js/groups-ui.js";
+import { advanceCursor, historyDone, historyQuery, HISTORY_PAGE, insertIndex } from "./js/order.js";
+import { Presence } from "./js/presence.js";
+import {
+  ackFrame,
+  frameBytes,
+  groupId,
+  groupName,
+  isGroupId,
+  MAX_FRAME_BYTES,
+  parseFrame,
+  parseStatus,
+  registerFrame,
+  splitTo,
+  SYSTEM,
+  textFrame,
+  TYPE_PRESENCE,
+  TYPE_RECEIVE_STATUS,
+  TYPE_SEND_STATUS,
+  TYPE_TEXT,
+} from "./js/proto.js";
+import { receivers, recipientCount, statusLabel } from "./js/receipts.js";
+import { KEY_CLIENT, KEY_USER, makeStore, openKey, outboxKey, unreadKey } from "./js/store.js";
+import { dividerIndex, UnreadBook } from "./js/unread.js";
 
-  const PRESENCE_EVERY_MS = 10000;
-  const BACKOFF_FIRST_MS = 500;
-  const BACKOFF_CAP_MS = 10000;
-  const REGISTER_WAIT_MS = 15000;
-  const HISTORY_PAGE = 50;
-  // The server's default largest message; a bigger frame would close the socket (1009).
-  const MAX_FRAME_BYTES = 64 * 1024;
-  const NEAR_BOTTOM_PX = 80;
-  const NEAR_TOP_PX = 40;
+/** A version 1 server sends no presence frames: after this long without
+ * one, the page polls the directory for the dots instead. */
+const PRESENCE_GRACE_MS = 3000;
+const POLL_EVERY_MS = 10000;
+const REGISTER_WAIT_MS = 15000;
+const NEAR_BOTTOM_PX = 80;
+const NEAR_TOP_PX = 40;
 
-  const KEY_CLIENT = "edgeim.clientName";
-  const KEY_USER = "edgeim.userId";
-  const outboxKey = (user) => "edgeim.outbox." + user;
+const store = makeStore(safeLocalStorage());
 
-  // ---------------------------------------------------------------- helpers
-
-  const $ = (id) => document.getElementById(id);
-  const ui = {
-    body: document.body,
-    loginView: $("login-view"),
-    loginForm: $("login-form"),
-    loginUser: $("login-username"),
-    loginPass: $("login-password"),
-    loginError: $("login-error"),
-    loginSubmit: $("login-submit"),
-    chatView: $("chat-view"),
-    me: $("me"),
-    logout: $("logout"),
-    connState: $("conn-state"),
-    notice: $("notice"),
-    noticeText: $("notice-text"),
-    reconnect: $("reconnect"),
-    contacts: $("contacts"),
-    conversation: $("conversation"),
-    convTitle: $("conv-title"),
-    convSub: $("conv-sub"),
-    scroller: $("scroller"),
-    loadOlder: $("load-older"),
-    emptyState: $("empty-state"),
-    messages: $("messages"),
-    composer: $("composer"),
-    to: $("to"),
-    text: $("text"),
-    send: $("send"),
-    composerError: $("composer-error"),
-    announcer: $("announcer"),
-  };
-
-  /** localStorage that never throws (private windows, disabled storage). */
-  const storage = {
-    get(key) {
-      try {
-        return window.localStorage.getItem(key);
-      } catch (_) {
-        return null;
-      }
-    },
-    set(key, value) {
-      try {
-        window.localStorage.setItem(key, value);
-      } catch (_) {
-        /* storage full or disabled: the page still works for this load */
-      }
-    },
-    remove(key) {
-      try {
-        window.localStorage.removeItem(key);
-      } catch (_) {
-        /* ignore */
-      }
-    },
-  };
-
-  function randomHex(bytes) {
-    const b = new Uint8Array(bytes);
-    window.crypto.getRandomValues(b);
-    return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+function safeLocalStorage() {
+  try {
+    return window.localStorage;
+  } catch (_) {
+    return null;
   }
+}
 
-  /** A v4 UUID. crypto.randomUUID exists only in secure contexts (https or
-   * localhost); on a plain-http LAN address the fallback is used. */
-  function uuid() {
-    if (window.crypto && typeof window.crypto.randomUUID === "function") {
-      try {
-        return window.crypto.randomUUID();
-      } catch (_) {
-        /* fall through */
-      }
-    }
-    const b = new Uint8Array(16);
-    window.crypto.getRandomValues(b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-  }
+function randomHex(bytes) {
+  const b = new Uint8Array(bytes);
+  window.crypto.getRandomValues(b);
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
 
-  let cachedClientName = null;
-  /** Stable per browser profile, so the server keeps this browser's queue. */
-  function clientName() {
-    if (cachedClientName) return cachedClientName;
-    let name = storage.get(KEY_CLIENT);
-    if (!name || !/^[A-Za-z0-9._-]{1,64}$/.test(name)) {
-      name = "web-" + randomHex(8);
-      storage.set(KEY_CLIENT, name);
-    }
-    cachedClientName = name;
-    return name;
-  }
-
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-
-  const pad2 = (n) => String(n).padStart(2, "0");
-  function hhmm(ms) {
-    const d = new Date(ms);
-    return pad2(d.getHours()) + ":" + pad2(d.getMinutes());
-  }
-  function fullTime(ms) {
-    const d = new Date(ms);
-    return (
-      d.getFullYear() + "-" + pad2(d.getMonth() + 1) + "-" + pad2(d.getDate()) +
-      " " + hhmm(ms) + ":" + pad2(d.getSeconds())
-    );
-  }
-
-  /** Recipients as the server normalises them: trimmed, no empties, no duplicates. */
-  function splitTo(to) {
-    const seen = [];
-    for (const part of String(to || "").split(",")) {
-      const t = part.trim();
-      if (t && !seen.includes(t)) seen.push(t);
-    }
-    return seen;
-  }
-
-  function frameBytes(frame) {
-    return new TextEncoder().encode(frame).length;
-  }
-
-  // ------------------------------------------------------------------- HTTP
-
-  class HttpError extends Error {
-    constructor(status, message) {
-      super(message);
-      this.status = status;
+/** A v4 UUID. crypto.randomUUID exists only in secure contexts (https or
+ * localhost); on a plain-http LAN address the fallback is used. */
+function uuid() {
+  if (window.crypto && typeof window.crypto.randomUUID === "function") {
+    try {
+      return window.crypto.randomUUID();
+    } catch (_) {
+      /* fall through */
     }
   }
+  const h = randomHex(16).split("");
+  h[12] = "4";
+  h[16] = "89ab"[parseInt(h[16], 16) & 3];
+  const s = h.join("");
+  return `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${s.slice(16, 20)}-${s.slice(20)}`;
+}
 
-  async function api(method, path, body) {
-    const opts = {
-      method,
-      credentials: "same-origin",
-      cache: "no-store",
-      headers: { Accept: "application/json" },
+let cachedClientName = null;
+/** Stable per browser profile, so the server keeps this browser's queue. */
+function clientName() {
+  if (cachedClientName) return cachedClientName;
+  let name = store.get(KEY_CLIENT);
+  if (!name || !/^[A-Za-z0-9._-]{1,64}$/.test(name)) {
+    name = "web-" + randomHex(8);
+    store.set(KEY_CLIENT, name);
+  }
+  cachedClientName = name;
+  return name;
+}
+
+// ------------------------------------------------------------------ state
+
+const state = {
+  me: null,
+  /** user ids of GET /api/users */
+  directory: new Set(),
+  /** conversation id (user, #group, SYSTEM) -> sidebar item */
+  items: new Map(),
+  /** conversation id -> conversation */
+  convs: new Map(),
+  /** group name -> group as the API gave it (member) */
+  groups: new Map(),
+  /** group names the server said this user is not a member of */
+  notMember: new Set(),
+  /** groups this user left here: their later texts are not shown */
+  leftHere: new Set(),
+  open: null,
+  /** own texts without a 9001 yet: [{id, to, body}] in send order */
+  outbox: [],
+  /** message id -> [records] of own messages */
+  mine: new Map(),
+  /** message id -> users whose receipt (9101) arrived, also before it is shown */
+  receipts: new Map(),
+  /** id -> number of our 9101s awaiting their 9001 */
+  acks: new Map(),
+  local: 0,
+  presence: new Presence(),
+  unread: new UnreadBook(),
+  /** the "new messages" divider: {conv, key} of the first unread text */
+  divider: null,
+  focusContacts: false,
+  /** the view follows new messages while the reader is at the bottom */
+  stick: true,
+  /** a version 1 server: no /api/groups */
+  noGroups: false,
+  pollTimer: null,
+  graceTimer: null,
+  directorySoon: null,
+};
+
+const conn = {
+  ws: null,
+  registered: false,
+  registerId: null,
+  registerTimer: null,
+  attempt: 0,
+  retryTimer: null,
+  connecting: false,
+  /** bumped on logout: stale async steps see it and stop */
+  gen: 0,
+  /** bumped by every fresh connection attempt: an older one in flight stops */
+  token: 0,
+  stopped: true,
+};
+
+const groupsUi = groupDialogs({
+  me: () => state.me,
+  directory: () => Array.from(state.directory).sort(),
+  group: (name) => state.groups.get(name) || null,
+  onGroup: (g, opts) => {
+    setGroup(g);
+    if (opts && opts.open) openConversation(groupId(g.name), { focusText: true });
+  },
+  onLeft: (name) => leftGroup(name),
+  onExpired: () => loginExpired(),
+});
+
+// ------------------------------------------------------------- the views
+
+function showLogin(message) {
+  ui.body.classList.remove("booting");
+  ui.chatView.hidden = true;
+  ui.loginView.hidden = false;
+  setLoginError(message || "");
+  ui.loginSubmit.disabled = false;
+  document.title = "edgeim";
+  (ui.loginUser.value ? ui.loginPass : ui.loginUser).focus();
+}
+
+function setLoginError(message) {
+  ui.loginError.textContent = message;
+  ui.loginError.hidden = !message;
+}
+
+function showChat() {
+  ui.body.classList.remove("booting");
+  ui.loginView.hidden = true;
+  ui.chatView.hidden = false;
+  ui.me.textContent = state.me;
+  renderConversationHeader();
+}
+
+function setConnState(s) {
+  ui.connState.textContent = s;
+  ui.connState.classList.remove("connected", "connecting", "offline");
+  ui.connState.classList.add(s);
+  renderDots();
+}
+
+function setNotice(text, withButton) {
+  ui.noticeText.textContent = text || "";
+  ui.notice.hidden = !text;
+  ui.reconnect.hidden = !withButton;
+}
+
+// --------------------------------------------------------------- sidebar
+
+function displayName(id) {
+  if (id === SYSTEM) return "System";
+  if (id === state.me) return id + " (you)";
+  if (isGroupId(id)) {
+    const g = state.groups.get(groupName(id));
+    return g ? g.title : id;
+  }
+  return id;
+}
+
+function defaultSub(id) {
+  if (id === SYSTEM) return "Messages from the server";
+  if (id === state.me) return "Notes to self";
+  if (isGroupId(id)) return state.notMember.has(groupName(id)) ? id + " \u00b7 not a member" : id;
+  return "";
+}
+
+/** The sidebar item of conversation `id`, made when missing. Only
+ * conversations the page knows are real get one: a directory user, a group
+ * this user is in, one of /api/conversations, or one a text was accepted
+ * for; never a recipient the server refused (406). */
+function ensureItem(id) {
+  let it = state.items.get(id);
+  if (it) return it;
+  const li = el("li", "contact");
+  li.dataset.conv = id;
+  if (isGroupId(id)) {
+    li.dataset.group = groupName(id);
+    li.classList.add("contact-group");
+  } else {
+    li.dataset.user = id;
+  }
+  li.tabIndex = 0;
+  li.setAttribute("role", "option");
+  li.setAttribute("aria-selected", id === state.open ? "true" : "false");
+  li.classList.toggle("selected", id === state.open);
+  if (id === SYSTEM) li.classList.add("contact-system");
+  if (id === state.me) li.classList.add("contact-self");
+  const dot = el("span", isGroupId(id) ? "dot group" : "dot offline", isGroupId(id) ? "#" : undefined);
+  dot.setAttribute("aria-hidden", "true");
+  const names = el("span", "contact-names");
+  const name = el("span", "contact-name");
+  const sub = el("span", "contact-sub");
+  names.append(name, sub);
+  const unread = el("span", "unread", "");
+  unread.hidden = true;
+  unread.setAttribute("aria-hidden", "true");
+  li.append(dot, names, unread);
+  it = { id, li, dot, name, sub, unread, lastTs: null, preview: "" };
+  state.items.set(id, it);
+  renderItem(it);
+  placeItem(it);
+  return it;
+}
+
+function renderItem(it) {
+  it.name.textContent = displayName(it.id);
+  const sub = it.preview || defaultSub(it.id);
+  it.sub.textContent = sub;
+  it.sub.hidden = !sub;
+  const count = state.unread.count(it.id);
+  it.unread.textContent = count > 0 ? String(count) : "";
+  it.unread.hidden = count === 0;
+  renderDot(it);
+}
+
+function isOnline(id) {
+  const connected = conn.registered;
+  if (id === SYSTEM || id === state.me) return connected;
+  return state.presence.isOnline(id, connected);
+}
+
+function renderDot(it) {
+  const parts = [displayName(it.id)];
+  if (isGroupId(it.id)) {
+    parts.push("group");
+  } else {
+    const online = isOnline(it.id);
+    it.dot.classList.toggle("online", online);
+    it.dot.classList.toggle("offline", !online);
+    if (it.id === state.me) parts.push("notes to self");
+    else if (it.id !== SYSTEM) parts.push(online ? "online" : "offline");
+  }
+  const count = state.unread.count(it.id);
+  if (count > 0) parts.push(count + " unread");
+  it.li.setAttribute("aria-label", parts.join(", "));
+}
+
+function renderDots() {
+  for (const it of state.items.values()) renderDot(it);
+}
+
+function sidebarKey(it) {
+  return { id: it.id, lastTs: it.lastTs, me: state.me };
+}
+
+/** Puts the item where compareSidebar says, keeping keyboard focus on it. */
+function placeItem(it) {
+  const key = sidebarKey(it);
+  let before = null;
+  for (const li of ui.contacts.children) {
+    const other = state.items.get(li.dataset.conv);
+    if (other && other !== it && compareSidebar(key, sidebarKey(other)) < 0) {
+      before = li;
+      break;
+    }
+  }
+  if (before === it.li || (before === null && it.li === ui.contacts.lastElementChild)) return;
+  if (it.li.nextElementSibling === before && it.li.parentNode === ui.contacts) return;
+  const hadFocus = document.activeElement === it.li;
+  ui.contacts.insertBefore(it.li, before);
+  if (hadFocus) it.li.focus();
+}
+
+/** A message became the conversation's newest: the item moves up and shows it. */
+function noteActivity(id, rec) {
+  const it = state.items.get(id);
+  if (!it || rec.pending) return;
+  if (it.lastTs !== null && rec.ts < it.lastTs) return;
+  it.lastTs = rec.ts;
+  it.preview = previewOf(rec);
+  renderItem(it);
+  placeItem(it);
+}
+
+function previewOf(m) {
+  const body = typeof m.body === "string" ? m.body : "";
+  const line = body.replace(/\s+/g, " ").trim().slice(0, 80);
+  if (m.kind === "mine" || m.from === state.me) return "You: " + line;
+  if (isGroupId(m.convId) && m.kind === "theirs") return m.from + ": " + line;
+  return line;
+}
+
+function updateTitle() {
+  const total = state.unread.total();
+  document.title = total > 0 ? `(${total}) edgeim` : "edgeim";
+}
+
+function saveUnread() {
+  if (state.me) store.setJSON(unreadKey(state.me), state.unread.toJSON());
+  updateTitle();
+}
+
+function refreshUnread(id) {
+  const it = state.items.get(id);
+  if (it) renderItem(it);
+  saveUnread();
+}
+
+/** The directory of users (who can be written to); the dots too while the
+ * server sends no presence frames (version 1). */
+async function refreshDirectory() {
+  const gen = conn.gen;
+  let data;
+  try {
+    data = await api("GET", "/api/users");
+  } catch (e) {
+    if (gen !== conn.gen) return;
+    if (e.status === 401) loginExpired();
+    return;
+  }
+  if (gen !== conn.gen || !state.me) return;
+  applyUsers(data.users);
+}
+
+function refreshDirectorySoon() {
+  if (state.directorySoon) return;
+  state.directorySoon = window.setTimeout(() => {
+    state.directorySoon = null;
+    refreshDirectory();
+  }, 400);
+}
+
+function applyUsers(users) {
+  if (!Array.isArray(users)) return;
+  const listed = new Set();
+  for (const u of users) {
+    if (u && typeof u.userId === "string") listed.add(u.userId);
+  }
+  state.directory = listed;
+  for (const id of listed) ensureItem(id);
+  ensureItem(state.me);
+  ensureItem(SYSTEM);
+  state.presence.fromDirectory(users);
+  // Users removed from the server disappear unless a conversation with them is kept.
+  for (const [id, it] of state.items) {
+    if (id === SYSTEM || id === state.me || isGroupId(id) || listed.has(id)) continue;
+    if (it.lastTs === null && state.open !== id && !hasMessages(id)) {
+      it.li.remove();
+      state.items.delete(id);
+    }
+  }
+  renderDots();
+  focusContactsOnce();
+}
+
+function hasMessages(id) {
+  const conv = state.convs.get(id);
+  return Boolean(conv && conv.list.length);
+}
+
+function focusContactsOnce() {
+  if (!state.focusContacts) return;
+  // Right after logging in, the keyboard starts on the conversation list.
+  state.focusContacts = false;
+  const active = document.activeElement;
+  if (!active || active === document.body || ui.loginView.contains(active)) {
+    const first = ui.contacts.querySelector("li[data-conv]");
+    if (first) first.focus();
+  }
+}
+
+/** The caller's groups (404 from a version 1 server: none, and the page
+ * does not ask it again). */
+async function refreshGroups() {
+  if (state.noGroups) return;
+  const gen = conn.gen;
+  let data;
+  try {
+    data = await api("GET", "/api/groups");
+  } catch (e) {
+    if (gen !== conn.gen) return;
+    if (e.status === 401) loginExpired();
+    if (e.status === 404) state.noGroups = true;
+    return;
+  }
+  if (gen !== conn.gen || !state.me) return;
+  const list = Array.isArray(data.groups) ? data.groups : [];
+  for (const raw of list) {
+    const g = parseGroup(raw);
+    if (g) setGroup(g);
+  }
+}
+
+/** A group as the server described it, the user a member. */
+function setGroup(g) {
+  state.groups.set(g.name, g);
+  state.notMember.delete(g.name);
+  state.leftHere.delete(g.name);
+  const id = groupId(g.name);
+  renderItem(ensureItem(id));
+  if (state.open === id) renderConversationHeader();
+  // The "✓✓ n/m" of own texts counts the members.
+  const conv = state.convs.get(id);
+  if (conv) for (const rec of conv.list) if (rec.kind === "mine") renderStatus(rec);
+  groupsUi.refresh(g);
+}
+
+/** Asks the server about group `name` again (after an announcement, or a
+ * text from a group the page does not know). Resolves when known. */
+async function fetchGroup(name) {
+  const gen = conn.gen;
+  try {
+    const g = parseGroup(await api("GET", "/api/groups/" + encodeURIComponent(name)));
+    if (gen !== conn.gen || !g) return;
+    setGroup(g);
+  } catch (e) {
+    if (gen !== conn.gen) return;
+    if (e.status === 401) loginExpired();
+    else if (e.status === 404 || e.status === 403) notAMember(name);
+  }
+}
+
+/** Removed from a group by someone else: its conversation stays readable. */
+function notAMember(name) {
+  state.groups.delete(name);
+  state.notMember.add(name);
+  const it = state.items.get(groupId(name));
+  if (it) renderItem(it);
+  if (state.open === groupId(name)) renderConversationHeader();
+}
+
+/** This user left the group here: it leaves the sidebar. */
+function leftGroup(name) {
+  const id = groupId(name);
+  state.groups.delete(name);
+  state.leftHere.add(name);
+  state.convs.delete(id);
+  state.unread.clear(id);
+  saveUnread();
+  const it = state.items.get(id);
+  if (it) {
+    it.li.remove();
+    state.items.delete(id);
+  }
+  if (state.open === id) closeConversation();
+  announce("You left " + id);
+}
+
+/** GET /api/conversations (1.1): the order of the sidebar, the previews and
+ * the unread counts of what came while no client was connected. */
+async function loadConversations() {
+  let data;
+  try {
+    data = await api("GET", "/api/conversations");
+  } catch (e) {
+    if (e.status === 401) loginExpired();
+    return;
+  }
+  for (const c of parseConversations(data)) {
+    if (isGroupId(c.with) && !state.groups.has(groupName(c.with))) continue;
+    const it = ensureItem(c.with);
+    if (c.last && c.lastTs !== null && (it.lastTs === null || c.lastTs >= it.lastTs)) {
+      it.lastTs = c.lastTs;
+      it.preview = previewOf({
+        body: c.last.body,
+        from: c.last.from,
+        kind: kindOf(c.last, state.me),
+        convId: c.with,
+      });
+    }
+    state.unread.seed(c.with, c.unread);
+    renderItem(it);
+    placeItem(it);
+  }
+  saveUnread();
+}
+
+ui.contacts.addEventListener("click", (e) => {
+  const li = e.target.closest("li[data-conv]");
+  if (li) openConversation(li.dataset.conv, { focusText: !isNarrow() });
+});
+
+ui.contacts.addEventListener("keydown", (e) => {
+  const li = e.target.closest("li[data-conv]");
+  if (!li) return;
+  if (e.key === "Enter" || e.key === " " || e.key === "Spacebar") {
+    e.preventDefault();
+    openConversation(li.dataset.conv, { focusText: e.key === "Enter" });
+    return;
+  }
+  const items = Array.from(ui.contacts.children);
+  const i = items.indexOf(li);
+  let next = null;
+  if (e.key === "ArrowDown" || e.key === "ArrowRight") next = items[i + 1];
+  else if (e.key === "ArrowUp" || e.key === "ArrowLeft") next = items[i - 1];
+  else if (e.key === "Home") next = items[0];
+  else if (e.key === "End") next = items[items.length - 1];
+  if (next) {
+    e.preventDefault();
+    next.focus();
+    next.scrollIntoView({ block: "nearest", inline: "nearest" });
+  }
+});
+
+ui.newGroup.addEventListener("click", () => groupsUi.openCreate([]));
+ui.groupMembers.addEventListener("click", () => {
+  if (state.open && isGroupId(state.open)) groupsUi.openMembers(groupName(state.open));
+});
+
+// --------------------------------------------------------- conversations
+
+function getConv(id) {
+  let conv = state.convs.get(id);
+  if (!conv) {
+    conv = {
+      id,
+      msgs: new Map(),
+      list: [],
+      historyLoaded: false,
+      historyDone: false,
+      loading: false,
+      loadError: "",
+      cursor: null,
+      /** day key -> its separator */
+      days: new Map(),
     };
-    if (body !== undefined) {
-      opts.headers["Content-Type"] = "application/json";
-      opts.body = JSON.stringify(body);
+    state.convs.set(id, conv);
+  }
+  return conv;
+}
+
+const keyOf = (from, id) => from + "\u0000" + id;
+
+function insertRec(conv, rec) {
+  const i = insertIndex(conv.list, rec);
+  conv.list.splice(i, 0, rec);
+  if (state.open === conv.id) {
+    const next = conv.list[i + 1];
+    ui.messages.insertBefore(liOf(rec), next ? liOf(next) : null);
+    ui.emptyState.hidden = true;
+    syncSeparators(conv);
+  }
+}
+
+function reposition(conv, rec) {
+  const i = conv.list.indexOf(rec);
+  if (i >= 0) conv.list.splice(i, 1);
+  insertRec(conv, rec);
+  renderMeta(rec);
+}
+
+/** Adds a message (live or from history) unless it is already shown.
+ * Returns the record when it is new, null when it was a duplicate. */
+function ingest(m, into) {
+  const convId = into ? into.id : convOf(m, state.me);
+  const conv = into || getConv(convId);
+  const key = keyOf(m.from, m.id);
+  const known = conv.msgs.get(key);
+  const ts = typeof m.timestamp === "number" ? m.timestamp : Date.now();
+  const seq = typeof m.seq === "number" ? m.seq : null;
+  if (known) {
+    // A redelivery, a history copy, or our own note coming back: it carries
+    // the server's exact timestamp (and, from history, its seq and who
+    // received it), and proves the message was accepted.
+    let moved = false;
+    if (known.pending || known.approx) {
+      known.pending = false;
+      known.approx = typeof m.timestamp !== "number";
+      known.ts = ts;
+      moved = true;
     }
-    let res;
-    try {
-      res = await fetch(path, opts);
-    } catch (_) {
-      throw new HttpError(0, "Cannot reach the server.");
+    if (seq !== null && known.seq === null) {
+      known.seq = seq;
+      moved = true;
     }
-    let data = null;
-    try {
-      data = await res.json();
-    } catch (_) {
-      data = null;
-    }
-    if (!res.ok) {
-      const msg = data && typeof data.msg === "string" ? data.msg : "HTTP " + res.status;
-      throw new HttpError(res.status, msg);
-    }
-    return data || {};
-  }
-
-  // ------------------------------------------------------------------ state
-
-  const state = {
-    me: null,
-    /** userId -> contact {li, dot, name, unread, online} */
-    contacts: new Map(),
-    /** peer -> conversation */
-    convs: new Map(),
-    open: null,
-    /** own texts without a 9001 yet: [{id, to, body}] in send order */
-    outbox: [],
-    /** message id -> [records] of own messages (a group message can be in two histories) */
-    mine: new Map(),
-    /** ids of own messages whose receipt arrived (also before they are shown) */
-    receipts: new Set(),
-    /** id -> number of our 9101s awaiting their 9001 */
-    acks: new Map(),
-    seq: 0,
-    presenceTimer: null,
-    presenceSoon: null,
-    focusContacts: false,
-    /** the view follows new messages while the reader is at the bottom */
-    stick: true,
-  };
-
-  const conn = {
-    ws: null,
-    registered: false,
-    registerId: null,
-    registerTimer: null,
-    attempt: 0,
-    retryTimer: null,
-    connecting: false,
-    /** bumped on logout: stale async steps see it and stop */
-    gen: 0,
-    /** bumped by every fresh connection attempt: an older one in flight stops */
-    token: 0,
-    stopped: true,
-  };
-
-  // ------------------------------------------------------------- the views
-
-  function showLogin(message) {
-    ui.body.classList.remove("booting");
-    ui.chatView.hidden = true;
-    ui.loginView.hidden = false;
-    setLoginError(message || "");
-    ui.loginSubmit.disabled = false;
-    document.title = "edgeim";
-    (ui.loginUser.value ? ui.loginPass : ui.loginUser).focus();
-  }
-
-  function setLoginError(message) {
-    ui.loginError.textContent = message;
-    ui.loginError.hidden = !message;
-  }
-
-  function showChat() {
-    ui.body.classList.remove("booting");
-    ui.loginView.hidden = true;
-    ui.chatView.hidden = false;
-    ui.me.textContent = state.me;
-    renderConversationHeader();
-  }
-
-  function setConnState(s) {
-    ui.connState.textContent = s;
-    ui.connState.classList.remove("connected", "connecting", "offline");
-    ui.connState.classList.add(s);
-    const sys = state.contacts.get(SYSTEM);
-    if (sys) setDot(sys, s === "connected");
-    const self = state.contacts.get(state.me);
-    if (self && s === "connected") setDot(self, true);
-  }
-
-  function setNotice(text, withButton) {
-    ui.noticeText.textContent = text || "";
-    ui.notice.hidden = !text;
-    ui.reconnect.hidden = !withButton;
-  }
-
-  function announce(text) {
-    ui.announcer.textContent = "";
-    // A fresh text node after a tick makes screen readers read it again.
-    window.setTimeout(() => {
-      ui.announcer.textContent = text;
-    }, 30);
-  }
-
-  function isNarrow() {
-    return window.matchMedia("(max-width: 640px)").matches;
-  }
-
-  // -------------------------------------------------------------- contacts
-
-  function displayName(userId) {
-    if (userId === SYSTEM) return "System";
-    if (userId === state.me) return userId + " (you)";
-    return userId;
-  }
-
-  function subtitle(userId) {
-    if (userId === SYSTEM) return "Messages from the server";
-    if (userId === state.me) return "Notes to self";
-    return "";
-  }
-
-  function ensureContact(userId) {
-    let c = state.contacts.get(userId);
-    if (c) return c;
-    const li = el("li", "contact");
-    li.dataset.user = userId;
-    li.tabIndex = 0;
-    li.setAttribute("role", "option");
-    li.setAttribute("aria-selected", "false");
-    if (userId === SYSTEM) li.classList.add("contact-system");
-    if (userId === state.me) li.classList.add("contact-self");
-    const dot = el("span", "dot offline");
-    dot.setAttribute("aria-hidden", "true");
-    const names = el("span", "contact-names");
-    const name = el("span", "contact-name", displayName(userId));
-    names.appendChild(name);
-    const sub = subtitle(userId);
-    if (sub) names.appendChild(el("span", "contact-sub", sub));
-    const unread = el("span", "unread", "");
-    unread.hidden = true;
-    unread.setAttribute("aria-hidden", "true");
-    li.append(dot, names, unread);
-    c = { userId, li, dot, unread, online: false, count: 0 };
-    state.contacts.set(userId, c);
-    placeContact(c);
-    labelContact(c);
-    return c;
-  }
-
-  /** Others by name, then notes to self, then SYSTEM. */
-  function contactRank(userId) {
-    if (userId === SYSTEM) return 2;
-    if (userId === state.me) return 1;
-    return 0;
-  }
-
-  function placeContact(c) {
-    const items = Array.from(ui.contacts.children);
-    const rank = contactRank(c.userId);
-    const before = items.find((li) => {
-      const u = li.dataset.user;
-      const r = contactRank(u);
-      return r > rank || (r === rank && u.localeCompare(c.userId) > 0);
-    });
-    ui.contacts.insertBefore(c.li, before || null);
-  }
-
-  function labelContact(c) {
-    const parts = [displayName(c.userId)];
-    if (c.userId === state.me) parts.push("notes to self");
-    else if (c.userId !== SYSTEM) parts.push(c.online ? "online" : "offline");
-    if (c.count > 0) parts.push(c.count + " unread");
-    c.li.setAttribute("aria-label", parts.join(", "));
-  }
-
-  function setDot(c, online) {
-    c.online = online;
-    c.dot.classList.toggle("online", online);
-    c.dot.classList.toggle("offline", !online);
-    labelContact(c);
-  }
-
-  function setUnread(userId, count) {
-    const c = ensureContact(userId);
-    c.count = count;
-    c.unread.textContent = count > 0 ? String(count) : "";
-    c.unread.hidden = count === 0;
-    labelContact(c);
-    updateTitle();
-  }
-
-  function updateTitle() {
-    let total = 0;
-    for (const c of state.contacts.values()) total += c.count;
-    document.title = total > 0 ? `(${total}) edgeim` : "edgeim";
-  }
-
-  async function refreshUsers() {
-    const gen = conn.gen;
-    let data;
-    try {
-      data = await api("GET", "/api/users");
-    } catch (e) {
-      if (gen !== conn.gen) return;
-      if (e.status === 401) loginExpired();
-      return;
-    }
-    if (gen !== conn.gen || !state.me) return;
-    applyUsers(data.users);
-  }
-
-  function applyUsers(users) {
-    if (!Array.isArray(users)) return;
-    const listed = new Set();
-    for (const u of users) {
-      if (!u || typeof u.userId !== "string") continue;
-      listed.add(u.userId);
-      const c = ensureContact(u.userId);
-      setDot(c, u.userId === state.me ? u.online || conn.registered : u.online === true);
-    }
-    ensureContact(state.me);
-    ensureContact(SYSTEM);
-    if (state.focusContacts) {
-      // Right after logging in, the keyboard starts on the contact list.
-      state.focusContacts = false;
-      const active = document.activeElement;
-      if (!active || active === document.body || ui.loginView.contains(active)) {
-        const first = ui.contacts.querySelector("li[data-user]");
-        if (first) first.focus();
-      }
-    }
-    // Users removed from the server disappear unless a conversation with them is kept.
-    for (const [id, c] of state.contacts) {
-      if (id === SYSTEM || id === state.me || listed.has(id)) continue;
-      if (state.convs.has(id) || state.open === id) {
-        setDot(c, false);
-      } else {
-        c.li.remove();
-        state.contacts.delete(id);
-      }
-    }
-  }
-
-  function refreshUsersSoon() {
-    if (state.presenceSoon) return;
-    state.presenceSoon = window.setTimeout(() => {
-      state.presenceSoon = null;
-      refreshUsers();
-    }, 400);
-  }
-
-  function startPresence() {
-    stopPresence();
-    state.presenceTimer = window.setInterval(refreshUsers, PRESENCE_EVERY_MS);
-  }
-
-  function stopPresence() {
-    if (state.presenceTimer) window.clearInterval(state.presenceTimer);
-    if (state.presenceSoon) window.clearTimeout(state.presenceSoon);
-    state.presenceTimer = null;
-    state.presenceSoon = null;
-  }
-
-  ui.contacts.addEventListener("click", (e) => {
-    const li = e.target.closest("li[data-user]");
-    if (li) openConversation(li.dataset.user, { focusText: !isNarrow() });
-  });
-
-  ui.contacts.addEventListener("keydown", (e) => {
-    const li = e.target.closest("li[data-user]");
-    if (!li) return;
-    if (e.key === "Enter" || e.key === " " || e.key === "Spacebar") {
-      e.preventDefault();
-      openConversation(li.dataset.user, { focusText: e.key === "Enter" });
-      return;
-    }
-    const items = Array.from(ui.contacts.children);
-    const i = items.indexOf(li);
-    let next = null;
-    if (e.key === "ArrowDown" || e.key === "ArrowRight") next = items[i + 1];
-    else if (e.key === "ArrowUp" || e.key === "ArrowLeft") next = items[i - 1];
-    else if (e.key === "Home") next = items[0];
-    else if (e.key === "End") next = items[items.length - 1];
-    if (next) {
-      e.preventDefault();
-      next.focus();
-      next.scrollIntoView({ block: "nearest", inline: "nearest" });
-    }
-  });
-
-  // --------------------------------------------------------- conversations
-
-  function getConv(peer) {
-    let conv = state.convs.get(peer);
-    if (!conv) {
-      conv = {
-        peer,
-        msgs: new Map(),
-        list: [],
-        historyLoaded: false,
-        historyDone: false,
-        loading: false,
-        loadError: "",
-        oldest: null,
-        unread: 0,
-      };
-      state.convs.set(peer, conv);
-      ensureContact(peer);
-    }
-    return conv;
-  }
-
-  /** Which conversation a message belongs to. */
-  function peerOf(from, to, isSystem) {
-    if (isSystem || from === SYSTEM) return SYSTEM;
-    if (from === state.me) {
-      const others = splitTo(to).filter((u) => u !== state.me);
-      return others.length ? others[0] : state.me;
-    }
-    return from;
-  }
-
-  const keyOf = (from, id) => from + "\u0000" + id;
-  const sortTs = (rec) => (rec.pending ? Infinity : rec.ts);
-
-  function compareRecs(a, b) {
-    const ta = sortTs(a);
-    const tb = sortTs(b);
-    if (ta !== tb) return ta < tb ? -1 : 1;
-    return a.seq - b.seq;
-  }
-
-  function insertRec(conv, rec) {
-    let i = conv.list.length;
-    while (i > 0 && compareRecs(conv.list[i - 1], rec) > 0) i--;
-    conv.list.splice(i, 0, rec);
-    if (state.open === conv.peer) {
-      const next = conv.list[i + 1];
-      ui.messages.insertBefore(liOf(rec), next ? liOf(next) : null);
-      ui.emptyState.hidden = true;
-    }
-  }
-
-  function reposition(conv, rec) {
-    const i = conv.list.indexOf(rec);
-    if (i >= 0) conv.list.splice(i, 1);
-    insertRec(conv, rec);
-    renderMeta(rec);
-  }
-
-  /** Adds a message (live or from history) unless it is already shown.
-   * Returns the record when it is new, null when it was a duplicate. */
-  function ingest(m, into) {
-    const isSystem = m.isSystem === true || m.from === SYSTEM;
-    const conv = into || getConv(peerOf(m.from, m.to, isSystem));
-    const key = keyOf(m.from, m.id);
-    const known = conv.msgs.get(key);
-    const ts = typeof m.timestamp === "number" ? m.timestamp : Date.now();
-    if (known) {
-      // A redelivery, a history copy, or our own note coming back: it carries
-      // the server's exact timestamp, and proves the message was accepted.
-      if (known.pending || known.approx) {
-        known.pending = false;
-        known.approx = typeof m.timestamp !== "number";
-        known.ts = ts;
-        reposition(conv, known);
-      }
-      if (known.kind === "mine" && !known.acked && !known.error) {
+    if (moved) reposition(conv, known);
+    if (known.kind === "mine") {
+      mergeReceivedBy(known, m.receivedBy);
+      if (!known.acked && !known.error) {
         known.acked = true;
         dropFromOutbox(known.id);
-        renderStatus(known);
       }
-      return null;
+      renderStatus(known);
     }
-    const kind = isSystem ? "system" : m.from === state.me ? "mine" : "theirs";
-    const rec = {
-      key,
-      conv,
-      id: m.id,
-      from: m.from,
-      to: m.to,
-      body: typeof m.body === "string" ? m.body : String(m.body),
-      ts,
-      approx: typeof m.timestamp !== "number",
-      pending: false,
-      seq: ++state.seq,
-      kind,
-      acked: kind === "mine",
-      receipt: kind === "mine" && state.receipts.has(m.id),
-      error: "",
-      li: null,
-    };
-    addRec(conv, rec);
-    return rec;
+    return null;
   }
+  const kind = kindOf(m, state.me);
+  const rec = {
+    key,
+    conv,
+    id: m.id,
+    from: m.from,
+    to: typeof m.to === "string" ? m.to : "",
+    body: typeof m.body === "string" ? m.body : String(m.body),
+    ts,
+    approx: typeof m.timestamp !== "number",
+    pending: false,
+    seq,
+    local: ++state.local,
+    kind,
+    acked: kind === "mine",
+    receivedBy: new Set(state.receipts.get(m.id) || []),
+    error: "",
+    li: null,
+  };
+  if (kind === "mine") mergeReceivedBy(rec, m.receivedBy);
+  addRec(conv, rec);
+  return rec;
+}
 
-  function addRec(conv, rec) {
-    conv.msgs.set(rec.key, rec);
-    if (rec.kind === "mine") {
-      const list = state.mine.get(rec.id) || [];
-      list.push(rec);
-      state.mine.set(rec.id, list);
-    }
-    insertRec(conv, rec);
+function mergeReceivedBy(rec, list) {
+  if (!Array.isArray(list)) return;
+  for (const u of list) if (typeof u === "string") rec.receivedBy.add(u);
+}
+
+function addRec(conv, rec) {
+  conv.msgs.set(rec.key, rec);
+  if (rec.kind === "mine") {
+    const list = state.mine.get(rec.id) || [];
+    list.push(rec);
+    state.mine.set(rec.id, list);
   }
+  insertRec(conv, rec);
+  noteActivity(conv.id, { ...rec, convId: conv.id });
+}
 
-  function liOf(rec) {
-    if (rec.li) return rec.li;
-    const li = el("li", "msg " + rec.kind);
-    li.dataset.id = rec.id;
-    const text = el("div", "text", rec.body);
-    const meta = el("span", "meta");
-    li.append(text, meta);
-    if (rec.kind === "mine") {
-      const status = el("span", "status");
-      li.appendChild(status);
-    }
-    rec.li = li;
-    renderMeta(rec);
-    renderStatus(rec);
-    return li;
+function liOf(rec) {
+  if (rec.li) return rec.li;
+  const li = el("li", "msg " + rec.kind);
+  li.dataset.id = rec.id;
+  li.dataset.day = String(dayKey(rec.ts));
+  const text = el("div", "text", rec.body);
+  const meta = el("span", "meta");
+  li.append(text, meta);
+  if (rec.kind === "mine") {
+    const status = el("span", "status");
+    li.appendChild(status);
   }
+  rec.li = li;
+  renderMeta(rec);
+  renderStatus(rec);
+  return li;
+}
 
-  function renderMeta(rec) {
-    if (!rec.li) return;
-    const meta = rec.li.querySelector(".meta");
-    const recipients = splitTo(rec.to);
-    const parts = [];
-    if (rec.kind === "theirs") parts.push(rec.from);
-    if (rec.kind === "system") parts.push("System");
-    if (recipients.length > 1) {
-      parts.push("to " + recipients.map((u) => (u === state.me ? "you" : u)).join(", "));
-    }
-    parts.push(rec.pending ? hhmm(Date.now()) : hhmm(rec.ts));
-    meta.textContent = parts.join(" · ");
-    meta.title = rec.pending ? "not sent yet" : fullTime(rec.ts);
+function renderMeta(rec) {
+  if (!rec.li) return;
+  rec.li.dataset.day = String(dayKey(rec.ts));
+  const meta = rec.li.querySelector(".meta");
+  const recipients = splitTo(rec.to);
+  const parts = [];
+  if (rec.kind === "theirs") parts.push(rec.from);
+  if (rec.kind === "system") parts.push("System");
+  if (recipients.length > 1) {
+    parts.push("to " + recipients.map((u) => (u === state.me ? "you" : u)).join(", "));
   }
+  parts.push(timeLabel(rec.pending ? Date.now() : rec.ts, LOCALE));
+  meta.textContent = parts.join(" \u00b7 ");
+  meta.title = rec.pending ? "not sent yet" : fullLabel(rec.ts, LOCALE);
+}
 
-  function renderStatus(rec) {
-    if (!rec.li || rec.kind !== "mine") return;
-    const status = rec.li.querySelector(".status");
-    let text = "";
-    let title = "Sending…";
-    if (rec.error) {
-      text = rec.error;
-      title = "Not sent";
-    } else if (rec.receipt) {
-      text = "\u2713\u2713";
-      title = "Delivered";
-    } else if (rec.acked) {
-      text = "\u2713";
-      title = "Sent";
-    }
-    status.textContent = text;
-    status.title = title;
-    status.classList.toggle("error", Boolean(rec.error));
-    status.classList.toggle("pending", !text);
-    rec.li.classList.toggle("failed", Boolean(rec.error));
-  }
-
-  function renderConversationHeader() {
-    const peer = state.open;
-    if (!peer) {
-      ui.convTitle.textContent = "No conversation open";
-      ui.convSub.textContent = "";
-      return;
-    }
-    ui.convTitle.textContent =
-      peer === SYSTEM ? "System messages" : peer === state.me ? "Notes to self" : peer;
-    ui.convSub.textContent =
-      peer === SYSTEM ? "Notices from the server; they cannot be answered" : "";
-  }
-
-  function openConversation(peer, opts) {
-    const conv = getConv(peer);
-    state.open = peer;
-    ui.conversation.dataset.with = peer;
-    for (const c of state.contacts.values()) {
-      const selected = c.userId === peer;
-      c.li.setAttribute("aria-selected", selected ? "true" : "false");
-      c.li.classList.toggle("selected", selected);
-    }
-    conv.unread = 0;
-    setUnread(peer, 0);
-    renderConversationHeader();
-    ui.to.value = peer === SYSTEM ? "" : peer;
-    setComposerError("");
-
-    const nodes = conv.list.map(liOf);
-    ui.messages.replaceChildren(...nodes);
-    ui.emptyState.hidden = nodes.length > 0 || !conv.historyDone;
-    ui.emptyState.textContent = "No messages yet.";
-    updateLoadOlder();
-    scrollToBottom();
-    const c = state.contacts.get(peer);
-    if (c) c.li.scrollIntoView({ block: "nearest", inline: "nearest" });
-    if (!conv.historyLoaded) loadOlder(conv);
-    if (opts && opts.focusText) ui.text.focus();
-  }
-
-  function updateLoadOlder() {
-    const conv = state.open ? state.convs.get(state.open) : null;
-    const btn = ui.loadOlder;
-    btn.hidden = !conv;
-    if (!conv) return;
-    btn.classList.toggle("done", conv.historyDone);
-    btn.setAttribute("aria-busy", conv.loading ? "true" : "false");
-    if (conv.loading) btn.textContent = "Loading…";
-    else if (conv.loadError) btn.textContent = "Could not load history: " + conv.loadError + " (retry)";
-    else if (conv.historyDone) btn.textContent = "No older messages";
-    else btn.textContent = "Load older messages";
-  }
-
-  function nearBottom() {
-    const s = ui.scroller;
-    return s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX;
-  }
-
-  function scrollToBottom() {
-    ui.scroller.scrollTop = ui.scroller.scrollHeight;
-    state.stick = true;
-  }
-
-  // Keep the newest message in view when the list or the window changes
-  // size (a notice appears, the phone keyboard opens), unless the reader
-  // has scrolled up.
-  if (typeof ResizeObserver === "function") {
-    const keepBottom = new ResizeObserver(() => {
-      if (state.stick) ui.scroller.scrollTop = ui.scroller.scrollHeight;
-    });
-    keepBottom.observe(ui.scroller);
-    keepBottom.observe(ui.messages);
-  }
-
-  /** One page of history, older than what history has shown so far. A page
-   * that held only messages already shown (a redelivered backlog) is
-   * followed by the next one, a few pages at most. */
-  async function loadOlder(conv, chainLeft) {
-    if (chainLeft === undefined) chainLeft = 3;
-    if (conv.loading) return;
-    const gen = conn.gen;
-    conv.loading = true;
-    conv.loadError = "";
-    if (state.open === conv.peer) updateLoadOlder();
-    const q = new URLSearchParams({ with: conv.peer, limit: String(HISTORY_PAGE) });
-    if (conv.oldest !== null) q.set("before", String(conv.oldest));
-    let data;
-    try {
-      data = await api("GET", "/api/message/history?" + q.toString());
-    } catch (e) {
-      if (gen !== conn.gen) return;
-      conv.loading = false;
-      if (e.status === 401) {
-        loginExpired();
-        return;
-      }
-      conv.loadError = e.message;
-      if (state.open === conv.peer) updateLoadOlder();
-      return;
-    }
-    if (gen !== conn.gen) return;
-    const page = Array.isArray(data.messages) ? data.messages : [];
-    const first = !conv.historyLoaded;
-    const isOpen = state.open === conv.peer;
-    const s = ui.scroller;
-    const wasAtBottom = isOpen && nearBottom();
-    const fromBottom = s.scrollHeight - s.scrollTop;
-    // Newest first on the wire; add oldest first so equal timestamps keep
-    // the server's order.
-    let added = 0;
-    for (let i = page.length - 1; i >= 0; i--) {
-      const m = page[i];
-      if (!m || typeof m.id !== "string" || typeof m.from !== "string") continue;
-      if (typeof m.timestamp === "number") {
-        conv.oldest = conv.oldest === null ? m.timestamp : Math.min(conv.oldest, m.timestamp);
-      }
-      if (ingest(m, conv)) added += 1;
-    }
-    if (page.length === 0) conv.historyDone = true;
-    conv.historyLoaded = true;
-    conv.loading = false;
-    if (isOpen && state.open === conv.peer) {
-      ui.emptyState.hidden = conv.list.length > 0;
-      updateLoadOlder();
-      if (first || wasAtBottom) scrollToBottom();
-      else s.scrollTop = s.scrollHeight - fromBottom;
-    }
-    if (page.length > 0 && added === 0 && chainLeft > 0) loadOlder(conv, chainLeft - 1);
-  }
-
-  /** After a reconnect, history that failed to load while offline is asked for again. */
-  function retryHistory() {
-    for (const conv of state.convs.values()) {
-      if (!conv.loadError) continue;
-      conv.loadError = "";
-      if (state.open === conv.peer) {
-        if (conv.historyLoaded) updateLoadOlder();
-        else loadOlder(conv);
-      }
-    }
-  }
-
-  ui.loadOlder.addEventListener("click", () => {
-    const conv = state.open ? state.convs.get(state.open) : null;
-    if (conv) loadOlder(conv);
+function renderStatus(rec) {
+  if (!rec.li || rec.kind !== "mine") return;
+  const status = rec.li.querySelector(".status");
+  const to = splitTo(rec.to);
+  const group = to.length === 1 && isGroupId(to[0]) ? state.groups.get(groupName(to[0])) : null;
+  const selfNote = to.length === 1 && to[0] === state.me;
+  const label = statusLabel({
+    error: rec.error,
+    acked: rec.acked,
+    received: receivers(rec.receivedBy, state.me, selfNote).size,
+    total: recipientCount(to, state.me, group ? group.members : null),
+    many: (to.length === 1 && isGroupId(to[0])) || to.filter((u) => u !== state.me).length > 1,
   });
+  status.textContent = label.text;
+  status.title = label.title;
+  status.classList.toggle("error", Boolean(rec.error));
+  status.classList.toggle("pending", !label.text);
+  rec.li.classList.toggle("failed", Boolean(rec.error));
+}
 
-  ui.scroller.addEventListener("scroll", () => {
-    state.stick = nearBottom();
-    if (ui.scroller.scrollTop > NEAR_TOP_PX) return;
-    const conv = state.open ? state.convs.get(state.open) : null;
-    if (conv && conv.historyLoaded && !conv.historyDone && !conv.loading && !conv.loadError) {
-      loadOlder(conv);
-    }
-  });
-
-  // ----------------------------------------------------------------- outbox
-
-  function saveOutbox() {
-    if (!state.me) return;
-    if (state.outbox.length) storage.set(outboxKey(state.me), JSON.stringify(state.outbox));
-    else storage.remove(outboxKey(state.me));
-  }
-
-  function loadOutbox() {
-    state.outbox = [];
-    const raw = storage.get(outboxKey(state.me));
-    if (!raw) return;
-    try {
-      const items = JSON.parse(raw);
-      if (!Array.isArray(items)) return;
-      for (const it of items) {
-        if (it && typeof it.id === "string" && typeof it.to === "string" && typeof it.body === "string") {
-          state.outbox.push({ id: it.id, to: it.to, body: it.body });
-          showPending(it);
-        }
+/** Day separators ("Today", "Yesterday", the date) and the "new messages"
+ * divider between the open conversation's messages, added and removed
+ * around the message items without moving those. */
+function syncSeparators(conv) {
+  if (state.open !== conv.id) return;
+  const now = Date.now();
+  const expected = [];
+  let lastDay = null;
+  const dividerKey = state.divider && state.divider.conv === conv.id ? state.divider.key : null;
+  for (const rec of conv.list) {
+    const day = rec.pending ? dayKey(now) : dayKey(rec.ts);
+    if (day !== lastDay) {
+      let sep = conv.days.get(day);
+      if (!sep) {
+        sep = el("li", "day-sep");
+        sep.dataset.sep = "day";
+        sep.setAttribute("role", "separator");
+        conv.days.set(day, sep);
       }
-    } catch (_) {
-      storage.remove(outboxKey(state.me));
+      const label = dayLabel(rec.pending ? now : rec.ts, now, LOCALE);
+      if (sep.textContent !== label) sep.textContent = label;
+      expected.push(sep);
+      lastDay = day;
+    }
+    if (rec.key === dividerKey) expected.push(dividerLi);
+    expected.push(liOf(rec));
+  }
+  const want = new Set(expected);
+  let k = 0;
+  for (const node of expected) {
+    for (;;) {
+      const cur = ui.messages.children[k];
+      if (cur === node) break;
+      if (cur && cur.dataset.sep && !want.has(cur)) {
+        cur.remove();
+        continue;
+      }
+      ui.messages.insertBefore(node, cur || null);
+      break;
+    }
+    k++;
+  }
+  while (ui.messages.children.length > k) ui.messages.lastElementChild.remove();
+}
+
+const dividerLi = el("li", "new-divider");
+dividerLi.dataset.sep = "new";
+dividerLi.setAttribute("role", "separator");
+dividerLi.append(el("span", "", "New messages"));
+
+function renderConversationHeader() {
+  const id = state.open;
+  ui.groupMembers.hidden = true;
+  if (!id) {
+    ui.convTitle.textContent = "No conversation open";
+    ui.convSub.textContent = "";
+    return;
+  }
+  if (isGroupId(id)) {
+    const g = state.groups.get(groupName(id));
+    ui.convTitle.textContent = g ? g.title : id;
+    if (g) {
+      ui.convSub.textContent = `${id} \u00b7 ${g.members.length} member${g.members.length === 1 ? "" : "s"}`;
+      ui.groupMembers.hidden = false;
+    } else {
+      ui.convSub.textContent = state.notMember.has(groupName(id)) ? `${id} \u00b7 you are not a member` : id;
+    }
+    return;
+  }
+  ui.convTitle.textContent = id === SYSTEM ? "System messages" : id === state.me ? "Notes to self" : id;
+  ui.convSub.textContent = id === SYSTEM ? "Notices from the server; they cannot be answered" : "";
+}
+
+function selectItem(id) {
+  for (const it of state.items.values()) {
+    const selected = it.id === id;
+    it.li.setAttribute("aria-selected", selected ? "true" : "false");
+    it.li.classList.toggle("selected", selected);
+  }
+}
+
+/** Opens conversation `id`. opts: {focusText, keepComposer (the To and the
+ * text stay as typed), draft (restore this conversation's draft; default)}. */
+function openConversation(id, opts) {
+  opts = opts || {};
+  if (state.open !== id) saveDraft();
+  const conv = getConv(id);
+  const wasOpen = state.open === id;
+  state.open = id;
+  if (state.me) store.set(openKey(state.me), id);
+  ui.conversation.dataset.with = id;
+  selectItem(id);
+  // The divider marks what came while the conversation was not read.
+  if (!wasOpen) {
+    const count = state.unread.count(id);
+    state.divider = null;
+    if (count > 0) {
+      // The unread texts may not be loaded yet (after a reload they come
+      // from history): their keys are kept until they are.
+      const keys = new Set(state.unread.keys(id));
+      const i = dividerIndex(conv.list, (k) => keys.has(k), count);
+      state.divider = { conv: id, key: i >= 0 ? conv.list[i].key : null, count, keys };
     }
   }
-
-  function dropFromOutbox(id) {
-    const before = state.outbox.length;
-    state.outbox = state.outbox.filter((m) => m.id !== id);
-    if (state.outbox.length !== before) saveOutbox();
-  }
-
-  function inOutbox(id) {
-    return state.outbox.some((m) => m.id === id);
-  }
-
-  /** An own message shown before the server has answered. */
-  function showPending(item) {
-    const conv = getConv(peerOf(state.me, item.to, false));
-    const key = keyOf(state.me, item.id);
-    if (conv.msgs.has(key)) return conv.msgs.get(key);
-    const rec = {
-      key,
-      conv,
-      id: item.id,
-      from: state.me,
-      to: item.to,
-      body: item.body,
-      ts: Date.now(),
-      approx: true,
-      pending: true,
-      seq: ++state.seq,
-      kind: "mine",
-      acked: false,
-      receipt: state.receipts.has(item.id),
-      error: "",
-      li: null,
-    };
-    addRec(conv, rec);
-    return rec;
-  }
-
-  function textFrame(item) {
-    return JSON.stringify({
-      id: item.id,
-      type: TYPE_TEXT,
-      isSystem: false,
-      from: state.me,
-      to: item.to,
-      body: item.body,
-    });
-  }
-
-  function flushOutbox() {
-    for (const item of state.outbox) sendFrame(textFrame(item));
-  }
-
-  function setComposerError(text) {
-    ui.composerError.textContent = text;
-    ui.composerError.hidden = !text;
-  }
-
-  function sendFromComposer() {
-    const body = ui.text.value;
-    if (!body.trim()) {
-      ui.text.focus();
-      return;
-    }
-    const recipients = splitTo(ui.to.value);
-    if (!recipients.length) {
-      setComposerError("Add a recipient in the To field.");
-      ui.to.focus();
-      return;
-    }
-    if (recipients.includes(SYSTEM)) {
-      setComposerError("System messages cannot be answered.");
-      ui.to.focus();
-      return;
-    }
-    const item = { id: uuid(), to: recipients.join(","), body };
-    if (frameBytes(textFrame(item)) > MAX_FRAME_BYTES) {
-      setComposerError("This message is too long to send; split it into parts.");
-      return;
-    }
-    setComposerError("");
-    state.outbox.push(item);
-    saveOutbox();
-    const rec = showPending(item);
-    ui.text.value = "";
+  state.unread.clear(id);
+  refreshUnread(id);
+  renderConversationHeader();
+  setComposerError("");
+  showSuggestion(null);
+  if (!opts.keepComposer) {
+    ui.to.value = id === SYSTEM ? "" : id;
+    ui.text.value = state.me ? store.loadDraft(state.me, id).text : "";
     autoGrow();
-    const peer = rec.conv.peer;
-    if (state.open !== peer) {
-      const toValue = ui.to.value;
-      openConversation(peer, { focusText: true });
-      ui.to.value = toValue;
-    }
-    scrollToBottom();
-    if (conn.registered) sendFrame(textFrame(item));
   }
 
-  ui.composer.addEventListener("submit", (e) => {
-    e.preventDefault();
-    sendFromComposer();
+  const nodes = conv.list.map(liOf);
+  ui.messages.replaceChildren(...nodes);
+  syncSeparators(conv);
+  ui.emptyState.hidden = nodes.length > 0 || !conv.historyDone;
+  ui.emptyState.textContent = "No messages yet.";
+  updateLoadOlder();
+  if (state.divider && state.divider.conv === id && state.divider.key) dividerLi.scrollIntoView({ block: "center" });
+  else scrollToBottom();
+  const it = state.items.get(id);
+  if (it) it.li.scrollIntoView({ block: "nearest", inline: "nearest" });
+  if (!conv.historyLoaded) loadOlder(conv);
+  if (opts.focusText) ui.text.focus();
+}
+
+/** No conversation open (after leaving the open group). */
+function closeConversation() {
+  state.open = null;
+  state.divider = null;
+  if (state.me) store.remove(openKey(state.me));
+  ui.conversation.dataset.with = "";
+  selectItem(null);
+  ui.messages.replaceChildren();
+  ui.to.value = "";
+  ui.text.value = "";
+  ui.emptyState.hidden = false;
+  ui.emptyState.textContent = "Choose a conversation, or type recipients below to start one.";
+  renderConversationHeader();
+  updateLoadOlder();
+}
+
+function updateLoadOlder() {
+  const conv = state.open ? state.convs.get(state.open) : null;
+  const btn = ui.loadOlder;
+  btn.hidden = !conv;
+  if (!conv) return;
+  btn.classList.toggle("done", conv.historyDone);
+  btn.setAttribute("aria-busy", conv.loading ? "true" : "false");
+  if (conv.loading) btn.textContent = "Loading\u2026";
+  else if (conv.loadError) btn.textContent = "Could not load history: " + conv.loadError + " (retry)";
+  else if (conv.historyDone) btn.textContent = "No older messages";
+  else btn.textContent = "Load older messages";
+}
+
+function nearBottom() {
+  const s = ui.scroller;
+  return s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX;
+}
+
+function scrollToBottom() {
+  ui.scroller.scrollTop = ui.scroller.scrollHeight;
+  state.stick = true;
+}
+
+// Keep the newest message in view when the list or the window changes
+// size (a notice appears, the phone keyboard opens), unless the reader
+// has scrolled up.
+if (typeof ResizeObserver === "function") {
+  const keepBottom = new ResizeObserver(() => {
+    if (state.stick) ui.scroller.scrollTop = ui.scroller.scrollHeight;
   });
+  keepBottom.observe(ui.scroller);
+  keepBottom.observe(ui.messages);
+}
 
-  ui.text.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && !e.shiftKey && !e.isComposing && !e.altKey && !e.ctrlKey && !e.metaKey) {
-      e.preventDefault();
-      sendFromComposer();
-    }
-  });
-
-  ui.to.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && !e.isComposing) {
-      e.preventDefault();
-      ui.text.focus();
-    }
-  });
-
-  function autoGrow() {
-    const lines = ui.text.value.split("\n").length;
-    ui.text.rows = Math.max(1, Math.min(6, lines));
-  }
-  ui.text.addEventListener("input", autoGrow);
-
-  // -------------------------------------------------------------- WebSocket
-
-  function sendFrame(frame) {
-    const ws = conn.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
-    try {
-      ws.send(frame);
-      return true;
-    } catch (_) {
-      return false;
-    }
-  }
-
-  function clearRetry() {
-    if (conn.retryTimer) window.clearTimeout(conn.retryTimer);
-    conn.retryTimer = null;
-  }
-
-  function scheduleReconnect() {
-    if (conn.stopped) return;
-    clearRetry();
-    const base = Math.min(BACKOFF_CAP_MS, BACKOFF_FIRST_MS * Math.pow(2, conn.attempt));
-    const wait = base + Math.random() * base * 0.3;
-    conn.attempt = Math.min(conn.attempt + 1, 20);
-    setConnState("connecting");
-    conn.retryTimer = window.setTimeout(connect, wait);
-  }
-
-  function dropSocket(code, reason) {
-    const ws = conn.ws;
-    conn.ws = null;
-    conn.registered = false;
-    if (conn.registerTimer) window.clearTimeout(conn.registerTimer);
-    conn.registerTimer = null;
-    if (ws) {
-      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
-      try {
-        ws.close(code || 1000, reason || "");
-      } catch (_) {
-        /* already closed */
-      }
-    }
-  }
-
-  /** Start (or restart) the connection now, forgetting the backoff. */
-  function connectNow() {
-    conn.stopped = false;
-    conn.attempt = 0;
-    clearRetry();
-    setNotice("");
-    dropSocket(1000, "reconnecting");
-    conn.token += 1;
-    conn.connecting = false;
-    connect();
-  }
-
-  async function connect() {
-    if (conn.stopped || conn.connecting || conn.ws || !state.me) return;
-    clearRetry();
-    conn.connecting = true;
-    const token = conn.token;
-    setConnState("connecting");
-    let url;
-    let sessionId;
-    try {
-      url = (await api("GET", "/api/websocket/url")).url;
-      const s = await api(
-        "GET",
-        "/api/websocket/client/login/" + encodeURIComponent(clientName())
-      );
-      sessionId = s.sessionId;
-      if (typeof url !== "string" || typeof sessionId !== "string") throw new HttpError(0, "bad answer");
-    } catch (e) {
-      if (token !== conn.token) return;
-      conn.connecting = false;
-      if (e.status === 401) {
-        loginExpired();
-        return;
-      }
-      scheduleReconnect();
-      return;
-    }
-    if (token !== conn.token) return;
-    if (conn.stopped) {
-      conn.connecting = false;
-      return;
-    }
-    let ws;
-    try {
-      ws = new WebSocket(url);
-    } catch (_) {
-      conn.connecting = false;
-      scheduleReconnect();
-      return;
-    }
-    conn.ws = ws;
-    conn.connecting = false;
-    conn.registered = false;
-    conn.registerId = uuid();
-
-    ws.onopen = () => {
-      if (conn.ws !== ws) return;
-      ws.send(
-        JSON.stringify({
-          id: conn.registerId,
-          type: TYPE_REGISTER,
-          isSystem: false,
-          from: state.me,
-          to: SYSTEM,
-          body: JSON.stringify({ sessionId }),
-        })
-      );
-      conn.registerTimer = window.setTimeout(() => {
-        if (conn.ws === ws && !conn.registered) {
-          dropSocket(1000, "no register answer");
-          scheduleReconnect();
-        }
-      }, REGISTER_WAIT_MS);
-    };
-    ws.onmessage = (ev) => {
-      if (conn.ws !== ws || typeof ev.data !== "string") return;
-      let m;
-      try {
-        m = JSON.parse(ev.data);
-      } catch (_) {
-        return;
-      }
-      if (m && typeof m === "object") onFrame(m);
-    };
-    ws.onerror = () => {
-      /* a close event follows */
-    };
-    ws.onclose = (ev) => {
-      if (conn.ws !== ws) return;
-      dropSocket();
-      onClosed(ev.code, ev.reason);
-    };
-  }
-
-  function onClosed(code, reason) {
-    if (conn.stopped) return;
-    if (code === 4000) {
-      conn.stopped = true;
-      clearRetry();
-      setConnState("offline");
-      setNotice("This chat was opened in another tab or window of this browser.", true);
-      return;
-    }
-    if (code === 1009) {
-      // A message larger than the server allows: it would close every retry too.
-      const biggest = state.outbox.reduce(
-        (a, m) => (!a || m.body.length > a.body.length ? m : a),
-        null
-      );
-      if (biggest) markError(biggest.id, "message too big");
-    }
-    if (code === 1008 && reason && reason !== "slow" && reason !== "register timeout") {
-      setNotice("The server refused this connection (" + reason + "); retrying.", false);
-    }
-    scheduleReconnect();
-  }
-
-  function markError(id, text, serverTs) {
-    dropFromOutbox(id);
-    for (const rec of state.mine.get(id) || []) {
-      if (rec.acked) continue;
-      rec.error = text;
-      rec.pending = false;
-      rec.ts = typeof serverTs === "number" ? serverTs : Date.now();
-      reposition(rec.conv, rec);
-      renderStatus(rec);
-    }
-  }
-
-  function parseStatus(body) {
-    let s = body;
-    if (typeof body === "string") {
-      try {
-        s = JSON.parse(body);
-      } catch (_) {
-        s = null;
-      }
-    }
-    if (!s || typeof s !== "object") return { code: 0, status: "", msg: "" };
-    return {
-      code: typeof s.code === "number" ? s.code : 0,
-      status: typeof s.status === "string" ? s.status : "",
-      msg: typeof s.msg === "string" ? s.msg : "",
-    };
-  }
-
-  function onFrame(m) {
-    const type = m.type;
-    if (type === TYPE_SEND_STATUS) onSendStatus(m);
-    else if (type === TYPE_TEXT) onText(m);
-    else if (type === TYPE_RECEIVE_STATUS) onReceipt(m);
-  }
-
-  function onSendStatus(m) {
-    const st = parseStatus(m.body);
-    if (m.id === conn.registerId && !conn.registered) {
-      onRegisterAnswer(st);
-      return;
-    }
-    if (typeof m.id !== "string") return;
-    if (inOutbox(m.id)) {
-      if (st.code === 200) {
-        dropFromOutbox(m.id);
-        for (const rec of state.mine.get(m.id) || []) {
-          rec.acked = true;
-          if (rec.pending) {
-            rec.pending = false;
-            rec.ts = typeof m.timestamp === "number" ? m.timestamp : Date.now();
-            rec.approx = true;
-            reposition(rec.conv, rec);
-          }
-          renderStatus(rec);
-        }
-      } else {
-        markError(m.id, st.msg || st.status || "error " + st.code, m.timestamp);
-      }
-      return;
-    }
-    const waiting = state.acks.get(m.id);
-    if (waiting) {
-      if (waiting > 1) state.acks.set(m.id, waiting - 1);
-      else state.acks.delete(m.id);
-      if (st.code !== 200) console.warn("edgeim: receipt for", m.id, "refused:", st.status, st.msg);
-    }
-  }
-
-  function onRegisterAnswer(st) {
-    if (conn.registerTimer) window.clearTimeout(conn.registerTimer);
-    conn.registerTimer = null;
-    if (st.code === 200) {
-      conn.registered = true;
-      conn.attempt = 0;
-      setNotice("");
-      setConnState("connected");
-      flushOutbox();
-      refreshUsers();
-      retryHistory();
-      return;
-    }
-    if (st.code === 405) {
-      // The cookie belongs to another user than the one this page thinks.
+/** One page of history, older than what history has shown so far. A page
+ * that held only messages already shown (a redelivered backlog) is
+ * followed by the next one, a few pages at most. */
+async function loadOlder(conv, chainLeft) {
+  if (chainLeft === undefined) chainLeft = 3;
+  if (conv.loading) return;
+  const gen = conn.gen;
+  conv.loading = true;
+  conv.loadError = "";
+  if (state.open === conv.id) updateLoadOlder();
+  const q = new URLSearchParams(historyQuery(conv.id, conv.cursor, HISTORY_PAGE));
+  let data;
+  try {
+    data = await api("GET", "/api/message/history?" + q.toString());
+  } catch (e) {
+    if (gen !== conn.gen) return;
+    conv.loading = false;
+    if (e.status === 401) {
       loginExpired();
       return;
     }
-    if (st.code === 400) {
-      setNotice("The server refused this connection: " + (st.msg || st.status) + ". Retrying.", false);
-    }
-    // The server closes the socket after a refused register; retry then.
+    if (e.status === 403 && isGroupId(conv.id)) notAMember(groupName(conv.id));
+    conv.loadError = e.message;
+    if (state.open === conv.id) updateLoadOlder();
+    return;
   }
-
-  function onText(m) {
-    if (typeof m.id !== "string" || typeof m.from !== "string") return;
-    const isSystem = m.isSystem === true || m.from === SYSTEM;
-    // Acknowledge every text, also repeats: that is what stops redelivery.
-    state.acks.set(m.id, (state.acks.get(m.id) || 0) + 1);
-    sendFrame(
-      JSON.stringify({
-        id: m.id,
-        type: TYPE_RECEIVE_STATUS,
-        isSystem: false,
-        from: state.me,
-        to: isSystem ? SYSTEM : m.from,
-        body: JSON.stringify({ code: 200, status: "SUCCESS", msg: "received" }),
-      })
-    );
-    const isOpenBefore = state.open;
-    const atBottom = nearBottom();
-    const rec = ingest(m);
-    if (!rec) return;
-    const peer = rec.conv.peer;
-    if (rec.kind !== "mine") {
-      if (peer === isOpenBefore && !document.hidden) {
-        if (atBottom) scrollToBottom();
-      } else if (peer !== isOpenBefore) {
-        rec.conv.unread += 1;
-        setUnread(peer, rec.conv.unread);
-      }
-      const who = rec.kind === "system" ? "System" : rec.from;
-      announce(peer === isOpenBefore ? `${who}: ${rec.body}` : `New message from ${who}`);
-    } else if (peer === isOpenBefore && atBottom) {
-      scrollToBottom();
-    }
-    refreshUsersSoon();
+  if (gen !== conn.gen || state.convs.get(conv.id) !== conv) return;
+  const page = (Array.isArray(data.messages) ? data.messages : []).filter(
+    (m) => m && typeof m.id === "string" && typeof m.from === "string"
+  );
+  const first = !conv.historyLoaded;
+  const isOpen = state.open === conv.id;
+  const s = ui.scroller;
+  const wasAtBottom = isOpen && nearBottom();
+  const fromBottom = s.scrollHeight - s.scrollTop;
+  conv.cursor = advanceCursor(conv.cursor, page);
+  // Newest first on the wire; add oldest first so equal timestamps keep
+  // the server's order.
+  let added = 0;
+  for (let i = page.length - 1; i >= 0; i--) {
+    if (ingest(page[i], conv)) added += 1;
   }
-
-  function onReceipt(m) {
-    if (typeof m.id !== "string") return;
-    state.receipts.add(m.id);
-    if (inOutbox(m.id)) dropFromOutbox(m.id);
-    for (const rec of state.mine.get(m.id) || []) {
-      if (rec.error) continue;
-      rec.receipt = true;
-      rec.acked = true;
-      if (rec.pending) {
-        rec.pending = false;
-        rec.ts = typeof m.timestamp === "number" ? m.timestamp : Date.now();
-        reposition(rec.conv, rec);
-      }
-      renderStatus(rec);
-    }
-    refreshUsersSoon();
-  }
-
-  ui.reconnect.addEventListener("click", () => connectNow());
-
-  window.addEventListener("online", () => {
-    if (state.me && !conn.stopped && !conn.registered) connectNow();
-  });
-
-  // ------------------------------------------------------- login / logout
-
-  /** Shows the chat for `userId`; `users` is a directory already fetched. */
-  function startSession(userId, users) {
-    state.me = userId;
-    storage.set(KEY_USER, userId);
-    conn.gen += 1;
-    showChat();
-    ensureContact(userId);
-    ensureContact(SYSTEM);
-    loadOutbox();
-    ui.emptyState.hidden = false;
-    ui.emptyState.textContent =
-      "Choose a contact to see your conversation, or type recipients below to start one.";
+  if (historyDone(page, HISTORY_PAGE)) conv.historyDone = true;
+  conv.historyLoaded = true;
+  conv.loading = false;
+  if (isOpen && state.open === conv.id) {
+    placeServerDivider(conv);
+    ui.emptyState.hidden = conv.list.length > 0;
     updateLoadOlder();
-    startPresence();
-    setConnState("connecting");
-    if (users) {
-      applyUsers(users);
-      connectNow();
-      return;
-    }
-    // The contact list first, so that "connected" finds it filled in.
-    const gen = conn.gen;
-    refreshUsers().then(() => {
-      if (gen === conn.gen && state.me) connectNow();
-    });
+    if (first && state.divider && state.divider.conv === conv.id && state.divider.key) {
+      dividerLi.scrollIntoView({ block: "center" });
+    } else if (first || wasAtBottom) scrollToBottom();
+    else s.scrollTop = s.scrollHeight - fromBottom;
   }
+  if (page.length > 0 && added === 0 && !conv.historyDone && chainLeft > 0) loadOlder(conv, chainLeft - 1);
+}
 
-  /** Forget everything about the session on this page. */
-  function endSession() {
-    conn.gen += 1;
-    conn.token += 1;
-    conn.stopped = true;
-    conn.connecting = false;
-    clearRetry();
-    dropSocket(1000, "logout");
-    stopPresence();
-    setConnState("offline");
-    setNotice("");
-    state.me = null;
-    state.contacts.clear();
-    state.convs.clear();
-    state.open = null;
-    state.outbox = [];
-    state.mine.clear();
-    state.receipts.clear();
-    state.acks.clear();
-    ui.contacts.replaceChildren();
-    ui.messages.replaceChildren();
-    ui.conversation.dataset.with = "";
-    ui.to.value = "";
-    ui.text.value = "";
+/** A divider owed to the server's unread count, placed once history is in. */
+function placeServerDivider(conv) {
+  const d = state.divider;
+  if (!d || d.conv !== conv.id || d.key) return;
+  const i = dividerIndex(conv.list, (k) => d.keys.has(k), d.count);
+  if (i >= 0) {
+    d.key = conv.list[i].key;
+    syncSeparators(conv);
+  }
+}
+
+/** After a reconnect, history that failed to load while offline is asked for again. */
+function retryHistory() {
+  for (const conv of state.convs.values()) {
+    if (!conv.loadError) continue;
+    conv.loadError = "";
+    if (state.open === conv.id) {
+      if (conv.historyLoaded) updateLoadOlder();
+      else loadOlder(conv);
+    }
+  }
+}
+
+ui.loadOlder.addEventListener("click", () => {
+  const conv = state.open ? state.convs.get(state.open) : null;
+  if (conv) loadOlder(conv);
+});
+
+ui.scroller.addEventListener("scroll", () => {
+  state.stick = nearBottom();
+  if (ui.scroller.scrollTop > NEAR_TOP_PX) return;
+  const conv = state.open ? state.convs.get(state.open) : null;
+  if (conv && conv.historyLoaded && !conv.historyDone && !conv.loading && !conv.loadError) {
+    loadOlder(conv);
+  }
+});
+
+// Texts that came while the page was hidden are read once it is shown again.
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden || !state.open || !state.unread.count(state.open)) return;
+  state.unread.clear(state.open);
+  refreshUnread(state.open);
+});
+
+// ----------------------------------------------------------------- outbox
+
+function saveOutbox() {
+  if (!state.me) return;
+  if (state.outbox.length) store.setJSON(outboxKey(state.me), state.outbox);
+  else store.remove(outboxKey(state.me));
+}
+
+function loadOutbox() {
+  state.outbox = [];
+  const items = store.getJSON(outboxKey(state.me));
+  if (!Array.isArray(items)) return;
+  for (const it of items) {
+    if (it && typeof it.id === "string" && typeof it.to === "string" && typeof it.body === "string") {
+      state.outbox.push({ id: it.id, to: it.to, body: it.body });
+      showPending(it);
+    }
+  }
+}
+
+function dropFromOutbox(id) {
+  const before = state.outbox.length;
+  state.outbox = state.outbox.filter((m) => m.id !== id);
+  if (state.outbox.length !== before) saveOutbox();
+}
+
+function inOutbox(id) {
+  return state.outbox.some((m) => m.id === id);
+}
+
+/** An own message shown before the server has answered. Its conversation
+ * gets a sidebar item only once the server accepts the text, unless it is
+ * one the page already knows. */
+function showPending(item) {
+  const conv = getConv(convOf({ from: state.me, to: item.to, isSystem: false }, state.me));
+  const key = keyOf(state.me, item.id);
+  if (conv.msgs.has(key)) return conv.msgs.get(key);
+  const rec = {
+    key,
+    conv,
+    id: item.id,
+    from: state.me,
+    to: item.to,
+    body: item.body,
+    ts: Date.now(),
+    approx: true,
+    pending: true,
+    seq: null,
+    local: ++state.local,
+    kind: "mine",
+    acked: false,
+    receivedBy: new Set(state.receipts.get(item.id) || []),
+    error: "",
+    li: null,
+  };
+  addRec(conv, rec);
+  return rec;
+}
+
+function flushOutbox() {
+  for (const item of state.outbox) sendFrame(textFrame(state.me, item));
+}
+
+function setComposerError(text) {
+  ui.composerError.textContent = text;
+  ui.composerError.hidden = !text;
+}
+
+/** The suggestion to make a group of several recipients (or none). */
+let suggested = null;
+function showSuggestion(users) {
+  suggested = users;
+  ui.suggestGroup.hidden = !users;
+  ui.suggestGroupText.textContent = users
+    ? `A text to several people goes to a group here, so that replies reach everyone: ${users.join(", ")}.`
+    : "";
+}
+
+ui.suggestGroupCreate.addEventListener("click", () => {
+  if (suggested) groupsUi.openCreate(suggested);
+});
+
+function saveDraft() {
+  if (!state.me) return;
+  store.saveDraft(state.me, state.open || "", { to: ui.to.value, text: ui.text.value });
+}
+
+function sendFromComposer() {
+  const body = ui.text.value;
+  if (!body.trim()) {
+    ui.text.focus();
+    return;
+  }
+  const recipients = splitTo(ui.to.value);
+  showSuggestion(null);
+  if (!recipients.length) {
+    setComposerError("Add a recipient in the To field.");
+    ui.to.focus();
+    return;
+  }
+  if (recipients.includes(SYSTEM)) {
+    setComposerError("System messages cannot be answered.");
+    ui.to.focus();
+    return;
+  }
+  if (recipients.some(isGroupId) && recipients.length > 1) {
+    setComposerError("A group must be the only recipient.");
+    ui.to.focus();
+    return;
+  }
+  // Decision (issue 13): a text to `bob, carol` would scatter over one thread
+  // per recipient and lose its replies-to-all; the page offers a group instead.
+  const several = severalRecipients(recipients, state.me);
+  if (several) {
     setComposerError("");
-    storage.remove(KEY_USER);
+    showSuggestion(several);
+    ui.suggestGroupCreate.focus();
+    return;
   }
-
-  function loginExpired() {
-    if (!state.me) return;
-    const user = state.me;
-    endSession();
-    ui.loginUser.value = user;
-    ui.loginPass.value = "";
-    showLogin("Your login has expired. Please log in again.");
+  const item = { id: uuid(), to: recipients.join(","), body };
+  if (frameBytes(textFrame(state.me, item)) > MAX_FRAME_BYTES) {
+    setComposerError("This message is too long to send; split it into parts.");
+    return;
   }
+  setComposerError("");
+  state.outbox.push(item);
+  saveOutbox();
+  const rec = showPending(item);
+  const id = rec.conv.id;
+  // What was typed is sent: no draft is left of it, here or in the
+  // conversation the composer belonged to until now.
+  ui.text.value = "";
+  autoGrow();
+  if (state.open !== id) openConversation(id, { focusText: true, keepComposer: true });
+  saveDraft();
+  // Writing ends "new messages": the reader has seen them.
+  if (state.divider && state.divider.conv === id) {
+    state.divider = null;
+    syncSeparators(rec.conv);
+  }
+  scrollToBottom();
+  if (conn.registered) sendFrame(textFrame(state.me, item));
+}
 
-  ui.loginForm.addEventListener("submit", async (e) => {
+ui.composer.addEventListener("submit", (e) => {
+  e.preventDefault();
+  sendFromComposer();
+});
+
+ui.text.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey && !e.isComposing && !e.altKey && !e.ctrlKey && !e.metaKey) {
     e.preventDefault();
-    const username = ui.loginUser.value.trim();
-    const password = ui.loginPass.value;
-    if (!username || !password) {
-      setLoginError("Enter your username and password.");
-      (username ? ui.loginPass : ui.loginUser).focus();
+    sendFromComposer();
+  }
+});
+
+ui.to.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.isComposing) {
+    e.preventDefault();
+    ui.text.focus();
+  }
+});
+
+function autoGrow() {
+  const lines = ui.text.value.split("\n").length;
+  ui.text.rows = Math.max(1, Math.min(6, lines));
+}
+ui.text.addEventListener("input", () => {
+  autoGrow();
+  saveDraft();
+});
+ui.to.addEventListener("input", () => {
+  showSuggestion(null);
+  saveDraft();
+});
+
+// -------------------------------------------------------------- WebSocket
+
+function sendFrame(frame) {
+  const ws = conn.ws;
+  if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+  try {
+    ws.send(frame);
+    return true;
+  } catch (_) {
+    return false;
+  }
+}
+
+function clearRetry() {
+  if (conn.retryTimer) window.clearTimeout(conn.retryTimer);
+  conn.retryTimer = null;
+}
+
+function scheduleReconnect() {
+  if (conn.stopped) return;
+  clearRetry();
+  const wait = backoffDelay(conn.attempt);
+  conn.attempt = Math.min(conn.attempt + 1, BACKOFF_MAX_ATTEMPT);
+  setConnState("connecting");
+  conn.retryTimer = window.setTimeout(connect, wait);
+}
+
+function stopPolling() {
+  if (state.pollTimer) window.clearInterval(state.pollTimer);
+  if (state.graceTimer) window.clearTimeout(state.graceTimer);
+  if (state.directorySoon) window.clearTimeout(state.directorySoon);
+  state.pollTimer = null;
+  state.graceTimer = null;
+  state.directorySoon = null;
+}
+
+function dropSocket(code, reason) {
+  const ws = conn.ws;
+  conn.ws = null;
+  conn.registered = false;
+  if (conn.registerTimer) window.clearTimeout(conn.registerTimer);
+  conn.registerTimer = null;
+  // Without a connection nobody is known to be online.
+  stopPolling();
+  state.presence.reset();
+  renderDots();
+  if (ws) {
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    try {
+      ws.close(code || 1000, reason || "");
+    } catch (_) {
+      /* already closed */
+    }
+  }
+}
+
+/** Start (or restart) the connection now, forgetting the backoff. */
+function connectNow() {
+  conn.stopped = false;
+  conn.attempt = 0;
+  clearRetry();
+  setNotice("");
+  dropSocket(1000, "reconnecting");
+  conn.token += 1;
+  conn.connecting = false;
+  connect();
+}
+
+async function connect() {
+  if (conn.stopped || conn.connecting || conn.ws || !state.me) return;
+  clearRetry();
+  conn.connecting = true;
+  const token = conn.token;
+  setConnState("connecting");
+  let url;
+  let sessionId;
+  try {
+    url = (await api("GET", "/api/websocket/url")).url;
+    const s = await api("GET", "/api/websocket/client/login/" + encodeURIComponent(clientName()));
+    sessionId = s.sessionId;
+    if (typeof url !== "string" || typeof sessionId !== "string") throw new HttpError(0, "bad answer");
+  } catch (e) {
+    if (token !== conn.token) return;
+    conn.connecting = false;
+    if (e.status === 401) {
+      loginExpired();
       return;
     }
-    ui.loginSubmit.disabled = true;
-    setLoginError("");
-    try {
-      const data = await api("POST", "/api/login", { username, password });
-      ui.loginPass.value = "";
-      state.focusContacts = true;
-      startSession(typeof data.userId === "string" ? data.userId : username);
-    } catch (err) {
-      if (err.status === 401) setLoginError("Wrong username or password.");
-      else if (err.status === 0) setLoginError("Cannot reach the server. Check the connection and try again.");
-      else setLoginError(err.message);
-      ui.loginPass.select();
-      ui.loginPass.focus();
-    } finally {
-      ui.loginSubmit.disabled = false;
-    }
-  });
+    scheduleReconnect();
+    return;
+  }
+  if (token !== conn.token) return;
+  if (conn.stopped) {
+    conn.connecting = false;
+    return;
+  }
+  let ws;
+  try {
+    ws = new WebSocket(url);
+  } catch (_) {
+    conn.connecting = false;
+    scheduleReconnect();
+    return;
+  }
+  conn.ws = ws;
+  conn.connecting = false;
+  conn.registered = false;
+  conn.registerId = uuid();
 
-  ui.logout.addEventListener("click", async () => {
-    const user = state.me;
-    ui.logout.disabled = true;
-    endSession();
-    try {
-      await api("POST", "/api/logout");
-    } catch (_) {
-      /* the cookie is cleared or invalid either way */
+  ws.onopen = () => {
+    if (conn.ws !== ws) return;
+    ws.send(registerFrame(conn.registerId, state.me, sessionId));
+    conn.registerTimer = window.setTimeout(() => {
+      if (conn.ws === ws && !conn.registered) {
+        dropSocket(1000, "no register answer");
+        scheduleReconnect();
+      }
+    }, REGISTER_WAIT_MS);
+  };
+  ws.onmessage = (ev) => {
+    if (conn.ws !== ws) return;
+    const m = parseFrame(ev.data);
+    if (m) onFrame(m);
+  };
+  ws.onerror = () => {
+    /* a close event follows */
+  };
+  ws.onclose = (ev) => {
+    if (conn.ws !== ws) return;
+    dropSocket();
+    onClosed(ev.code, ev.reason);
+  };
+}
+
+function onClosed(code, reason) {
+  if (conn.stopped) return;
+  if (code === 4000) {
+    conn.stopped = true;
+    clearRetry();
+    setConnState("offline");
+    setNotice("This chat was opened in another tab or window of this browser.", true);
+    return;
+  }
+  if (code === 1009) {
+    // A message larger than the server allows: it would close every retry too.
+    const biggest = state.outbox.reduce((a, m) => (!a || m.body.length > a.body.length ? m : a), null);
+    if (biggest) markError(biggest.id, "message too big");
+  }
+  if (code === 1008 && reason && reason !== "slow" && reason !== "register timeout") {
+    setNotice("The server refused this connection (" + reason + "); retrying.", false);
+  }
+  scheduleReconnect();
+}
+
+function markError(id, text, serverTs) {
+  dropFromOutbox(id);
+  for (const rec of state.mine.get(id) || []) {
+    if (rec.acked) continue;
+    rec.error = text;
+    rec.pending = false;
+    rec.ts = typeof serverTs === "number" ? serverTs : Date.now();
+    reposition(rec.conv, rec);
+    renderStatus(rec);
+  }
+}
+
+/** A text refused with 406 (a recipient that does not exist, a group the
+ * user is not in). When its conversation is one the page does not know,
+ * the conversation goes away with it: a typo never becomes a contact. The
+ * text goes back into the composer to be readdressed. */
+function refusedRecipient(id, msg, serverTs) {
+  const recs = state.mine.get(id) || [];
+  const rec = recs[0];
+  if (!rec || rec.acked) return;
+  const conv = rec.conv;
+  if (state.items.has(conv.id)) {
+    markError(id, msg, serverTs);
+    return;
+  }
+  dropFromOutbox(id);
+  state.mine.delete(id);
+  conv.msgs.delete(rec.key);
+  conv.list = conv.list.filter((r) => r !== rec);
+  if (rec.li) rec.li.remove();
+  const stillUsed = conv.list.length > 0;
+  if (!stillUsed) state.convs.delete(conv.id);
+  if (state.open === conv.id) {
+    if (!ui.text.value) ui.text.value = rec.body;
+    ui.to.value = rec.to;
+    autoGrow();
+    if (!stillUsed) {
+      state.open = null;
+      if (state.me) store.remove(openKey(state.me));
+      ui.conversation.dataset.with = "";
+      renderConversationHeader();
+      ui.emptyState.hidden = false;
+      ui.emptyState.textContent = "Choose a conversation, or type recipients below to start one.";
+      updateLoadOlder();
     }
-    ui.logout.disabled = false;
-    ui.loginUser.value = user || "";
+    saveDraft();
+    setComposerError("Not sent: " + msg + ". Check the To field.");
+    ui.to.focus();
+  } else {
+    announce("Not sent: " + msg);
+  }
+}
+
+function onFrame(m) {
+  const type = m.type;
+  if (type === TYPE_SEND_STATUS) onSendStatus(m);
+  else if (type === TYPE_TEXT) onText(m);
+  else if (type === TYPE_RECEIVE_STATUS) onReceipt(m);
+  else if (type === TYPE_PRESENCE) onPresence(m);
+}
+
+function onSendStatus(m) {
+  const st = parseStatus(m.body);
+  if (m.id === conn.registerId && !conn.registered) {
+    onRegisterAnswer(st);
+    return;
+  }
+  if (typeof m.id !== "string") return;
+  if (inOutbox(m.id)) {
+    if (st.code === 200) {
+      dropFromOutbox(m.id);
+      for (const rec of state.mine.get(m.id) || []) {
+        rec.acked = true;
+        if (rec.pending) {
+          rec.pending = false;
+          rec.ts = typeof m.timestamp === "number" ? m.timestamp : Date.now();
+          rec.approx = true;
+          reposition(rec.conv, rec);
+        }
+        renderStatus(rec);
+        // Accepted: the conversation is real now.
+        ensureItem(rec.conv.id);
+        selectItem(state.open);
+        noteActivity(rec.conv.id, { ...rec, convId: rec.conv.id });
+      }
+    } else if (st.code === 406) {
+      refusedRecipient(m.id, st.msg || "unknown recipient", m.timestamp);
+    } else {
+      markError(m.id, st.msg || st.status || "error " + st.code, m.timestamp);
+    }
+    return;
+  }
+  const waiting = state.acks.get(m.id);
+  if (waiting) {
+    if (waiting > 1) state.acks.set(m.id, waiting - 1);
+    else state.acks.delete(m.id);
+    if (st.code !== 200) console.warn("edgeim: receipt for", m.id, "refused:", st.status, st.msg);
+  }
+}
+
+function onRegisterAnswer(st) {
+  if (conn.registerTimer) window.clearTimeout(conn.registerTimer);
+  conn.registerTimer = null;
+  if (st.code === 200) {
+    conn.registered = true;
+    conn.attempt = 0;
+    setNotice("");
+    setConnState("connected");
+    flushOutbox();
+    refreshDirectory();
+    refreshGroups();
+    retryHistory();
+    // A version 1 server sends no 3001: the dots then come from polling.
+    state.graceTimer = window.setTimeout(() => {
+      state.graceTimer = null;
+      if (!state.presence.live && conn.registered) {
+        refreshDirectory();
+        state.pollTimer = window.setInterval(refreshDirectory, POLL_EVERY_MS);
+      }
+    }, PRESENCE_GRACE_MS);
+    return;
+  }
+  if (st.code === 405) {
+    // The cookie belongs to another user than the one this page thinks.
+    loginExpired();
+    return;
+  }
+  if (st.code === 400) {
+    setNotice("The server refused this connection: " + (st.msg || st.status) + ". Retrying.", false);
+  }
+  // The server closes the socket after a refused register; retry then.
+}
+
+function onPresence(m) {
+  const changed = state.presence.apply(m.body);
+  if (state.pollTimer) {
+    window.clearInterval(state.pollTimer);
+    state.pollTimer = null;
+  }
+  let unknown = false;
+  for (const u of changed) {
+    const it = state.items.get(u);
+    if (it) renderDot(it);
+    else if (!state.directory.has(u)) unknown = true;
+  }
+  // Someone the directory does not list yet (a user added since): fetch it.
+  if (unknown) refreshDirectorySoon();
+}
+
+function onText(m) {
+  if (typeof m.id !== "string" || typeof m.from !== "string") return;
+  // Acknowledge every text, also repeats: that is what stops redelivery.
+  state.acks.set(m.id, (state.acks.get(m.id) || 0) + 1);
+  sendFrame(ackFrame(state.me, m));
+  const convId = convOf(m, state.me);
+  if (isGroupId(convId)) {
+    const name = groupName(convId);
+    const known = state.groups.has(name);
+    // An announcement changes the members (or the title); a text from a
+    // group the page does not know yet (the user was just added) brings it.
+    if (!known || isSystemMessage(m)) {
+      fetchGroup(name).then(() => {
+        if (state.leftHere.has(name)) return;
+        showLive(m);
+      });
+      return;
+    }
+  }
+  showLive(m);
+}
+
+function showLive(m) {
+  const convId = convOf(m, state.me);
+  const openBefore = state.open;
+  const atBottom = nearBottom();
+  if (!state.items.has(convId) && !(isGroupId(convId) && state.leftHere.has(groupName(convId)))) {
+    ensureItem(convId);
+  }
+  const rec = ingest(m);
+  if (!rec) return;
+  if (rec.kind !== "mine") {
+    const reading = convId === openBefore && !document.hidden;
+    if (!reading) {
+      state.unread.add(convId, rec.key);
+      if (convId === openBefore && !state.divider) {
+        // Open but hidden: mark where the reader left off.
+        state.divider = { conv: convId, key: rec.key, count: 1, keys: new Set([rec.key]) };
+        syncSeparators(rec.conv);
+      }
+      refreshUnread(convId);
+    }
+    if (convId === openBefore && atBottom) scrollToBottom();
+    const who = rec.kind === "system" || rec.kind === "announce" ? "System" : rec.from;
+    announce(convId === openBefore ? `${who}: ${rec.body}` : `New message in ${displayName(convId)}`);
+  } else if (convId === openBefore && atBottom) {
+    scrollToBottom();
+  }
+}
+
+function onReceipt(m) {
+  if (typeof m.id !== "string" || typeof m.from !== "string") return;
+  const who = state.receipts.get(m.id) || new Set();
+  who.add(m.from);
+  state.receipts.set(m.id, who);
+  if (inOutbox(m.id)) dropFromOutbox(m.id);
+  for (const rec of state.mine.get(m.id) || []) {
+    if (rec.error) continue;
+    rec.receivedBy.add(m.from);
+    rec.acked = true;
+    if (rec.pending) {
+      rec.pending = false;
+      rec.ts = typeof m.timestamp === "number" ? m.timestamp : Date.now();
+      reposition(rec.conv, rec);
+    }
+    renderStatus(rec);
+  }
+}
+
+ui.reconnect.addEventListener("click", () => connectNow());
+
+window.addEventListener("online", () => {
+  if (state.me && !conn.stopped && !conn.registered) connectNow();
+});
+
+// ------------------------------------------------------- login / logout
+
+/** Shows the chat for `userId`; `users` is a directory already fetched. */
+async function startSession(userId, users) {
+  state.me = userId;
+  store.set(KEY_USER, userId);
+  conn.gen += 1;
+  const gen = conn.gen;
+  state.unread = new UnreadBook(store.getJSON(unreadKey(userId)));
+  showChat();
+  ensureItem(userId);
+  ensureItem(SYSTEM);
+  ui.emptyState.hidden = false;
+  ui.emptyState.textContent = "Choose a conversation, or type recipients below to start one.";
+  updateLoadOlder();
+  setConnState("connecting");
+  // The sidebar first (directory, groups, then the conversations, which
+  // need the groups), so that "connected" finds it filled in.
+  await Promise.all([users ? applyUsers(users) : refreshDirectory(), refreshGroups()]);
+  if (gen !== conn.gen || !state.me) return;
+  await loadConversations();
+  if (gen !== conn.gen || !state.me) return;
+  loadOutbox();
+  restoreOpen();
+  updateTitle();
+  focusContactsOnce();
+  connectNow();
+}
+
+/** The conversation open before the reload, with its draft; or the draft
+ * of a new message. */
+function restoreOpen() {
+  const id = store.get(openKey(state.me));
+  if (id && (state.items.has(id) || state.convs.has(id))) {
+    openConversation(id, {});
+    return;
+  }
+  const d = store.loadDraft(state.me, "");
+  ui.to.value = d.to;
+  ui.text.value = d.text;
+  autoGrow();
+}
+
+/** Forget everything about the session on this page. */
+function endSession() {
+  conn.gen += 1;
+  conn.token += 1;
+  conn.stopped = true;
+  conn.connecting = false;
+  clearRetry();
+  dropSocket(1000, "logout");
+  setConnState("offline");
+  setNotice("");
+  groupsUi.closeAll();
+  state.me = null;
+  state.directory = new Set();
+  state.items.clear();
+  state.convs.clear();
+  state.groups.clear();
+  state.notMember.clear();
+  state.leftHere.clear();
+  state.open = null;
+  state.divider = null;
+  state.outbox = [];
+  state.mine.clear();
+  state.receipts.clear();
+  state.acks.clear();
+  state.unread = new UnreadBook();
+  ui.contacts.replaceChildren();
+  ui.messages.replaceChildren();
+  ui.conversation.dataset.with = "";
+  ui.to.value = "";
+  ui.text.value = "";
+  setComposerError("");
+  showSuggestion(null);
+  store.remove(KEY_USER);
+}
+
+function loginExpired() {
+  if (!state.me) return;
+  const user = state.me;
+  saveDraft();
+  endSession();
+  ui.loginUser.value = user;
+  ui.loginPass.value = "";
+  showLogin("Your login has expired. Please log in again.");
+}
+
+ui.loginForm.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const username = ui.loginUser.value.trim();
+  const password = ui.loginPass.value;
+  if (!username || !password) {
+    setLoginError("Enter your username and password.");
+    (username ? ui.loginPass : ui.loginUser).focus();
+    return;
+  }
+  ui.loginSubmit.disabled = true;
+  setLoginError("");
+  try {
+    const data = await api("POST", "/api/login", { username, password });
     ui.loginPass.value = "";
+    state.focusContacts = true;
+    startSession(typeof data.userId === "string" ? data.userId : username);
+  } catch (err) {
+    if (err.status === 401) setLoginError("Wrong username or password.");
+    else if (err.status === 0) setLoginError("Cannot reach the server. Check the connection and try again.");
+    else setLoginError(err.message);
+    ui.loginPass.select();
+    ui.loginPass.focus();
+  } finally {
+    ui.loginSubmit.disabled = false;
+  }
+});
+
+ui.logout.addEventListener("click", async () => {
+  const user = state.me;
+  ui.logout.disabled = true;
+  // Logging out on purpose: the next person at this browser finds no
+  // drafts and no open conversation of this user.
+  if (user) {
+    store.dropDrafts(user);
+    store.remove(openKey(user));
+  }
+  endSession();
+  try {
+    await api("POST", "/api/logout");
+  } catch (_) {
+    /* the cookie is cleared or invalid either way */
+  }
+  ui.logout.disabled = false;
+  ui.loginUser.value = user || "";
+  ui.loginPass.value = "";
+  showLogin("");
+});
+
+// ------------------------------------------------------------------ boot
+
+async function boot() {
+  const stored = store.get(KEY_USER);
+  if (!stored) {
     showLogin("");
-  });
-
-  // ------------------------------------------------------------------ boot
-
-  async function boot() {
-    const stored = storage.get(KEY_USER);
-    if (!stored) {
+    return;
+  }
+  try {
+    const data = await api("GET", "/api/users");
+    const users = Array.isArray(data.users) ? data.users : [];
+    if (!users.some((u) => u && u.userId === stored)) {
+      store.remove(KEY_USER);
       showLogin("");
       return;
     }
-    try {
-      const data = await api("GET", "/api/users");
-      const users = Array.isArray(data.users) ? data.users : [];
-      if (!users.some((u) => u && u.userId === stored)) {
-        storage.remove(KEY_USER);
-        showLogin("");
-        return;
-      }
-      startSession(stored, users);
-    } catch (e) {
-      if (e.status === 401) {
-        storage.remove(KEY_USER);
-        ui.loginUser.value = stored;
-        showLogin("");
-        return;
-      }
-      // The server is not reachable right now: show the chat and keep trying.
-      startSession(stored);
+    startSession(stored, users);
+  } catch (e) {
+    if (e.status === 401) {
+      store.remove(KEY_USER);
+      ui.loginUser.value = stored;
+      showLogin("");
+      return;
     }
+    // The server is not reachable right now: show the chat and keep trying.
+    startSession(stored);
   }
+}
 
-  boot();
-})();
+boot();

@@ -30,6 +30,67 @@ static ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("../../web/app.js"),
     },
+    // The entry module's imports (web/js/), loaded by the browser as ES modules.
+    Asset {
+        path: "/js/api.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/js/api.js"),
+    },
+    Asset {
+        path: "/js/backoff.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/js/backoff.js"),
+    },
+    Asset {
+        path: "/js/convs.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/js/convs.js"),
+    },
+    Asset {
+        path: "/js/dates.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/js/dates.js"),
+    },
+    Asset {
+        path: "/js/dom.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/js/dom.js"),
+    },
+    Asset {
+        path: "/js/groups-ui.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/js/groups-ui.js"),
+    },
+    Asset {
+        path: "/js/order.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/js/order.js"),
+    },
+    Asset {
+        path: "/js/presence.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/js/presence.js"),
+    },
+    Asset {
+        path: "/js/proto.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/js/proto.js"),
+    },
+    Asset {
+        path: "/js/receipts.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/js/receipts.js"),
+    },
+    Asset {
+        path: "/js/store.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/js/store.js"),
+    },
+    Asset {
+        path: "/js/unread.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/js/unread.js"),
+    },
     Asset {
         path: "/app.css",
         content_type: "text/css; charset=utf-8",
@@ -171,6 +232,26 @@ mod tests {
         assert_eq!(index.etag(), index.etag());
         assert_ne!(index.etag(), asset("/app.js").unwrap().etag());
         assert!(asset("/../Cargo.toml").is_none());
+    }
+
+    #[test]
+    fn every_module_the_page_imports_is_served_as_javascript() {
+        let sources: Vec<&Asset> = ASSETS.iter().filter(|a| a.path.ends_with(".js")).collect();
+        for a in &sources {
+            assert!(a.content_type.starts_with("text/javascript"), "{}", a.path);
+            let text = std::str::from_utf8(a.bytes).expect("utf-8");
+            // `from "./js/x.js"` in app.js, `from "./x.js"` in web/js/.
+            for imported in text.split("from \"./").skip(1) {
+                let file = imported.split('"').next().unwrap_or_default();
+                let dir = a.path.rsplit_once('/').map_or("", |(d, _)| d);
+                let path = format!("{dir}/{file}");
+                assert!(
+                    asset(&path).is_some(),
+                    "{} imports {path}, which is not served",
+                    a.path
+                );
+            }
+        }
     }
 
     #[test]

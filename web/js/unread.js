@@ -73,6 +73,12 @@ export class UnreadBook {
     return Boolean(e && e.keys.has(key));
   }
 
+  /** The keys of the texts counted unread in `conv`. */
+  keys(conv) {
+    const e = this.convs.get(conv);
+    return e ? Array.from(e.keys) : [];
+  }
+
   total() {
     let n = 0;
     for (const conv of this.convs.keys()) n += this.count(conv);
