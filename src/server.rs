@@ -20,7 +20,8 @@ use crate::events::Event;
 use crate::http::{HttpEnv, HttpServer, HttpStartError};
 use crate::reload::Reloader;
 use crate::router::{Router, RouterConfig};
-use crate::store::{self, OpenError, Store, StoreLimits};
+use crate::store::groups::GroupLimits;
+use crate::store::{self, Known, OpenError, Store, StoreLimits};
 use crate::supervisor::{Health, Watch, spawn_core};
 use crate::wire::checks::InboundLimits;
 
@@ -175,6 +176,14 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             retention_ms: limits.retention_ms(),
             forget_client_ms: limits.forget_client_days.saturating_mul(24 * 3600 * 1000),
             commit_window: config.store.commit_window(),
+            groups: GroupLimits {
+                max_members: limits.max_group_members,
+                max_groups_per_user: limits.max_groups_per_user,
+            },
+            known: {
+                let users = users.clone();
+                Known::by(move |u| users.exists(u))
+            },
         },
         Some(Watch::new("store", &health)),
     )

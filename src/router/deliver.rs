@@ -45,6 +45,15 @@ impl Router {
                 result,
             } => self.attached(conn, key, &register_id, result, now),
             Done::Paged { conn, key, result } => self.paged(conn, key, result, now),
+            Done::Group { result, reply } => {
+                let answer = result.map(|done| {
+                    if let Some(Accepted::New { message, targets }) = &done.announcement {
+                        self.deliver(&text_frame(message), targets, None);
+                    }
+                    done.group
+                });
+                let _ = reply.send(answer);
+            }
             Done::Pong => {
                 self.pinging = false;
                 crate::notify::watchdog();
