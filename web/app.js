@@ -249,7 +249,6 @@ function ensureItem(id) {
   li.setAttribute("aria-selected", id === state.open ? "true" : "false");
   li.classList.toggle("selected", id === state.open);
   if (id === SYSTEM) li.classList.add("contact-system");
-  if (id === state.me) li.classList.add("contact-self");
   const dot = el("span", isGroupId(id) ? "dot group" : "dot offline", isGroupId(id) ? "#" : undefined);
   dot.setAttribute("aria-hidden", "true");
   const names = el("span", "contact-names");
@@ -269,6 +268,8 @@ function ensureItem(id) {
 
 function renderItem(it) {
   it.name.textContent = displayName(it.id);
+  // Notes to self sit apart below the people, unless they are recent.
+  it.li.classList.toggle("contact-self", it.id === state.me && it.lastTs === null);
   const sub = it.preview || defaultSub(it.id);
   it.sub.textContent = sub;
   it.sub.hidden = !sub;
@@ -461,18 +462,24 @@ function setGroup(g) {
 }
 
 /** Asks the server about group `name` again (after an announcement, or a
- * text from a group the page does not know). Resolves when known. */
+ * text from a group the page does not know). Resolves when known. The list
+ * of the caller's groups is asked for, not the group itself: a group the
+ * caller was removed from is then simply not in it, where GET
+ * /api/groups/{name} would answer 404 (an error in the browser's console). */
 async function fetchGroup(name) {
   const gen = conn.gen;
+  let data;
   try {
-    const g = parseGroup(await api("GET", "/api/groups/" + encodeURIComponent(name)));
-    if (gen !== conn.gen || !g) return;
-    setGroup(g);
+    data = await api("GET", "/api/groups");
   } catch (e) {
-    if (gen !== conn.gen) return;
-    if (e.status === 401) loginExpired();
-    else if (e.status === 404 || e.status === 403) notAMember(name);
+    if (gen === conn.gen && e.status === 401) loginExpired();
+    return;
   }
+  if (gen !== conn.gen) return;
+  const list = Array.isArray(data.groups) ? data.groups : [];
+  const g = list.map(parseGroup).find((x) => x && x.name === name);
+  if (g) setGroup(g);
+  else notAMember(name);
 }
 
 /** Removed from a group by someone else: its conversation stays readable. */
@@ -728,6 +735,7 @@ function renderStatus(rec) {
   });
   status.textContent = label.text;
   status.title = label.title;
+  status.classList.toggle("counted", /\d/.test(label.text) && !rec.error);
   status.classList.toggle("error", Boolean(rec.error));
   status.classList.toggle("pending", !label.text);
   rec.li.classList.toggle("failed", Boolean(rec.error));
