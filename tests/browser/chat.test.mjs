@@ -2,7 +2,10 @@
 // by Debian's headless Chromium through playwright-core. alice and bob log in
 // from two browser contexts and chat both ways with receipts; bob leaves, alice
 // writes, bob comes back and gets it; markup in a text stays text; the pages
-// recover when the server restarts.
+// recover when the server restarts; bob's dot follows his logout and login
+// within 2 s (presence frames); alice makes a group with bob and carol and the
+// three chat in it, with "✓✓ 2/2" that survives a reload; a draft and the open
+// conversation survive a reload; a mistyped recipient does not become a contact.
 //
 // Run by .ci/run after `cargo build`:  node --test tests/browser/
 // EDGEIM_BIN  the binary (default target/debug/edgeim, relative to the repo root)
@@ -43,7 +46,10 @@ const CHROMIUM_ARGS = [
   '--disable-sync',
 ];
 
-const PASSWORDS = { alice: 'pw-alice-browser', bob: 'pw-bob-browser' };
+const PASSWORDS = { alice: 'pw-alice-browser', bob: 'pw-bob-browser', carol: 'pw-carol-browser' };
+/** How soon a dot must follow a login or logout (issue 13). */
+const PRESENCE_WAIT = 2_000;
+const GROUP = '#night-shift';
 const XSS = '<img src=x onerror=alert(1)>';
 
 // ---- the server ----
@@ -258,9 +264,7 @@ async function notConnected(page) {
 async function logIn(u) {
   const resp = await u.page.goto(base);
   assert.equal(resp.status(), 200, 'GET /');
-  await u.page.fill('#login-username', u.name);
-  await u.page.fill('#login-password', PASSWORDS[u.name]);
-  await u.page.click('#login-submit');
+  await fillLogin(u);
   await connState(u.page, 'connected');
   await u.page.locator('#me').filter({ hasText: exact(u.name) }).waitFor();
   await u.page.locator('#login-form').waitFor({ state: 'hidden' });
@@ -272,8 +276,33 @@ async function logIn(u) {
   return resp;
 }
 
+/** Fills in and sends the login form already on the page. */
+async function fillLogin(u) {
+  await u.page.fill('#login-username', u.name);
+  await u.page.fill('#login-password', PASSWORDS[u.name]);
+  await u.page.click('#login-submit');
+}
+
+/** Reloads the page and waits until it is connected again. */
+async function reload(u) {
+  const resp = await u.page.reload();
+  assert.equal(resp.status(), 200, 'reload');
+  await connState(u.page, 'connected');
+}
+
 function contact(page, who) {
   return page.locator(`#contacts li[data-user="${who}"]`);
+}
+
+/** A group's item in the sidebar (`id` is `#name`). */
+function groupItem(page, id) {
+  return page.locator(`#contacts li[data-conv="${id}"]`);
+}
+
+async function openGroup(page, id) {
+  await groupItem(page, id).click();
+  await page.locator(`#conversation[data-with="${id}"]`).waitFor();
+  assert.equal(await page.locator('#to').inputValue(), id, '#to after opening a group');
 }
 
 async function openConversation(page, who) {
@@ -474,6 +503,10 @@ describe('the chat page in a real browser', { timeout: 10 * STEP_TIMEOUT }, () =
     await server.stop();
     await notConnected(alice.page);
     await notConnected(bob.page);
+    // Disconnected, the page knows nobody is online: every dot is grey.
+    for (const who of ['alice', 'bob']) {
+      await contact(alice.page, who).locator('.dot.offline').waitFor();
+    }
     // Written while the server is down: pending, sent after the reconnect.
     await send(alice.page, 'written while the server was down');
     const pending = message(alice.page, 'mine', 'written while the server was down');
@@ -499,5 +532,122 @@ describe('the chat page in a real browser', { timeout: 10 * STEP_TIMEOUT }, () =
     await message(alice.page, 'theirs', 'welcome back').waitFor();
     await assertTicks(bob.page, 'welcome back');
     await shot('06-after-restart');
+  });
+
+  step('07 bob\'s dot in alice\'s page follows his logout and login within 2 s', async () => {
+    const { alice, bob } = users;
+    await contact(alice.page, 'bob').locator('.dot.online').waitFor();
+    await bob.page.click('#logout');
+    await bob.page.locator('#login-form').waitFor();
+    await contact(alice.page, 'bob').locator('.dot.offline').waitFor({ timeout: PRESENCE_WAIT });
+    await shot('07-bob-logged-out');
+    await fillLogin(bob);
+    await connState(bob.page, 'connected');
+    await contact(alice.page, 'bob').locator('.dot.online').waitFor({ timeout: PRESENCE_WAIT });
+    await shot('07-bob-logged-in');
+  });
+
+  step('08 alice creates a group with bob and carol, and all three chat in it', async () => {
+    const { alice, bob } = users;
+    const carol = await openBrowser('carol');
+    await logIn(carol);
+    await alice.page.click('#new-group');
+    await alice.page.locator('#group-dialog').waitFor();
+    await alice.page.fill('#group-title', 'Night shift');
+    assert.equal(await alice.page.inputValue('#group-name'), 'night-shift', 'the name suggested by the title');
+    await alice.page.check('#group-member-picks input[value="bob"]');
+    await alice.page.check('#group-member-picks input[value="carol"]');
+    await shot('08-new-group');
+    await alice.page.click('#group-create');
+    await alice.page.locator(`#conversation[data-with="${GROUP}"]`).waitFor();
+    await alice.page.locator('#conv-title').filter({ hasText: exact('Night shift') }).waitFor();
+    // The group's announcement shows in the group, apart from the texts.
+    await alice.page.locator('#messages li.msg.announce').first().waitFor();
+    await send(alice.page, 'hello team');
+    for (const u of [bob, carol]) {
+      await groupItem(u.page, GROUP).filter({ hasText: 'Night shift' }).waitFor();
+      await openGroup(u.page, GROUP);
+      await u.page.locator('#messages li.msg.announce').first().waitFor();
+      await message(u.page, 'theirs', 'hello team').waitFor();
+    }
+    await statusShows(alice.page, 'hello team', '✓✓ 2/2');
+    await send(bob.page, 'hi from bob', 'enter');
+    await send(carol.page, 'hi from carol', 'enter');
+    for (const [u, texts] of [
+      [alice, ['hi from bob', 'hi from carol']],
+      [bob, ['hi from carol']],
+      [carol, ['hi from bob']],
+    ]) {
+      for (const t of texts) await message(u.page, 'theirs', t).waitFor();
+    }
+    await statusShows(bob.page, 'hi from bob', '✓✓ 2/2');
+    await statusShows(carol.page, 'hi from carol', '✓✓ 2/2');
+    // The group's announcements are not the server's notices to the user.
+    assert.equal(await contact(bob.page, 'SYSTEM').locator('.unread:visible').count(), 0, "bob's System unread");
+    await shot('08-group-chat');
+  });
+
+  step('09 carol\'s page shows ✓✓ 2/2 on her text after a reload', async () => {
+    const { carol } = users;
+    await reload(carol);
+    // The open conversation came back, and history says who received what.
+    await carol.page.locator(`#conversation[data-with="${GROUP}"]`).waitFor();
+    await statusShows(carol.page, 'hi from carol', '✓✓ 2/2');
+    await message(carol.page, 'theirs', 'hello team').waitFor();
+    await carol.page.locator('#messages li.day-sep').first().waitFor();
+    await shot('09-carol-reloaded');
+  });
+
+  step('10 a draft survives a reload', async () => {
+    const { alice } = users;
+    const draft = 'a thought for the team, not sent yet';
+    await alice.page.fill('#text', draft);
+    await openConversation(alice.page, 'bob');
+    assert.equal(await alice.page.inputValue('#text'), '', "bob's conversation has no draft");
+    await openGroup(alice.page, GROUP);
+    assert.equal(await alice.page.inputValue('#text'), draft, "the group's draft, back");
+    await reload(alice);
+    await alice.page.locator(`#conversation[data-with="${GROUP}"]`).waitFor();
+    assert.equal(await alice.page.inputValue('#text'), draft, 'the draft after a reload');
+    await shot('10-draft-kept');
+    await alice.page.fill('#text', '');
+  });
+
+  step('11 a recipient typed wrong is refused and does not become a contact', async () => {
+    const { alice } = users;
+    await alice.page.fill('#to', 'bobb');
+    await send(alice.page, 'to a typo');
+    await alice.page.locator('#composer-error').filter({ hasText: /bobb/ }).waitFor();
+    assert.equal(await alice.page.inputValue('#text'), 'to a typo', 'the text is back in the composer');
+    assert.equal(await contact(alice.page, 'bobb').count(), 0, 'a contact for the typo');
+    assert.equal(await message(alice.page, 'mine', 'to a typo').count(), 0, 'the refused text in a conversation');
+    await shot('11-typo-refused');
+  });
+
+  step('12 alice removes carol and adds her back; bob leaves the group', async () => {
+    const { alice, bob, carol } = users;
+    await openGroup(alice.page, GROUP);
+    await alice.page.click('#group-members');
+    const members = alice.page.locator('#members-list li');
+    await members.filter({ hasText: /^carol/ }).waitFor();
+    assert.equal(await members.count(), 3, 'members listed');
+    await alice.page.click('#members-list button[aria-label="Remove carol"]');
+    await members.filter({ hasText: /^carol/ }).waitFor({ state: 'detached' });
+    // Removed, carol still gets the announcement, and her page knows.
+    await carol.page.locator('#messages li.msg.announce').filter({ hasText: 'alice removed carol' }).waitFor();
+    await carol.page.locator('#conv-sub').filter({ hasText: /not a member/ }).waitFor();
+    await alice.page.selectOption('#members-add-user', 'carol');
+    await alice.page.click('#members-add-button');
+    await members.filter({ hasText: /^carol/ }).waitFor();
+    await carol.page.locator('#messages li.msg.announce').filter({ hasText: 'alice added carol' }).waitFor();
+    await carol.page.locator('#group-members').waitFor();
+    await shot('12-members');
+    await alice.page.click('#members-close');
+    await bob.page.click('#group-members');
+    await bob.page.click('#members-leave');
+    await groupItem(bob.page, GROUP).waitFor({ state: 'detached' });
+    await alice.page.locator('#messages li.msg.announce').filter({ hasText: 'bob left' }).waitFor();
+    await alice.page.locator('#conv-sub').filter({ hasText: /2 members/ }).waitFor();
+    await shot('12-bob-left');
   });
 });
