@@ -622,6 +622,19 @@ describe('the chat page in a real browser', { timeout: 10 * STEP_TIMEOUT }, () =
     assert.equal(await contact(alice.page, 'bobb').count(), 0, 'a contact for the typo');
     assert.equal(await message(alice.page, 'mine', 'to a typo').count(), 0, 'the refused text in a conversation');
     await shot('11-typo-refused');
+    // Several people in To: the page offers a group of them instead.
+    await alice.page.fill('#to', 'bob, carol');
+    await send(alice.page, 'to two people');
+    await alice.page.locator('#suggest-group').waitFor();
+    await alice.page.click('#suggest-group-create');
+    await alice.page.locator('#group-dialog').waitFor();
+    for (const who of ['bob', 'carol']) {
+      assert.equal(await alice.page.isChecked(`#group-member-picks input[value="${who}"]`), true, `${who} picked`);
+    }
+    await alice.page.click('#group-cancel');
+    await alice.page.locator('#group-dialog').waitFor({ state: 'hidden' });
+    assert.equal(await message(alice.page, 'mine', 'to two people').count(), 0, 'a text to two people sent anyway');
+    await alice.page.fill('#text', '');
   });
 
   step('12 alice removes carol and adds her back; bob leaves the group', async () => {
@@ -649,5 +662,26 @@ describe('the chat page in a real browser', { timeout: 10 * STEP_TIMEOUT }, () =
     await alice.page.locator('#messages li.msg.announce').filter({ hasText: 'bob left' }).waitFor();
     await alice.page.locator('#conv-sub').filter({ hasText: /2 members/ }).waitFor();
     await shot('12-bob-left');
+  });
+
+  step('13 unread counts and the new-messages divider survive a reload', async () => {
+    const { alice, bob } = users;
+    await openConversation(alice.page, 'bob');
+    await send(alice.page, 'unread one');
+    await send(alice.page, 'unread two');
+    await statusShows(alice.page, 'unread two', '✓✓');
+    // bob's page has no conversation open (he left the group): both are unread.
+    await contact(bob.page, 'alice').locator('.unread').filter({ hasText: exact('2') }).waitFor();
+    await reload(bob);
+    await contact(bob.page, 'alice').locator('.unread').filter({ hasText: exact('2') }).waitFor();
+    await openConversation(bob.page, 'alice');
+    await noUnreadFrom(bob.page, 'alice');
+    // The divider stands right before the first of the two.
+    const next = bob.page.locator('#messages li.new-divider + li.msg');
+    await next.filter({ has: bob.page.locator('.text').filter({ hasText: exact('unread one') }) }).waitFor();
+    await shot('13-unread-divider');
+    await reload(bob);
+    await bob.page.locator('#conversation[data-with="alice"]').waitFor();
+    assert.equal(await contact(bob.page, 'alice').locator('.unread:visible').count(), 0, 'unread after reading and a reload');
   });
 });
