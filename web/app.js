@@ -441,10 +441,15 @@ async function refreshGroups() {
   }
   if (gen !== conn.gen || !state.me) return;
   const list = Array.isArray(data.groups) ? data.groups : [];
+  const listed = new Set();
   for (const raw of list) {
     const g = parseGroup(raw);
-    if (g) setGroup(g);
+    if (!g) continue;
+    listed.add(g.name);
+    setGroup(g);
   }
+  // Removed while this page was away.
+  for (const name of Array.from(state.groups.keys())) if (!listed.has(name)) notAMember(name);
 }
 
 /** A group as the server described it, the user a member. */
@@ -1399,6 +1404,14 @@ function refusedRecipient(id, msg, serverTs) {
     saveDraft();
     setComposerError("Not sent: " + msg + ". Check the To field.");
     ui.to.focus();
+  } else if (!ui.text.value) {
+    // Another conversation is open (the text was restored from the outbox
+    // after a reload): the composer takes the text back, readdressed there.
+    ui.to.value = rec.to;
+    ui.text.value = rec.body;
+    autoGrow();
+    saveDraft();
+    setComposerError("Not sent: " + msg + ". Check the To field.");
   } else {
     announce("Not sent: " + msg);
   }
