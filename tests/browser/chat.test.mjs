@@ -50,6 +50,8 @@ const PASSWORDS = { alice: 'pw-alice-browser', bob: 'pw-bob-browser', carol: 'pw
 /** How soon a dot must follow a login or logout (issue 13). */
 const PRESENCE_WAIT = 2_000;
 const GROUP = '#night-shift';
+/** The integration key, for POST /api/system/message. */
+const API_KEY = 'browser-test-api-key-0123456789';
 const XSS = '<img src=x onerror=alert(1)>';
 
 // ---- the server ----
@@ -366,7 +368,8 @@ describe('the chat page in a real browser', { timeout: 10 * STEP_TIMEOUT }, () =
     fs.writeFileSync(
       config,
       `data_dir = ${JSON.stringify(path.join(tmp, 'data'))}\n\n` +
-        `[http]\nlisten = "${httpListen}"\n\n[websocket]\nlisten = "${wsListen}"\n`,
+        `[http]\nlisten = "${httpListen}"\n\n[websocket]\nlisten = "${wsListen}"\n\n` +
+        `[api]\nkey = "${API_KEY}"\n`,
     );
   }
 
@@ -683,5 +686,36 @@ describe('the chat page in a real browser', { timeout: 10 * STEP_TIMEOUT }, () =
     await reload(bob);
     await bob.page.locator('#conversation[data-with="alice"]').waitFor();
     assert.equal(await contact(bob.page, 'alice').locator('.unread:visible').count(), 0, 'unread after reading and a reload');
+  });
+
+  step('14 history pages back by seq to the very first message, in order', async () => {
+    const { carol } = users;
+    const N = 70;
+    for (let i = 0; i < N; i++) {
+      const r = await fetch(`${base}api/system/message`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${API_KEY}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ to: 'carol', body: `notice ${i}` }),
+      });
+      assert.equal(r.status, 200, `POST /api/system/message: ${await r.text()}`);
+    }
+    await contact(carol.page, 'SYSTEM').locator('.unread').filter({ hasText: exact(String(N)) }).waitFor();
+    await contact(carol.page, 'SYSTEM').click();
+    await carol.page.locator('#conversation[data-with="SYSTEM"]').waitFor();
+    await message(carol.page, 'system', `notice ${N - 1}`).waitFor();
+    // After a reload the conversation comes from history: one page, then the rest.
+    await reload(carol);
+    await carol.page.locator('#conversation[data-with="SYSTEM"]').waitFor();
+    const shown = carol.page.locator('#messages li.msg.system .text');
+    await message(carol.page, 'system', `notice ${N - 1}`).waitFor();
+    assert.equal(await shown.count(), 50, 'the first page');
+    await carol.page.click('#load-older');
+    await carol.page.locator('#load-older').filter({ hasText: 'No older messages' }).waitFor();
+    assert.deepEqual(
+      await shown.allTextContents(),
+      Array.from({ length: N }, (_, i) => `notice ${i}`),
+      'every notice once, oldest first',
+    );
+    await shot('14-history-paged');
   });
 });
