@@ -1,7 +1,8 @@
 // Conversations, the sidebar's order and the API's shapes (web/js/convs.js).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { compareSidebar, convOf, kindOf, parseConversations, parseGroup, severalRecipients } from '../../web/js/convs.js';
+import { compareSidebar, convOf, kindOf, parseConversations, parseGroup, severalRecipients, slug } from '../../web/js/convs.js';
+import { GROUP_NAME_RE } from '../../web/js/proto.js';
 
 describe('a message belongs', () => {
   const me = 'alice';
@@ -63,5 +64,14 @@ describe('API answers', () => {
   it('several users in To suggest a group', () => {
     assert.deepEqual(severalRecipients(['bob', 'carol', 'alice'], 'alice'), ['bob', 'carol']);
     assert.equal(severalRecipients(['bob', 'alice'], 'alice'), null);
+  });
+});
+
+describe('a new group', () => {
+  it('gets a valid name suggested by its title', () => {
+    assert.equal(slug('Night shift'), 'night-shift');
+    assert.equal(slug('  Équipe  Süd / 2 '), 'equipe-sud-2');
+    assert.equal(slug('x'.repeat(80)).length, 63);
+    for (const t of ['Night shift', 'Équipe Süd', 'ops.eu_1']) assert.match(slug(t), GROUP_NAME_RE);
   });
 });

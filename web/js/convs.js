@@ -89,3 +89,14 @@ export function severalRecipients(recipients, me) {
   const others = recipients.filter((u) => u !== me && !isGroupId(u));
   return others.length >= 2 ? others : null;
 }
+
+/** A group name suggested by a title: "Night shift" -> "night-shift". */
+export function slug(title) {
+  return String(title)
+    .toLowerCase()
+    .normalize("NFKD")
+    .replace(/[\u0300-\u036f]/g, "")
+    .replace(/[^a-z0-9._-]+/g, "-")
+    .replace(/^-+|-+$/g, "")
+    .slice(0, 63);
+}

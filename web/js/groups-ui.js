@@ -6,18 +6,7 @@
 import { $, el } from "./dom.js";
 import { api } from "./api.js";
 import { GROUP_NAME_RE, SYSTEM } from "./proto.js";
-import { parseGroup } from "./convs.js";
-
-/** A group name suggested by a title: "Night shift" -> "night-shift". */
-export function slug(title) {
-  return title
-    .toLowerCase()
-    .normalize("NFKD")
-    .replace(/[\u0300-\u036f]/g, "")
-    .replace(/[^a-z0-9._-]+/g, "-")
-    .replace(/^-+|-+$/g, "")
-    .slice(0, 63);
-}
+import { parseGroup, slug } from "./convs.js";
 
 /**
  * ctx: {
