@@ -13,8 +13,8 @@
 // seq) still works: the page then polls /api/users for the dots and pages
 // history by timestamp.
 
-import { api, HttpError } from "./js/api.js";
-import { backoffDelay, BACKOFF_MAX_ATTEMPT } from "./js/backoff.js";
+import { api } from "./js/api.js";
+import { Connection } from "./js/connection.js";
 import {
   compareSidebar,
   convOf,
@@ -36,9 +36,7 @@ import {
   groupName,
   isGroupId,
   MAX_FRAME_BYTES,
-  parseFrame,
   parseStatus,
-  registerFrame,
   splitTo,
   SYSTEM,
   textFrame,
@@ -55,7 +53,6 @@ import { dividerIndex, UnreadBook } from "./js/unread.js";
  * one, the page polls the directory for the dots instead. */
 const PRESENCE_GRACE_MS = 3000;
 const POLL_EVERY_MS = 10000;
-const REGISTER_WAIT_MS = 15000;
 const NEAR_BOTTOM_PX = 80;
 const NEAR_TOP_PX = 40;
 
@@ -145,19 +142,9 @@ const state = {
   directorySoon: null,
 };
 
-const conn = {
-  ws: null,
-  registered: false,
-  registerId: null,
-  registerTimer: null,
-  attempt: 0,
-  retryTimer: null,
-  connecting: false,
-  /** bumped on logout: stale async steps see it and stop */
+const session = {
+  /** bumped on every login and logout: stale async steps see it and stop */
   gen: 0,
-  /** bumped by every fresh connection attempt: an older one in flight stops */
-  token: 0,
-  stopped: true,
 };
 
 const groupsUi = groupDialogs({
@@ -365,16 +352,16 @@ function refreshUnread(id) {
 /** The directory of users (who can be written to); the dots too while the
  * server sends no presence frames (version 1). */
 async function refreshDirectory() {
-  const gen = conn.gen;
+  const gen = session.gen;
   let data;
   try {
     data = await api("GET", "/api/users");
   } catch (e) {
-    if (gen !== conn.gen) return;
+    if (gen !== session.gen) return;
     if (e.status === 401) loginExpired();
     return;
   }
-  if (gen !== conn.gen || !state.me) return;
+  if (gen !== session.gen || !state.me) return;
   applyUsers(data.users);
 }
 
@@ -429,17 +416,17 @@ function focusContactsOnce() {
  * does not ask it again). */
 async function refreshGroups() {
   if (state.noGroups) return;
-  const gen = conn.gen;
+  const gen = session.gen;
   let data;
   try {
     data = await api("GET", "/api/groups");
   } catch (e) {
-    if (gen !== conn.gen) return;
+    if (gen !== session.gen) return;
     if (e.status === 401) loginExpired();
     if (e.status === 404) state.noGroups = true;
     return;
   }
-  if (gen !== conn.gen || !state.me) return;
+  if (gen !== session.gen || !state.me) return;
   const list = Array.isArray(data.groups) ? data.groups : [];
   const listed = new Set();
   for (const raw of list) {
@@ -472,15 +459,15 @@ function setGroup(g) {
  * caller was removed from is then simply not in it, where GET
  * /api/groups/{name} would answer 404 (an error in the browser's console). */
 async function fetchGroup(name) {
-  const gen = conn.gen;
+  const gen = session.gen;
   let data;
   try {
     data = await api("GET", "/api/groups");
   } catch (e) {
-    if (gen === conn.gen && e.status === 401) loginExpired();
+    if (gen === session.gen && e.status === 401) loginExpired();
     return;
   }
-  if (gen !== conn.gen) return;
+  if (gen !== session.gen) return;
   const list = Array.isArray(data.groups) ? data.groups : [];
   const g = list.map(parseGroup).find((x) => x && x.name === name);
   if (g) setGroup(g);
@@ -931,7 +918,7 @@ if (typeof ResizeObserver === "function") {
 async function loadOlder(conv, chainLeft) {
   if (chainLeft === undefined) chainLeft = 3;
   if (conv.loading) return;
-  const gen = conn.gen;
+  const gen = session.gen;
   conv.loading = true;
   conv.loadError = "";
   if (state.open === conv.id) updateLoadOlder();
@@ -940,7 +927,7 @@ async function loadOlder(conv, chainLeft) {
   try {
     data = await api("GET", "/api/message/history?" + q.toString());
   } catch (e) {
-    if (gen !== conn.gen) return;
+    if (gen !== session.gen) return;
     conv.loading = false;
     if (e.status === 401) {
       loginExpired();
@@ -951,7 +938,7 @@ async function loadOlder(conv, chainLeft) {
     if (state.open === conv.id) updateLoadOlder();
     return;
   }
-  if (gen !== conn.gen || state.convs.get(conv.id) !== conv) return;
+  if (gen !== session.gen || state.convs.get(conv.id) !== conv) return;
   const page = (Array.isArray(data.messages) ? data.messages : []).filter(
     (m) => m && typeof m.id === "string" && typeof m.from === "string"
   );
@@ -1204,29 +1191,32 @@ ui.to.addEventListener("input", () => {
 
 // -------------------------------------------------------------- WebSocket
 
+const conn = new Connection({
+  me: () => state.me,
+  clientName,
+  newId: uuid,
+  state: (s) => setConnState(s),
+  registered: () => onRegistered(),
+  refused: (st) => onRegisterRefused(st),
+  frame: (m) => onFrame(m),
+  down: () => {
+    // Without a connection nobody is known to be online.
+    stopPolling();
+    state.presence.reset();
+    renderDots();
+  },
+  closed: (code, reason) => onClosed(code, reason),
+  expired: () => loginExpired(),
+});
+
 function sendFrame(frame) {
-  const ws = conn.ws;
-  if (!ws || ws.readyState !== WebSocket.OPEN) return false;
-  try {
-    ws.send(frame);
-    return true;
-  } catch (_) {
-    return false;
-  }
+  return conn.send(frame);
 }
 
-function clearRetry() {
-  if (conn.retryTimer) window.clearTimeout(conn.retryTimer);
-  conn.retryTimer = null;
-}
-
-function scheduleReconnect() {
-  if (conn.stopped) return;
-  clearRetry();
-  const wait = backoffDelay(conn.attempt);
-  conn.attempt = Math.min(conn.attempt + 1, BACKOFF_MAX_ATTEMPT);
-  setConnState("connecting");
-  conn.retryTimer = window.setTimeout(connect, wait);
+/** Start (or restart) the connection now, forgetting the backoff. */
+function connectNow() {
+  setNotice("");
+  conn.start();
 }
 
 function stopPolling() {
@@ -1238,110 +1228,8 @@ function stopPolling() {
   state.directorySoon = null;
 }
 
-function dropSocket(code, reason) {
-  const ws = conn.ws;
-  conn.ws = null;
-  conn.registered = false;
-  if (conn.registerTimer) window.clearTimeout(conn.registerTimer);
-  conn.registerTimer = null;
-  // Without a connection nobody is known to be online.
-  stopPolling();
-  state.presence.reset();
-  renderDots();
-  if (ws) {
-    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
-    try {
-      ws.close(code || 1000, reason || "");
-    } catch (_) {
-      /* already closed */
-    }
-  }
-}
-
-/** Start (or restart) the connection now, forgetting the backoff. */
-function connectNow() {
-  conn.stopped = false;
-  conn.attempt = 0;
-  clearRetry();
-  setNotice("");
-  dropSocket(1000, "reconnecting");
-  conn.token += 1;
-  conn.connecting = false;
-  connect();
-}
-
-async function connect() {
-  if (conn.stopped || conn.connecting || conn.ws || !state.me) return;
-  clearRetry();
-  conn.connecting = true;
-  const token = conn.token;
-  setConnState("connecting");
-  let url;
-  let sessionId;
-  try {
-    url = (await api("GET", "/api/websocket/url")).url;
-    const s = await api("GET", "/api/websocket/client/login/" + encodeURIComponent(clientName()));
-    sessionId = s.sessionId;
-    if (typeof url !== "string" || typeof sessionId !== "string") throw new HttpError(0, "bad answer");
-  } catch (e) {
-    if (token !== conn.token) return;
-    conn.connecting = false;
-    if (e.status === 401) {
-      loginExpired();
-      return;
-    }
-    scheduleReconnect();
-    return;
-  }
-  if (token !== conn.token) return;
-  if (conn.stopped) {
-    conn.connecting = false;
-    return;
-  }
-  let ws;
-  try {
-    ws = new WebSocket(url);
-  } catch (_) {
-    conn.connecting = false;
-    scheduleReconnect();
-    return;
-  }
-  conn.ws = ws;
-  conn.connecting = false;
-  conn.registered = false;
-  conn.registerId = uuid();
-
-  ws.onopen = () => {
-    if (conn.ws !== ws) return;
-    ws.send(registerFrame(conn.registerId, state.me, sessionId));
-    conn.registerTimer = window.setTimeout(() => {
-      if (conn.ws === ws && !conn.registered) {
-        dropSocket(1000, "no register answer");
-        scheduleReconnect();
-      }
-    }, REGISTER_WAIT_MS);
-  };
-  ws.onmessage = (ev) => {
-    if (conn.ws !== ws) return;
-    const m = parseFrame(ev.data);
-    if (m) onFrame(m);
-  };
-  ws.onerror = () => {
-    /* a close event follows */
-  };
-  ws.onclose = (ev) => {
-    if (conn.ws !== ws) return;
-    dropSocket();
-    onClosed(ev.code, ev.reason);
-  };
-}
-
 function onClosed(code, reason) {
-  if (conn.stopped) return;
   if (code === 4000) {
-    conn.stopped = true;
-    clearRetry();
-    setConnState("offline");
     setNotice("This chat was opened in another tab or window of this browser.", true);
     return;
   }
@@ -1353,7 +1241,6 @@ function onClosed(code, reason) {
   if (code === 1008 && reason && reason !== "slow" && reason !== "register timeout") {
     setNotice("The server refused this connection (" + reason + "); retrying.", false);
   }
-  scheduleReconnect();
 }
 
 function markError(id, text, serverTs) {
@@ -1427,10 +1314,6 @@ function onFrame(m) {
 
 function onSendStatus(m) {
   const st = parseStatus(m.body);
-  if (m.id === conn.registerId && !conn.registered) {
-    onRegisterAnswer(st);
-    return;
-  }
   if (typeof m.id !== "string") return;
   if (inOutbox(m.id)) {
     if (st.code === 200) {
@@ -1464,28 +1347,23 @@ function onSendStatus(m) {
   }
 }
 
-function onRegisterAnswer(st) {
-  if (conn.registerTimer) window.clearTimeout(conn.registerTimer);
-  conn.registerTimer = null;
-  if (st.code === 200) {
-    conn.registered = true;
-    conn.attempt = 0;
-    setNotice("");
-    setConnState("connected");
-    flushOutbox();
-    refreshDirectory();
-    refreshGroups();
-    retryHistory();
-    // A version 1 server sends no 3001: the dots then come from polling.
-    state.graceTimer = window.setTimeout(() => {
-      state.graceTimer = null;
-      if (!state.presence.live && conn.registered) {
-        refreshDirectory();
-        state.pollTimer = window.setInterval(refreshDirectory, POLL_EVERY_MS);
-      }
-    }, PRESENCE_GRACE_MS);
-    return;
-  }
+function onRegistered() {
+  setNotice("");
+  flushOutbox();
+  refreshDirectory();
+  refreshGroups();
+  retryHistory();
+  // A version 1 server sends no 3001: the dots then come from polling.
+  state.graceTimer = window.setTimeout(() => {
+    state.graceTimer = null;
+    if (!state.presence.live && conn.registered) {
+      refreshDirectory();
+      state.pollTimer = window.setInterval(refreshDirectory, POLL_EVERY_MS);
+    }
+  }, PRESENCE_GRACE_MS);
+}
+
+function onRegisterRefused(st) {
   if (st.code === 405) {
     // The cookie belongs to another user than the one this page thinks.
     loginExpired();
@@ -1494,7 +1372,6 @@ function onRegisterAnswer(st) {
   if (st.code === 400) {
     setNotice("The server refused this connection: " + (st.msg || st.status) + ". Retrying.", false);
   }
-  // The server closes the socket after a refused register; retry then.
 }
 
 function onPresence(m) {
@@ -1594,8 +1471,8 @@ window.addEventListener("online", () => {
 async function startSession(userId, users) {
   state.me = userId;
   store.set(KEY_USER, userId);
-  conn.gen += 1;
-  const gen = conn.gen;
+  session.gen += 1;
+  const gen = session.gen;
   state.unread = new UnreadBook(store.getJSON(unreadKey(userId)));
   showChat();
   ensureItem(userId);
@@ -1607,9 +1484,9 @@ async function startSession(userId, users) {
   // The sidebar first (directory, groups, then the conversations, which
   // need the groups), so that "connected" finds it filled in.
   await Promise.all([users ? applyUsers(users) : refreshDirectory(), refreshGroups()]);
-  if (gen !== conn.gen || !state.me) return;
+  if (gen !== session.gen || !state.me) return;
   await loadConversations();
-  if (gen !== conn.gen || !state.me) return;
+  if (gen !== session.gen || !state.me) return;
   loadOutbox();
   restoreOpen();
   updateTitle();
@@ -1633,12 +1510,8 @@ function restoreOpen() {
 
 /** Forget everything about the session on this page. */
 function endSession() {
-  conn.gen += 1;
-  conn.token += 1;
-  conn.stopped = true;
-  conn.connecting = false;
-  clearRetry();
-  dropSocket(1000, "logout");
+  session.gen += 1;
+  conn.stop("logout");
   setConnState("offline");
   setNotice("");
   groupsUi.closeAll();

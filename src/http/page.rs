@@ -42,6 +42,11 @@ static ASSETS: &[Asset] = &[
         bytes: include_bytes!("../../web/js/backoff.js"),
     },
     Asset {
+        path: "/js/connection.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/js/connection.js"),
+    },
+    Asset {
         path: "/js/convs.js",
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("../../web/js/convs.js"),
