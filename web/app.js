@@ -24,9 +24,9 @@ import {
   parseGroup,
   severalRecipients,
 } from "./js/convs.js";
-import { dayKey, dayLabel, fullLabel, timeLabel } from "./js/dates.js";
-import { announce, el, isNarrow, LOCALE, ui } from "./js/dom.js";
+import { announce, el, isNarrow, ui } from "./js/dom.js";
 import { groupDialogs } from "./js/groups-ui.js";
+import * as threadView from "./js/thread-view.js";
 import { advanceCursor, historyDone, historyQuery, HISTORY_PAGE, insertIndex } from "./js/order.js";
 import { Presence } from "./js/presence.js";
 import {
@@ -45,7 +45,6 @@ import {
   TYPE_SEND_STATUS,
   TYPE_TEXT,
 } from "./js/proto.js";
-import { receivers, recipientCount, statusLabel } from "./js/receipts.js";
 import { KEY_CLIENT, KEY_USER, makeStore, openKey, outboxKey, unreadKey } from "./js/store.js";
 import { dividerIndex, UnreadBook } from "./js/unread.js";
 
@@ -678,110 +677,24 @@ function addRec(conv, rec) {
   noteActivity(conv.id, { ...rec, convId: conv.id });
 }
 
-function liOf(rec) {
-  if (rec.li) return rec.li;
-  const li = el("li", "msg " + rec.kind);
-  li.dataset.id = rec.id;
-  li.dataset.day = String(dayKey(rec.ts));
-  const text = el("div", "text", rec.body);
-  const meta = el("span", "meta");
-  li.append(text, meta);
-  if (rec.kind === "mine") {
-    const status = el("span", "status");
-    li.appendChild(status);
-  }
-  rec.li = li;
-  renderMeta(rec);
-  renderStatus(rec);
-  return li;
-}
+// The message items, their separators and the divider: js/thread-view.js.
+const view = {
+  me: () => state.me,
+  members: (id) => {
+    const g = state.groups.get(groupName(id));
+    return g ? g.members : null;
+  },
+};
+const liOf = (rec) => threadView.liOf(rec, view);
+const renderMeta = (rec) => threadView.renderMeta(rec, view);
+const renderStatus = (rec) => threadView.renderStatus(rec, view);
 
-function renderMeta(rec) {
-  if (!rec.li) return;
-  rec.li.dataset.day = String(dayKey(rec.ts));
-  const meta = rec.li.querySelector(".meta");
-  const recipients = splitTo(rec.to);
-  const parts = [];
-  if (rec.kind === "theirs") parts.push(rec.from);
-  if (rec.kind === "system") parts.push("System");
-  if (recipients.length > 1) {
-    parts.push("to " + recipients.map((u) => (u === state.me ? "you" : u)).join(", "));
-  }
-  parts.push(timeLabel(rec.pending ? Date.now() : rec.ts, LOCALE));
-  meta.textContent = parts.join(" \u00b7 ");
-  meta.title = rec.pending ? "not sent yet" : fullLabel(rec.ts, LOCALE);
-}
-
-function renderStatus(rec) {
-  if (!rec.li || rec.kind !== "mine") return;
-  const status = rec.li.querySelector(".status");
-  const to = splitTo(rec.to);
-  const group = to.length === 1 && isGroupId(to[0]) ? state.groups.get(groupName(to[0])) : null;
-  const selfNote = to.length === 1 && to[0] === state.me;
-  const label = statusLabel({
-    error: rec.error,
-    acked: rec.acked,
-    received: receivers(rec.receivedBy, state.me, selfNote).size,
-    total: recipientCount(to, state.me, group ? group.members : null),
-    many: (to.length === 1 && isGroupId(to[0])) || to.filter((u) => u !== state.me).length > 1,
-  });
-  status.textContent = label.text;
-  status.title = label.title;
-  status.classList.toggle("counted", /\d/.test(label.text) && !rec.error);
-  status.classList.toggle("error", Boolean(rec.error));
-  status.classList.toggle("pending", !label.text);
-  rec.li.classList.toggle("failed", Boolean(rec.error));
-}
-
-/** Day separators ("Today", "Yesterday", the date) and the "new messages"
- * divider between the open conversation's messages, added and removed
- * around the message items without moving those. */
+/** The open conversation's separators and divider, brought up to date. */
 function syncSeparators(conv) {
   if (state.open !== conv.id) return;
-  const now = Date.now();
-  const expected = [];
-  let lastDay = null;
   const dividerKey = state.divider && state.divider.conv === conv.id ? state.divider.key : null;
-  for (const rec of conv.list) {
-    const day = rec.pending ? dayKey(now) : dayKey(rec.ts);
-    if (day !== lastDay) {
-      let sep = conv.days.get(day);
-      if (!sep) {
-        sep = el("li", "day-sep");
-        sep.dataset.sep = "day";
-        sep.setAttribute("role", "separator");
-        conv.days.set(day, sep);
-      }
-      const label = dayLabel(rec.pending ? now : rec.ts, now, LOCALE);
-      if (sep.textContent !== label) sep.textContent = label;
-      expected.push(sep);
-      lastDay = day;
-    }
-    if (rec.key === dividerKey) expected.push(dividerLi);
-    expected.push(liOf(rec));
-  }
-  const want = new Set(expected);
-  let k = 0;
-  for (const node of expected) {
-    for (;;) {
-      const cur = ui.messages.children[k];
-      if (cur === node) break;
-      if (cur && cur.dataset.sep && !want.has(cur)) {
-        cur.remove();
-        continue;
-      }
-      ui.messages.insertBefore(node, cur || null);
-      break;
-    }
-    k++;
-  }
-  while (ui.messages.children.length > k) ui.messages.lastElementChild.remove();
+  threadView.syncSeparators(ui.messages, conv, dividerKey, view);
 }
-
-const dividerLi = el("li", "new-divider");
-dividerLi.dataset.sep = "new";
-dividerLi.setAttribute("role", "separator");
-dividerLi.append(el("span", "", "New messages"));
 
 function renderConversationHeader() {
   const id = state.open;
@@ -854,7 +767,7 @@ function openConversation(id, opts) {
   ui.emptyState.hidden = nodes.length > 0 || !conv.historyDone;
   ui.emptyState.textContent = "No messages yet.";
   updateLoadOlder();
-  if (state.divider && state.divider.conv === id && state.divider.key) dividerLi.scrollIntoView({ block: "center" });
+  if (state.divider && state.divider.conv === id && state.divider.key) threadView.dividerLi.scrollIntoView({ block: "center" });
   else scrollToBottom();
   const it = state.items.get(id);
   if (it) it.li.scrollIntoView({ block: "nearest", inline: "nearest" });
@@ -962,7 +875,7 @@ async function loadOlder(conv, chainLeft) {
     ui.emptyState.hidden = conv.list.length > 0;
     updateLoadOlder();
     if (first && state.divider && state.divider.conv === conv.id && state.divider.key) {
-      dividerLi.scrollIntoView({ block: "center" });
+      threadView.dividerLi.scrollIntoView({ block: "center" });
     } else if (first || wasAtBottom) scrollToBottom();
     else s.scrollTop = s.scrollHeight - fromBottom;
   }

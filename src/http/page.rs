@@ -92,6 +92,11 @@ static ASSETS: &[Asset] = &[
         bytes: include_bytes!("../../web/js/store.js"),
     },
     Asset {
+        path: "/js/thread-view.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/js/thread-view.js"),
+    },
+    Asset {
         path: "/js/unread.js",
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("../../web/js/unread.js"),
