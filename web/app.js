@@ -16,7 +16,6 @@
 import { api } from "./js/api.js";
 import { Connection } from "./js/connection.js";
 import {
-  compareSidebar,
   convOf,
   isSystemMessage,
   kindOf,
@@ -26,6 +25,7 @@ import {
 } from "./js/convs.js";
 import { announce, el, isNarrow, ui } from "./js/dom.js";
 import { groupDialogs } from "./js/groups-ui.js";
+import * as sidebar from "./js/sidebar-view.js";
 import * as threadView from "./js/thread-view.js";
 import { advanceCursor, historyDone, historyQuery, HISTORY_PAGE, insertIndex } from "./js/order.js";
 import { Presence } from "./js/presence.js";
@@ -222,30 +222,8 @@ function defaultSub(id) {
 function ensureItem(id) {
   let it = state.items.get(id);
   if (it) return it;
-  const li = el("li", "contact");
-  li.dataset.conv = id;
-  if (isGroupId(id)) {
-    li.dataset.group = groupName(id);
-    li.classList.add("contact-group");
-  } else {
-    li.dataset.user = id;
-  }
-  li.tabIndex = 0;
-  li.setAttribute("role", "option");
-  li.setAttribute("aria-selected", id === state.open ? "true" : "false");
-  li.classList.toggle("selected", id === state.open);
-  if (id === SYSTEM) li.classList.add("contact-system");
-  const dot = el("span", isGroupId(id) ? "dot group" : "dot offline", isGroupId(id) ? "#" : undefined);
-  dot.setAttribute("aria-hidden", "true");
-  const names = el("span", "contact-names");
-  const name = el("span", "contact-name");
-  const sub = el("span", "contact-sub");
-  names.append(name, sub);
-  const unread = el("span", "unread", "");
-  unread.hidden = true;
-  unread.setAttribute("aria-hidden", "true");
-  li.append(dot, names, unread);
-  it = { id, li, dot, name, sub, unread, lastTs: null, preview: "" };
+  it = sidebar.makeItem(id);
+  sidebar.select(it, id === state.open);
   state.items.set(id, it);
   renderItem(it);
   placeItem(it);
@@ -253,16 +231,21 @@ function ensureItem(id) {
 }
 
 function renderItem(it) {
-  it.name.textContent = displayName(it.id);
-  // Notes to self sit apart below the people, unless they are recent.
-  it.li.classList.toggle("contact-self", it.id === state.me && it.lastTs === null);
-  const sub = it.preview || defaultSub(it.id);
-  it.sub.textContent = sub;
-  it.sub.hidden = !sub;
-  const count = state.unread.count(it.id);
-  it.unread.textContent = count > 0 ? String(count) : "";
-  it.unread.hidden = count === 0;
-  renderDot(it);
+  const id = it.id;
+  const online = isGroupId(id) ? null : isOnline(id);
+  let said = "";
+  if (isGroupId(id)) said = "group";
+  else if (id === state.me) said = "notes to self";
+  else if (id !== SYSTEM) said = online ? "online" : "offline";
+  sidebar.render(it, {
+    name: displayName(id),
+    sub: it.preview || defaultSub(id),
+    // Notes to self sit apart below the people, unless they are recent.
+    apart: id === state.me && it.lastTs === null,
+    unread: state.unread.count(id),
+    online,
+    state: said,
+  });
 }
 
 function isOnline(id) {
@@ -271,46 +254,15 @@ function isOnline(id) {
   return state.presence.isOnline(id, connected);
 }
 
-function renderDot(it) {
-  const parts = [displayName(it.id)];
-  if (isGroupId(it.id)) {
-    parts.push("group");
-  } else {
-    const online = isOnline(it.id);
-    it.dot.classList.toggle("online", online);
-    it.dot.classList.toggle("offline", !online);
-    if (it.id === state.me) parts.push("notes to self");
-    else if (it.id !== SYSTEM) parts.push(online ? "online" : "offline");
-  }
-  const count = state.unread.count(it.id);
-  if (count > 0) parts.push(count + " unread");
-  it.li.setAttribute("aria-label", parts.join(", "));
-}
+/** Dots change often (presence, the connection): the whole item is cheap. */
+const renderDot = renderItem;
 
 function renderDots() {
   for (const it of state.items.values()) renderDot(it);
 }
 
-function sidebarKey(it) {
-  return { id: it.id, lastTs: it.lastTs, me: state.me };
-}
-
-/** Puts the item where compareSidebar says, keeping keyboard focus on it. */
 function placeItem(it) {
-  const key = sidebarKey(it);
-  let before = null;
-  for (const li of ui.contacts.children) {
-    const other = state.items.get(li.dataset.conv);
-    if (other && other !== it && compareSidebar(key, sidebarKey(other)) < 0) {
-      before = li;
-      break;
-    }
-  }
-  if (before === it.li || (before === null && it.li === ui.contacts.lastElementChild)) return;
-  if (it.li.nextElementSibling === before && it.li.parentNode === ui.contacts) return;
-  const hadFocus = document.activeElement === it.li;
-  ui.contacts.insertBefore(it.li, before);
-  if (hadFocus) it.li.focus();
+  sidebar.place(ui.contacts, it, (id) => state.items.get(id), state.me);
 }
 
 /** A message became the conversation's newest: the item moves up and shows it. */
@@ -533,27 +485,7 @@ ui.contacts.addEventListener("click", (e) => {
   if (li) openConversation(li.dataset.conv, { focusText: !isNarrow() });
 });
 
-ui.contacts.addEventListener("keydown", (e) => {
-  const li = e.target.closest("li[data-conv]");
-  if (!li) return;
-  if (e.key === "Enter" || e.key === " " || e.key === "Spacebar") {
-    e.preventDefault();
-    openConversation(li.dataset.conv, { focusText: e.key === "Enter" });
-    return;
-  }
-  const items = Array.from(ui.contacts.children);
-  const i = items.indexOf(li);
-  let next = null;
-  if (e.key === "ArrowDown" || e.key === "ArrowRight") next = items[i + 1];
-  else if (e.key === "ArrowUp" || e.key === "ArrowLeft") next = items[i - 1];
-  else if (e.key === "Home") next = items[0];
-  else if (e.key === "End") next = items[items.length - 1];
-  if (next) {
-    e.preventDefault();
-    next.focus();
-    next.scrollIntoView({ block: "nearest", inline: "nearest" });
-  }
-});
+sidebar.keyboard(ui.contacts, (id, how) => openConversation(id, { focusText: how === "Enter" }));
 
 ui.newGroup.addEventListener("click", () => groupsUi.openCreate([]));
 ui.groupMembers.addEventListener("click", () => {
@@ -720,11 +652,7 @@ function renderConversationHeader() {
 }
 
 function selectItem(id) {
-  for (const it of state.items.values()) {
-    const selected = it.id === id;
-    it.li.setAttribute("aria-selected", selected ? "true" : "false");
-    it.li.classList.toggle("selected", selected);
-  }
+  for (const it of state.items.values()) sidebar.select(it, it.id === id);
 }
 
 /** Opens conversation `id`. opts: {focusText, keepComposer (the To and the

@@ -87,6 +87,11 @@ static ASSETS: &[Asset] = &[
         bytes: include_bytes!("../../web/js/receipts.js"),
     },
     Asset {
+        path: "/js/sidebar-view.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/js/sidebar-view.js"),
+    },
+    Asset {
         path: "/js/store.js",
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("../../web/js/store.js"),
