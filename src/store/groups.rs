@@ -778,4 +778,19 @@ mod tests {
         assert_eq!(gs.list(Some(&u("carol"))).len(), 0);
         assert_eq!(gs.list(None).len(), 1);
     }
+
+    #[test]
+    fn protocol_md_quotes_the_group_limits_as_the_code_has_them() {
+        use crate::config::{DEFAULT_MAX_GROUP_MEMBERS, DEFAULT_MAX_GROUPS_PER_USER};
+        use crate::wire::ids::MAX_GROUP_NAME_LEN;
+        let doc = crate::doc_constants::one_line(include_str!("../../docs/PROTOCOL.md"));
+        for phrase in [
+            format!("`limits.max_group_members` ({DEFAULT_MAX_GROUP_MEMBERS}) members"),
+            format!("`limits.max_groups_per_user` ({DEFAULT_MAX_GROUPS_PER_USER}) groups"),
+            format!("a title, 1–{MAX_TITLE_CHARS} characters"),
+            format!("1–{MAX_GROUP_NAME_LEN} of `a-z 0-9 . _ -`"),
+        ] {
+            assert!(doc.contains(&phrase), "PROTOCOL.md lacks: {phrase}");
+        }
+    }
 }
