@@ -1,8 +1,8 @@
 //! `edgeim chat`: a small terminal client, so two terminals can chat against
 //! the demo server with nothing else installed. It logs in, asks for a
 //! session id and registers through [`crate::client`], then turns typed
-//! lines into texts ([`line`]) and incoming frames into lines on stdout
-//! ([`show`]). This file is the I/O around those plain functions.
+//! lines into texts (`chat/line.rs`) and incoming frames into lines on stdout
+//! (`chat/show.rs`). This file is the I/O around those plain functions.
 
 mod escape;
 mod line;
@@ -242,7 +242,8 @@ fn who(server: &HttpServer, token: &str) {
                 } else {
                     "offline"
                 };
-                println!("[who] {} {state}", u["userId"].as_str().unwrap_or_default());
+                let user = escape::shown(u["userId"].as_str().unwrap_or_default());
+                println!("[who] {user} {state}");
             }
         }
         Ok(answer) => eprintln!("edgeim: chat: /who: {}", answer.why()),

@@ -48,9 +48,11 @@ pub fn shown_lines(s: &str) -> String {
 /// The start of a text for a one-line status (✓, ✓✓, ✗): its first line,
 /// at most [`EXCERPT_CHARS`] characters, `…` where it was cut, escaped.
 pub fn excerpt(s: &str) -> String {
+    // Blank lines around a text would make an empty excerpt.
+    let s = s.trim();
     let first = s.lines().next().unwrap_or_default();
     let mut cut: String = first.chars().take(EXCERPT_CHARS).collect();
-    if cut.len() < s.trim_end().len() {
+    if cut.len() < s.len() {
         // A multi-line text ends its first line with … too: more follows.
         cut = cut.trim_end().to_string();
         cut.push('…');
@@ -93,5 +95,6 @@ mod tests {
         assert_eq!(excerpt("bell\u{7}"), "bell\\u{7}");
         assert_eq!(excerpt(&"é".repeat(41)), format!("{}…", "é".repeat(40)));
         assert_eq!(excerpt(""), "");
+        assert_eq!(excerpt("\n\n  hi \n"), "hi");
     }
 }
