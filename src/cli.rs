@@ -32,10 +32,10 @@ terminal, and asked for without echo when it is.
 
 In chat, `bob: hello` sends to bob, `bob,carol: hi` to both, `#ops: hi`
 to the group ops, and a line without a name goes to the previous
-recipients; /who lists the users, /help shows this, /quit (or the end of
+recipients; /who lists the users, /help a hint, /quit (or the end of
 input) leaves. Received texts start with the time and the sender
-(`12:00 <bob> hi`; missed ones with the date too), your own texts' fate
-with a mark (`✓` accepted, `✓✓ bob received`, `✗` refused).
+(`12:00 <bob> hi`; those missed while away with the date too); what
+became of yours with a mark: `✓` accepted, `✓✓ bob received`, `✗` refused.
 
 OPTIONS:
     -c, --config FILE   the TOML config (see docs/CONFIG.md); without it,
