@@ -504,3 +504,70 @@ fn the_end_of_input_exits_0() {
     let (code, stderr) = t.exit();
     assert_eq!((code, stderr.as_str()), (Some(0), ""));
 }
+
+/// The next text (2001) that `c` gets which is not a system announcement.
+fn next_user_text(c: &mut Client) -> serde_json::Value {
+    loop {
+        let m = c.next_message();
+        if m["type"] == 2001 && m["isSystem"] == false {
+            return m;
+        }
+    }
+}
+
+#[test]
+fn a_hash_name_line_sends_to_the_group_and_the_group_shows_on_its_lines() {
+    let srv = TestServer::start();
+    let mut bob = srv.client("bob", "phone");
+    let mut carol = srv.client("carol", "phone");
+    let mut t = Terminal::connected(&srv);
+    let token = srv.token("alice");
+    let (status, body) = post_json(
+        &format!("{}/api/groups", srv.http),
+        &[("token", &token)],
+        json!({"name": "ops", "title": "Operations", "members": ["bob", "carol"]}),
+    );
+    assert_eq!(status, 201, "{body}");
+    // The group's announcement: from SYSTEM to #ops.
+    let created = t.expect_containing("[#ops]");
+    assert!(
+        after_time(&created).starts_with("[#ops] alice created"),
+        "{created}"
+    );
+    t.type_line("#ops: hi all");
+    t.type_line("and a second line");
+    for c in [&mut bob, &mut carol] {
+        for body in ["hi all", "and a second line"] {
+            let m = next_user_text(c);
+            assert_eq!(
+                (m["from"].as_str(), m["to"].as_str(), m["body"].as_str()),
+                (Some("alice"), Some("#ops"), Some(body))
+            );
+        }
+    }
+    assert_eq!(t.expect("✓ "), "✓ to #ops: hi all");
+    assert_eq!(t.expect("✓ "), "✓ to #ops: and a second line");
+    send_ok(&mut bob, "b1", "#ops", "hi from bob");
+    assert_eq!(
+        after_time(&t.expect_containing("hi from bob")),
+        "<bob → #ops> hi from bob"
+    );
+}
+
+#[test]
+fn a_group_texts_receipts_say_which_member_received_it() {
+    let srv = TestServer::start();
+    let mut bob = srv.client("bob", "phone");
+    let mut t = Terminal::connected(&srv);
+    let token = srv.token("alice");
+    let (status, body) = post_json(
+        &format!("{}/api/groups", srv.http),
+        &[("token", &token)],
+        json!({"name": "ops", "members": ["bob"]}),
+    );
+    assert_eq!(status, 201, "{body}");
+    t.type_line("#ops: did everyone get this?");
+    let m = next_user_text(&mut bob);
+    bob.ack(m["id"].as_str().expect("id"), "alice");
+    assert_eq!(t.expect("✓✓ "), "✓✓ bob received: did everyone get this?");
+}

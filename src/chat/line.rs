@@ -1,10 +1,7 @@
 //! What a typed line asks for: a command, or a text and maybe its
 //! recipients.
 
-use crate::wire::ids::UserId;
-
-/// The longest group name (PROTOCOL.md section 10: `[a-z0-9._-]{1,63}`).
-const MAX_GROUP_NAME: usize = 63;
+use crate::wire::ids::{GroupName, UserId};
 
 /// One typed line, understood.
 #[derive(Debug, PartialEq, Eq)]
@@ -67,18 +64,9 @@ pub fn parse(line: &str) -> Typed<'_> {
 /// server's rule (406), not repeated here.
 fn recipients(names: &str) -> Option<String> {
     let names: Vec<&str> = names.split(',').map(str::trim).collect();
-    let valid = |n: &&str| match n.strip_prefix('#') {
-        Some(group) => is_group_name(group),
-        None => UserId::parse(n).is_some(),
-    };
+    // `#` is never part of a user id, so the two cannot be confused.
+    let valid = |n: &&str| UserId::parse(n).is_some() || GroupName::parse_tagged(n).is_some();
     names.iter().all(valid).then(|| names.join(","))
-}
-
-/// `[a-z0-9._-]{1,63}`.
-fn is_group_name(s: &str) -> bool {
-    (1..=MAX_GROUP_NAME).contains(&s.len())
-        && s.bytes()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
 }
 
 #[cfg(test)]
