@@ -571,3 +571,53 @@ fn a_group_texts_receipts_say_which_member_received_it() {
     bob.ack(m["id"].as_str().expect("id"), "alice");
     assert_eq!(t.expect("✓✓ "), "✓✓ bob received: did everyone get this?");
 }
+
+#[test]
+fn a_text_to_a_group_it_is_not_in_prints_the_servers_refusal() {
+    let srv = TestServer::start();
+    let bob_token = srv.token("bob");
+    let (status, body) = post_json(
+        &format!("{}/api/groups", srv.http),
+        &[("token", &bob_token)],
+        json!({"name": "dev", "members": ["carol"]}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let mut t = Terminal::connected(&srv);
+    t.type_line("#nope: anyone?");
+    assert_eq!(
+        t.expect("✗ "),
+        "✗ to #nope: anyone? — 406 TO_ERROR: unknown group #nope"
+    );
+    t.type_line("#dev: let me in");
+    assert_eq!(
+        t.expect("✗ "),
+        "✗ to #dev: let me in — 406 TO_ERROR: not a member of #dev"
+    );
+}
+
+#[test]
+fn group_texts_missed_while_away_show_their_date_and_time() {
+    let srv = TestServer::start();
+    let bob_token = srv.token("bob");
+    let (status, body) = post_json(
+        &format!("{}/api/groups", srv.http),
+        &[("token", &bob_token)],
+        json!({"name": "ops", "members": ["alice"]}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let mut bob = srv.client("bob", "phone");
+    send_ok(&mut bob, "b1", "#ops", "while you were away");
+    let sent_at = newest_timestamp(&srv, "bob", "%23ops");
+    let t = Terminal::connected(&srv);
+    let announcement = t.expect_containing("[#ops]");
+    let (_, announced) = after_date_and_time(&announcement);
+    assert!(announced.starts_with("[#ops] bob created"), "{announced}");
+    let missed = t.expect_containing("while you were away");
+    assert_eq!(
+        after_date_and_time(&missed),
+        (
+            utc_date_time(sent_at).as_str(),
+            "<bob → #ops> while you were away"
+        )
+    );
+}
