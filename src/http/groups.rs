@@ -11,7 +11,7 @@ use super::response::{Reply, ReplyBody, busy};
 use super::{HttpEnv, ask_router};
 use crate::auth::hash_secret;
 use crate::events::Event;
-use crate::store::groups::{Actor, GroupChange, GroupView};
+use crate::store::groups::{Actor, GroupChange, GroupView, users_named};
 use crate::store::{open_reader, read_groups};
 use crate::wire::ids::{GroupName, UserId};
 
@@ -40,17 +40,6 @@ fn target(rest: &str) -> Option<Target<'_>> {
     }
 }
 
-/// The group as the API shows it.
-pub fn group_json(g: &GroupView) -> Value {
-    json!({
-        "name": g.name.as_str(),
-        "title": g.title,
-        "members": g.members.iter().map(UserId::as_str).collect::<Vec<_>>(),
-        "owners": g.owners.iter().map(UserId::as_str).collect::<Vec<_>>(),
-        "createdAt": g.created_at,
-    })
-}
-
 /// Who asks: a logged-in user, or whoever holds the API key.
 fn actor(env: &HttpEnv, req: &HttpRequest, now: u64) -> Option<Actor> {
     if let Some(me) = super::login::caller(env, req, now) {
@@ -70,12 +59,12 @@ pub fn handle(env: &HttpEnv, req: &HttpRequest, rest: &str, now: u64) -> Reply {
         Target::One(_) => "GET, PATCH, DELETE",
         Target::Members(_) => "POST",
     };
-    let allowed = match (&target, req.method) {
-        (Target::All, Method::Get | Method::Post) => true,
-        (Target::One(_), Method::Get | Method::Patch | Method::Delete) => true,
-        (Target::Members(_), Method::Post) => true,
-        _ => false,
-    };
+    let allowed = matches!(
+        (&target, req.method),
+        (Target::All, Method::Get | Method::Post)
+            | (Target::One(_), Method::Get | Method::Patch | Method::Delete)
+            | (Target::Members(_), Method::Post)
+    );
     if !allowed {
         return Reply::error(405, "method not allowed").header("Allow", allow.into());
     }
@@ -101,15 +90,15 @@ pub fn handle(env: &HttpEnv, req: &HttpRequest, rest: &str, now: u64) -> Reply {
         (Target::One(_), Method::Get, Some(n)) => return list(env, &actor, Some(&n)),
         (Target::All, _, _) => body().and_then(|b| create(env, &actor, &b)),
         (Target::Members(_), _, Some(name)) => body().and_then(|b| members(env, name, &b)),
-        (Target::One(_), Method::Patch, Some(name)) => body().and_then(|b| {
-            match b.get("title").and_then(Value::as_str) {
+        (Target::One(_), Method::Patch, Some(name)) => {
+            body().and_then(|b| match b.get("title").and_then(Value::as_str) {
                 Some(t) => Ok(GroupChange::Title {
                     name,
                     title: t.to_string(),
                 }),
                 None => Err(Reply::error(400, "body must be {\"title\": \"...\"}")),
-            }
-        }),
+            })
+        }
         (_, _, Some(name)) => Ok(GroupChange::Delete { name }),
         (_, _, None) => Err(Reply::error(404, "no such group")),
     };
@@ -124,7 +113,7 @@ pub fn handle(env: &HttpEnv, req: &HttpRequest, rest: &str, now: u64) -> Reply {
         reply,
     }) {
         Ok(Ok(Some(g))) => {
-            let mut reply = Reply::ok(group_json(&g));
+            let mut reply = Reply::ok(g.json());
             if created {
                 reply.status = 201;
             }
@@ -163,11 +152,11 @@ fn list(env: &HttpEnv, actor: &Actor, name: Option<&GroupName>) -> Reply {
     };
     match name {
         None => {
-            let all: Vec<Value> = groups.list(user).iter().map(group_json).collect();
+            let all: Vec<Value> = groups.list(user).iter().map(GroupView::json).collect();
             Reply::ok(json!({ "groups": all }))
         }
         Some(n) => match groups.get(n) {
-            Some(g) if user.is_none_or(|u| g.is_member(u)) => Reply::ok(group_json(&g.view())),
+            Some(g) if user.is_none_or(|u| g.is_member(u)) => Reply::ok(g.view().json()),
             _ => Reply::error(404, "no such group"),
         },
     }
@@ -185,37 +174,18 @@ fn users_at(
     let Some(v) = body.get(key) else {
         return Ok(Vec::new());
     };
-    let Some(list) = v.as_array() else {
-        return Err(Reply::error(400, format!("{key} must be a list of user ids")));
-    };
-    let mut out: Vec<UserId> = Vec::new();
-    let mut unknown: Vec<String> = Vec::new();
-    for item in list {
-        let parsed = item.as_str().and_then(UserId::parse);
-        match parsed {
-            Some(u) if !known || env.users.exists(u.as_str()) => {
-                if !out.contains(&u) {
-                    out.push(u);
-                }
-            }
-            _ => unknown.push(item.as_str().map_or_else(|| item.to_string(), printable)),
-        }
-    }
-    if !unknown.is_empty() {
+    let list: Option<Vec<&str>> = v
+        .as_array()
+        .and_then(|l| l.iter().map(Value::as_str).collect());
+    let Some(list) = list else {
         return Err(Reply::error(
             400,
-            format!("unknown user: {}", unknown.join(",")),
+            format!("{key} must be a list of user ids"),
         ));
-    }
-    Ok(out)
-}
-
-/// At most a short printable prefix of what a client sent, for a message.
-fn printable(s: &str) -> String {
-    s.chars()
-        .take(64)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    };
+    let exists = |u: &str| env.users.exists(u);
+    let exists: Option<&dyn Fn(&str) -> bool> = if known { Some(&exists) } else { None };
+    users_named(list.into_iter(), exists).map_err(|e| Reply::error(400, e))
 }
 
 fn create(env: &HttpEnv, actor: &Actor, body: &Map<String, Value>) -> Result<GroupChange, Reply> {
