@@ -655,8 +655,8 @@ function selectItem(id) {
   for (const it of state.items.values()) sidebar.select(it, it.id === id);
 }
 
-/** Opens conversation `id`. opts: {focusText, keepComposer (the To and the
- * text stay as typed), draft (restore this conversation's draft; default)}. */
+/** Opens conversation `id`, with its draft in the composer. opts:
+ * {focusText, keepComposer (the To and the text stay as typed instead)}. */
 function openConversation(id, opts) {
   opts = opts || {};
   if (state.open !== id) saveDraft();
@@ -695,7 +695,7 @@ function openConversation(id, opts) {
   ui.emptyState.hidden = nodes.length > 0 || !conv.historyDone;
   ui.emptyState.textContent = "No messages yet.";
   updateLoadOlder();
-  if (state.divider && state.divider.conv === id && state.divider.key) threadView.dividerLi.scrollIntoView({ block: "center" });
+  if (state.divider && state.divider.conv === id && state.divider.key) scrollToDivider();
   else scrollToBottom();
   const it = state.items.get(id);
   if (it) it.li.scrollIntoView({ block: "nearest", inline: "nearest" });
@@ -735,6 +735,13 @@ function updateLoadOlder() {
 function nearBottom() {
   const s = ui.scroller;
   return s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX;
+}
+
+/** The reader starts at the first new message, and the view stops
+ * following the bottom until they scroll there. */
+function scrollToDivider() {
+  threadView.dividerLi.scrollIntoView({ block: "center" });
+  state.stick = nearBottom();
 }
 
 function scrollToBottom() {
@@ -803,7 +810,7 @@ async function loadOlder(conv, chainLeft) {
     ui.emptyState.hidden = conv.list.length > 0;
     updateLoadOlder();
     if (first && state.divider && state.divider.conv === conv.id && state.divider.key) {
-      threadView.dividerLi.scrollIntoView({ block: "center" });
+      scrollToDivider();
     } else if (first || wasAtBottom) scrollToBottom();
     else s.scrollTop = s.scrollHeight - fromBottom;
   }
