@@ -703,16 +703,19 @@ function openConversation(id, opts) {
   if (opts.focusText) ui.text.focus();
 }
 
-/** No conversation open (after leaving the open group). */
-function closeConversation() {
+/** No conversation open (after leaving the open group, or when the only
+ * text of a new one was refused). opts: {keepComposer}. */
+function closeConversation(opts) {
   state.open = null;
   state.divider = null;
   if (state.me) store.remove(openKey(state.me));
   ui.conversation.dataset.with = "";
   selectItem(null);
   ui.messages.replaceChildren();
-  ui.to.value = "";
-  ui.text.value = "";
+  if (!(opts && opts.keepComposer)) {
+    ui.to.value = "";
+    ui.text.value = "";
+  }
   ui.emptyState.hidden = false;
   ui.emptyState.textContent = "Choose a conversation, or type recipients below to start one.";
   renderConversationHeader();
@@ -1123,30 +1126,16 @@ function refusedRecipient(id, msg, serverTs) {
   if (rec.li) rec.li.remove();
   const stillUsed = conv.list.length > 0;
   if (!stillUsed) state.convs.delete(conv.id);
-  if (state.open === conv.id) {
+  // The composer takes the text back to be readdressed, unless it holds
+  // another text now (the refused one was restored from the outbox).
+  if (state.open === conv.id || !ui.text.value) {
+    if (state.open === conv.id && !stillUsed) closeConversation({ keepComposer: true });
     if (!ui.text.value) ui.text.value = rec.body;
     ui.to.value = rec.to;
     autoGrow();
-    if (!stillUsed) {
-      state.open = null;
-      if (state.me) store.remove(openKey(state.me));
-      ui.conversation.dataset.with = "";
-      renderConversationHeader();
-      ui.emptyState.hidden = false;
-      ui.emptyState.textContent = "Choose a conversation, or type recipients below to start one.";
-      updateLoadOlder();
-    }
     saveDraft();
     setComposerError("Not sent: " + msg + ". Check the To field.");
     ui.to.focus();
-  } else if (!ui.text.value) {
-    // Another conversation is open (the text was restored from the outbox
-    // after a reload): the composer takes the text back, readdressed there.
-    ui.to.value = rec.to;
-    ui.text.value = rec.body;
-    autoGrow();
-    saveDraft();
-    setComposerError("Not sent: " + msg + ". Check the To field.");
   } else {
     announce("Not sent: " + msg);
   }
