@@ -58,7 +58,9 @@ export function groupDialogs(ctx) {
       ctx.onExpired();
       return;
     }
-    setError(p, e.status === 404 && !e.message.includes("#") ? "This server has no groups (version 1)." : e.message);
+    // A version 1 server knows no /api/groups at all ("no such endpoint").
+    const v1 = e.status === 404 && e.message === "no such endpoint";
+    setError(p, v1 ? "This server has no groups (it speaks protocol version 1)." : e.message);
   }
 
   // ---- new group
