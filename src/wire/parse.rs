@@ -245,7 +245,10 @@ pub fn check(env: Envelope, rules: &Rules) -> Result<Request, Reject> {
     if env.kind == TYPE_TEXT {
         let to = recipients(&env.to, rules.max_recipients, rules.user_exists)?;
         let body = match env.body {
-            Body::Text(s) if !s.is_empty() => s,
+            // A group text's empty body is the store's to refuse, after
+            // it has checked the group and the sender's membership (406
+            // comes before 404).
+            Body::Text(s) if !s.is_empty() || matches!(to, To::Group(_)) => s,
             Body::Text(_) => return Err(Reject::new(Status::BodyError, "body is empty")),
             // `parse` refuses an object body for a text (401).
             Body::Object(_) => {
