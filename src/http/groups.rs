@@ -70,12 +70,12 @@ pub fn handle(env: &HttpEnv, req: &HttpRequest, rest: &str, now: u64) -> Reply {
         Target::One(_) => "GET, PATCH, DELETE",
         Target::Members(_) => "POST",
     };
-    let allowed = match (&target, req.method) {
-        (Target::All, Method::Get | Method::Post) => true,
-        (Target::One(_), Method::Get | Method::Patch | Method::Delete) => true,
-        (Target::Members(_), Method::Post) => true,
-        _ => false,
-    };
+    let allowed = matches!(
+        (&target, req.method),
+        (Target::All, Method::Get | Method::Post)
+            | (Target::One(_), Method::Get | Method::Patch | Method::Delete)
+            | (Target::Members(_), Method::Post)
+    );
     if !allowed {
         return Reply::error(405, "method not allowed").header("Allow", allow.into());
     }
@@ -101,15 +101,15 @@ pub fn handle(env: &HttpEnv, req: &HttpRequest, rest: &str, now: u64) -> Reply {
         (Target::One(_), Method::Get, Some(n)) => return list(env, &actor, Some(&n)),
         (Target::All, _, _) => body().and_then(|b| create(env, &actor, &b)),
         (Target::Members(_), _, Some(name)) => body().and_then(|b| members(env, name, &b)),
-        (Target::One(_), Method::Patch, Some(name)) => body().and_then(|b| {
-            match b.get("title").and_then(Value::as_str) {
+        (Target::One(_), Method::Patch, Some(name)) => {
+            body().and_then(|b| match b.get("title").and_then(Value::as_str) {
                 Some(t) => Ok(GroupChange::Title {
                     name,
                     title: t.to_string(),
                 }),
                 None => Err(Reply::error(400, "body must be {\"title\": \"...\"}")),
-            }
-        }),
+            })
+        }
         (_, _, Some(name)) => Ok(GroupChange::Delete { name }),
         (_, _, None) => Err(Reply::error(404, "no such group")),
     };
@@ -186,7 +186,10 @@ fn users_at(
         return Ok(Vec::new());
     };
     let Some(list) = v.as_array() else {
-        return Err(Reply::error(400, format!("{key} must be a list of user ids")));
+        return Err(Reply::error(
+            400,
+            format!("{key} must be a list of user ids"),
+        ));
     };
     let mut out: Vec<UserId> = Vec::new();
     let mut unknown: Vec<String> = Vec::new();

@@ -260,7 +260,13 @@ impl Groups {
                 let mut owned: BTreeSet<&UserId> = owners.iter().collect();
                 if let Actor::User(me) = actor {
                     owned.insert(me);
-                    g.members.insert(me.clone(), Member { owner: true, since: now });
+                    g.members.insert(
+                        me.clone(),
+                        Member {
+                            owner: true,
+                            since: now,
+                        },
+                    );
                 }
                 for u in members.iter().chain(owners) {
                     g.members.entry(u.clone()).or_insert(Member {
@@ -307,7 +313,13 @@ impl Groups {
                 let mut added: Vec<&str> = Vec::new();
                 for u in add.iter().chain(owners) {
                     if !g.members.contains_key(u) {
-                        g.members.insert(u.clone(), Member { owner: false, since: now });
+                        g.members.insert(
+                            u.clone(),
+                            Member {
+                                owner: false,
+                                since: now,
+                            },
+                        );
                         added.push(u.as_str());
                     }
                 }
@@ -566,7 +578,10 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!((removed, announcement.as_str()), (vec![u("bob")], "bob left"));
+        assert_eq!(
+            (removed, announcement.as_str()),
+            (vec![u("bob")], "bob left")
+        );
         let (a, c) = members("dave", &[], &["dave"], &[]);
         assert_eq!(gs.plan(&a, &c, LIMITS, 2), Err(GroupError::NotFound));
     }

@@ -25,7 +25,11 @@ pub fn read_groups(conn: &Connection) -> Result<Groups, DbError> {
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     let mut q = conn.prepare_cached("SELECT name, title, created FROM groups")?;
     let rows = q.query_map([], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
     })?;
     for row in rows {
         let (name, title, created) = row?;
@@ -80,10 +84,7 @@ impl Db {
         change: &GroupChange,
         now_ms: u64,
     ) -> Result<Result<GroupDone, GroupError>, DbError> {
-        let plan = match self
-            .groups
-            .plan(actor, change, self.limits.groups, now_ms)
-        {
+        let plan = match self.groups.plan(actor, change, self.limits.groups, now_ms) {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };

@@ -99,7 +99,13 @@ pub fn history(
                        OR (m.origin = ?1 AND instr(',' || m.recipients || ',', ',' || ?2 || ',') > 0))
                  ) ORDER BY seq DESC LIMIT ?5",
             )?;
-            let p = params![me.as_str(), peer.as_str(), before.seq, before_ms, limit as i64];
+            let p = params![
+                me.as_str(),
+                peer.as_str(),
+                before.seq,
+                before_ms,
+                limit as i64
+            ];
             q.query_map(p, stored)?.collect::<Result<_, _>>()?
         }
     };
@@ -180,7 +186,11 @@ pub fn conversations(conn: &Connection, me: &UserId) -> Result<Vec<Conversation>
          WHERE i.user = ?1 ORDER BY i.seq DESC",
     )?;
     let rows = q.query_map(params![me.as_str()], |r| {
-        Ok((stored(r)?, r.get::<_, i64>(6)?, r.get::<_, Option<String>>(7)?))
+        Ok((
+            stored(r)?,
+            r.get::<_, i64>(6)?,
+            r.get::<_, Option<String>>(7)?,
+        ))
     })?;
     let mut order: Vec<String> = Vec::new();
     let mut found: HashMap<String, (StoredMessage, usize)> = HashMap::new();

@@ -468,9 +468,7 @@ impl Db {
                 after_seq,
                 PAGE_FRAMES as i64 + 1
             ],
-            |r| {
-                Ok((r.get::<_, i64>(0)?, stored(r)?))
-            },
+            |r| Ok((r.get::<_, i64>(0)?, stored(r)?)),
         )?;
         let mut page = Page {
             messages: Vec::new(),

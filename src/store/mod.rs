@@ -73,7 +73,10 @@ pub struct StoreLimits {
 
 /// Whether a user exists, as the users file says now.
 #[derive(Clone)]
-pub struct Known(Option<Arc<dyn Fn(&str) -> bool + Send + Sync>>);
+pub struct Known(Option<Arc<UserExists>>);
+
+/// The users file's answer to "does this user exist".
+type UserExists = dyn Fn(&str) -> bool + Send + Sync;
 
 impl Known {
     /// Everyone exists (tests).
@@ -145,9 +148,7 @@ impl Refused {
                     format!("offline queue full: {}", names.join(",")),
                 )
             }
-            Refused::UnknownGroup(g) => {
-                Reject::new(Status::ToError, format!("unknown group #{g}"))
-            }
+            Refused::UnknownGroup(g) => Reject::new(Status::ToError, format!("unknown group #{g}")),
             Refused::NotMember(g) => Reject::new(Status::ToError, format!("not a member of #{g}")),
         }
     }

@@ -323,17 +323,33 @@ fn history_pages_newest_first_between_two_users() {
         ms: u64::MAX,
         seq: i64::MAX,
     };
-    let me = history(&s.db.conn, &u("alice"), &With::parse("alice").unwrap(), all, 50).unwrap();
+    let me = history(
+        &s.db.conn,
+        &u("alice"),
+        &With::parse("alice").unwrap(),
+        all,
+        50,
+    )
+    .unwrap();
     let ids: Vec<String> = me.into_iter().map(|m| m.message.id).collect();
     assert_eq!(
         ids,
         ["note"],
         "with=me is notes to self, not everything sent"
     );
-    let bob_view = history(&s.db.conn, &u("bob"), &With::parse("alice").unwrap(), all, 100).unwrap();
+    let bob_view = history(
+        &s.db.conn,
+        &u("bob"),
+        &With::parse("alice").unwrap(),
+        all,
+        100,
+    )
+    .unwrap();
     assert_eq!(bob_view.len(), 11, "both directions and the text to two");
     assert!(
-        bob_view.iter().all(|m| m.received_by.is_none() == (m.message.origin == "alice")),
+        bob_view
+            .iter()
+            .all(|m| m.received_by.is_none() == (m.message.origin == "alice")),
         "receivedBy is on the caller's own texts only"
     );
 }
@@ -343,8 +359,12 @@ fn history_pages_are_exact_across_a_shared_millisecond_and_page_by_seq() {
     let mut s = store(10_000);
     for i in 0..1000 {
         // Ten texts per millisecond, as one commit stamps them.
-        s.accept(text("bob", &format!("m{i}"), &["alice"]), None, 1000 + i / 10)
-            .unwrap();
+        s.accept(
+            text("bob", &format!("m{i}"), &["alice"]),
+            None,
+            1000 + i / 10,
+        )
+        .unwrap();
     }
     let with = With::parse("bob").unwrap();
     let mut before = Before {
@@ -703,7 +723,11 @@ fn a_group_text_is_for_every_member_and_a_copy_for_the_sender() {
     let a = s.accept(to_group("bob", "g1", "ops"), None, 60).unwrap();
     assert_eq!(
         target_users(&a),
-        [("alice".into(), false), ("bob".into(), true), ("carol".into(), false)]
+        [
+            ("alice".into(), false),
+            ("bob".into(), true),
+            ("carol".into(), false)
+        ]
     );
     let Accepted::New { message, .. } = &a else {
         panic!()
@@ -717,10 +741,14 @@ fn a_group_text_is_for_every_member_and_a_copy_for_the_sender() {
 fn only_members_send_to_a_group_and_an_unknown_group_is_refused() {
     let mut s = store(100);
     s.make_ops(&["bob"]);
-    let e = s.accept(to_group("dave", "x", "ops"), None, 60).unwrap_err();
+    let e = s
+        .accept(to_group("dave", "x", "ops"), None, 60)
+        .unwrap_err();
     assert_eq!(e.reject().status, Status::ToError);
     assert_eq!(e.reject().msg, "not a member of #ops");
-    let e = s.accept(to_group("bob", "y", "nope"), None, 60).unwrap_err();
+    let e = s
+        .accept(to_group("bob", "y", "nope"), None, 60)
+        .unwrap_err();
     assert_eq!(e.reject().msg, "unknown group #nope");
 }
 
@@ -760,7 +788,10 @@ fn groups_survive_reopening_and_recovery_derives_group_rows_from_members() {
     // The process dies here, nothing written behind: opened again.
     let dir = s.dir.clone();
     drop(std::mem::replace(&mut s.db, open(&dir, 100)));
-    assert!(s.db.groups.get(&gname("ops")).is_some(), "the group is back");
+    assert!(
+        s.db.groups.get(&gname("ops")).is_some(),
+        "the group is back"
+    );
     // bob's phone gets the announcement and the text again.
     assert_eq!(s.attach(&key("bob", "phone"), 70).len(), 2);
 }
@@ -780,17 +811,31 @@ fn history_of_a_group_shows_receipts_of_members_and_deleting_it_deletes_its_text
         ms: u64::MAX,
         seq: i64::MAX,
     };
-    let h = history(&s.db.conn, &u("alice"), &With::parse("#ops").unwrap(), all, 10).unwrap();
+    let h = history(
+        &s.db.conn,
+        &u("alice"),
+        &With::parse("#ops").unwrap(),
+        all,
+        10,
+    )
+    .unwrap();
     assert_eq!(h.len(), 2, "the text and the creation");
     assert_eq!(h[0].received_by.as_deref(), Some(&["bob".to_string()][..]));
     assert_eq!(h[1].received_by, None, "a system text is nobody's own");
     let convs = super::history::conversations(&s.db.conn, &u("carol")).unwrap();
     assert_eq!(convs.len(), 1);
     assert_eq!((convs[0].with.as_str(), convs[0].unread), ("#ops", 2));
-    s.group(Actor::User(u("alice")), GroupChange::Delete { name: gname("ops") })
-        .unwrap();
+    s.group(
+        Actor::User(u("alice")),
+        GroupChange::Delete { name: gname("ops") },
+    )
+    .unwrap();
     assert_eq!(s.count("messages"), 0);
     assert_eq!(s.count("inbox"), 0);
     assert_eq!(s.db.unacked(&u("carol")), 0);
-    assert!(super::history::conversations(&s.db.conn, &u("carol")).unwrap().is_empty());
+    assert!(
+        super::history::conversations(&s.db.conn, &u("carol"))
+            .unwrap()
+            .is_empty()
+    );
 }

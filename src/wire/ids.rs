@@ -183,7 +183,10 @@ mod tests {
         assert!(GroupName::parse("Ops").is_none(), "lower case only");
         assert!(GroupName::parse("").is_none());
         assert!(GroupName::parse("a@b").is_none());
-        assert_eq!(GroupName::parse_tagged("#ops").map(|g| g.tagged()), Some("#ops".into()));
+        assert_eq!(
+            GroupName::parse_tagged("#ops").map(|g| g.tagged()),
+            Some("#ops".into())
+        );
         assert!(GroupName::parse_tagged("ops").is_none());
         assert!(UserId::parse("#ops").is_none(), "# is never in a user id");
     }

@@ -285,11 +285,7 @@ pub fn check(env: Envelope, rules: &Rules) -> Result<Request, Reject> {
 
 /// Splits and normalises `to`: trimmed, duplicates once, first-seen order;
 /// then the count (at most `max`) and that every user exists.
-pub fn recipients(
-    to: &str,
-    max: usize,
-    user_exists: &dyn Fn(&str) -> bool,
-) -> Result<To, Reject> {
+pub fn recipients(to: &str, max: usize, user_exists: &dyn Fn(&str) -> bool) -> Result<To, Reject> {
     if to.trim().is_empty() {
         return Err(Reject::new(Status::ToError, "to is empty"));
     }
