@@ -11,7 +11,7 @@ use super::response::{Reply, ReplyBody, busy};
 use super::{HttpEnv, ask_router};
 use crate::auth::hash_secret;
 use crate::events::Event;
-use crate::store::groups::{Actor, GroupChange, GroupView};
+use crate::store::groups::{Actor, GroupChange, GroupView, users_named};
 use crate::store::{open_reader, read_groups};
 use crate::wire::ids::{GroupName, UserId};
 
@@ -38,17 +38,6 @@ fn target(rest: &str) -> Option<Target<'_>> {
             }
         }
     }
-}
-
-/// The group as the API shows it.
-pub fn group_json(g: &GroupView) -> Value {
-    json!({
-        "name": g.name.as_str(),
-        "title": g.title,
-        "members": g.members.iter().map(UserId::as_str).collect::<Vec<_>>(),
-        "owners": g.owners.iter().map(UserId::as_str).collect::<Vec<_>>(),
-        "createdAt": g.created_at,
-    })
 }
 
 /// Who asks: a logged-in user, or whoever holds the API key.
@@ -124,7 +113,7 @@ pub fn handle(env: &HttpEnv, req: &HttpRequest, rest: &str, now: u64) -> Reply {
         reply,
     }) {
         Ok(Ok(Some(g))) => {
-            let mut reply = Reply::ok(group_json(&g));
+            let mut reply = Reply::ok(g.json());
             if created {
                 reply.status = 201;
             }
@@ -163,11 +152,11 @@ fn list(env: &HttpEnv, actor: &Actor, name: Option<&GroupName>) -> Reply {
     };
     match name {
         None => {
-            let all: Vec<Value> = groups.list(user).iter().map(group_json).collect();
+            let all: Vec<Value> = groups.list(user).iter().map(GroupView::json).collect();
             Reply::ok(json!({ "groups": all }))
         }
         Some(n) => match groups.get(n) {
-            Some(g) if user.is_none_or(|u| g.is_member(u)) => Reply::ok(group_json(&g.view())),
+            Some(g) if user.is_none_or(|u| g.is_member(u)) => Reply::ok(g.view().json()),
             _ => Reply::error(404, "no such group"),
         },
     }
@@ -185,40 +174,18 @@ fn users_at(
     let Some(v) = body.get(key) else {
         return Ok(Vec::new());
     };
-    let Some(list) = v.as_array() else {
+    let list: Option<Vec<&str>> = v
+        .as_array()
+        .and_then(|l| l.iter().map(Value::as_str).collect());
+    let Some(list) = list else {
         return Err(Reply::error(
             400,
             format!("{key} must be a list of user ids"),
         ));
     };
-    let mut out: Vec<UserId> = Vec::new();
-    let mut unknown: Vec<String> = Vec::new();
-    for item in list {
-        let parsed = item.as_str().and_then(UserId::parse);
-        match parsed {
-            Some(u) if !known || env.users.exists(u.as_str()) => {
-                if !out.contains(&u) {
-                    out.push(u);
-                }
-            }
-            _ => unknown.push(item.as_str().map_or_else(|| item.to_string(), printable)),
-        }
-    }
-    if !unknown.is_empty() {
-        return Err(Reply::error(
-            400,
-            format!("unknown user: {}", unknown.join(",")),
-        ));
-    }
-    Ok(out)
-}
-
-/// At most a short printable prefix of what a client sent, for a message.
-fn printable(s: &str) -> String {
-    s.chars()
-        .take(64)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    let exists = |u: &str| env.users.exists(u);
+    let exists: Option<&dyn Fn(&str) -> bool> = if known { Some(&exists) } else { None };
+    users_named(list.into_iter(), exists).map_err(|e| Reply::error(400, e))
 }
 
 fn create(env: &HttpEnv, actor: &Actor, body: &Map<String, Value>) -> Result<GroupChange, Reply> {

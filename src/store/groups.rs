@@ -129,6 +129,59 @@ pub struct GroupView {
     pub created_at: u64,
 }
 
+impl GroupView {
+    /// The group as the API shows it.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name.as_str(),
+            "title": self.title,
+            "members": self.members.iter().map(UserId::as_str).collect::<Vec<_>>(),
+            "owners": self.owners.iter().map(UserId::as_str).collect::<Vec<_>>(),
+            "createdAt": self.created_at,
+        })
+    }
+
+    /// The group from [`GroupView::json`].
+    pub fn from_json(v: &serde_json::Value) -> Option<GroupView> {
+        let users = |k: &str| -> Option<Vec<UserId>> {
+            v.get(k)?
+                .as_array()?
+                .iter()
+                .map(|u| u.as_str().and_then(UserId::parse))
+                .collect()
+        };
+        Some(GroupView {
+            name: GroupName::parse(v.get("name")?.as_str()?)?,
+            title: v.get("title")?.as_str()?.to_string(),
+            members: users("members")?,
+            owners: users("owners")?,
+            created_at: v.get("createdAt")?.as_u64()?,
+        })
+    }
+
+    /// The group for a terminal: `#ops  Operations`, then its members,
+    /// owners marked.
+    pub fn lines(&self) -> String {
+        let members: Vec<String> = self
+            .members
+            .iter()
+            .map(|u| {
+                if self.owners.contains(u) {
+                    format!("{u} (owner)")
+                } else {
+                    u.to_string()
+                }
+            })
+            .collect();
+        format!(
+            "#{}  {}\nmembers: {}\n",
+            self.name,
+            self.title.escape_debug(),
+            members.join(", ")
+        )
+    }
+}
+
 impl Group {
     pub fn view(&self) -> GroupView {
         GroupView {
@@ -461,6 +514,37 @@ impl Groups {
     }
 }
 
+/// User ids named at the edge (`/api/groups`, `edgeim group`), checked: each
+/// well-formed and, given `exists`, known to the users file. Duplicates
+/// count once. The error names every bad one, for a 400.
+pub fn users_named<'a>(
+    names: impl Iterator<Item = &'a str>,
+    exists: Option<&dyn Fn(&str) -> bool>,
+) -> Result<Vec<UserId>, String> {
+    let mut out: Vec<UserId> = Vec::new();
+    let mut unknown: Vec<String> = Vec::new();
+    for name in names {
+        match UserId::parse(name) {
+            Some(u) if exists.is_none_or(|f| f(u.as_str())) => {
+                if !out.contains(&u) {
+                    out.push(u);
+                }
+            }
+            _ => unknown.push(
+                name.chars()
+                    .take(64)
+                    .map(|c| if c.is_control() { '?' } else { c })
+                    .collect(),
+            ),
+        }
+    }
+    if unknown.is_empty() {
+        Ok(out)
+    } else {
+        Err(format!("unknown user: {}", unknown.join(",")))
+    }
+}
+
 /// A title is 1–[`MAX_TITLE_CHARS`] characters, not only spaces, with no
 /// control characters (it is shown in page headers and terminal lines).
 fn check_title(t: &str) -> Result<String, GroupError> {
@@ -693,5 +777,20 @@ mod tests {
         assert_eq!(gs.list(Some(&u("alice"))).len(), 1);
         assert_eq!(gs.list(Some(&u("carol"))).len(), 0);
         assert_eq!(gs.list(None).len(), 1);
+    }
+
+    #[test]
+    fn protocol_md_quotes_the_group_limits_as_the_code_has_them() {
+        use crate::config::{DEFAULT_MAX_GROUP_MEMBERS, DEFAULT_MAX_GROUPS_PER_USER};
+        use crate::wire::ids::MAX_GROUP_NAME_LEN;
+        let doc = crate::doc_constants::one_line(include_str!("../../docs/PROTOCOL.md"));
+        for phrase in [
+            format!("`limits.max_group_members` ({DEFAULT_MAX_GROUP_MEMBERS}) members"),
+            format!("`limits.max_groups_per_user` ({DEFAULT_MAX_GROUPS_PER_USER}) groups"),
+            format!("a title, 1–{MAX_TITLE_CHARS} characters"),
+            format!("1–{MAX_GROUP_NAME_LEN} of `a-z 0-9 . _ -`"),
+        ] {
+            assert!(doc.contains(&phrase), "PROTOCOL.md lacks: {phrase}");
+        }
     }
 }

@@ -75,8 +75,8 @@ pub struct StoreLimits {
 #[derive(Clone)]
 pub struct Known(Option<Arc<UserExists>>);
 
-/// The users file's answer to "does this user exist".
-type UserExists = dyn Fn(&str) -> bool + Send + Sync;
+/// Whether the users file has this user id.
+pub type UserExists = dyn Fn(&str) -> bool + Send + Sync;
 
 impl Known {
     /// Everyone exists (tests).
