@@ -592,50 +592,61 @@ fn a_user_is_in_at_most_max_groups_per_user_groups() {
     assert!(msg.contains("alice"), "{msg}");
 }
 
-/// 497 users beside alice, bob and carol: a group of 500.
-fn five_hundred() -> (TestServer, Vec<String>) {
-    let others: Vec<String> = (0..497).map(|i| format!("m{i:03}")).collect();
-    let srv = TestServer::start_with(|c| {
-        c.api.key = Some(API_KEY.into());
-        add_users(c, &others);
-    });
-    (srv, others)
-}
-
 #[test]
 fn a_group_of_500_members_gets_each_text_serialised_once() {
-    let (srv, others) = five_hundred();
-    let alice_token = srv.token("alice");
+    // The binary, not the harness's in-process server: /metrics counts
+    // for the whole process, and other tests run beside this one.
+    let config = test_config("g500");
+    let others: Vec<String> = (0..497).map(|i| format!("m{i:03}")).collect();
+    add_users(&config, &others);
+    let file = served::write_config(&config);
+    let srv = served::Served::start(&file, None);
+    let alice_token = login(&srv.http, "alice", &password("alice"));
+    let auth = [("token", alice_token.as_str())];
     let mut all: Vec<&str> = vec!["bob", "carol"];
     all.extend(others.iter().map(String::as_str));
-    let g = create(&srv, By::Token(&alice_token), "all", "Everyone", &all);
+    let (status, g) = post_json(
+        &format!("{}/api/groups", srv.http),
+        &auth,
+        json!({"name": "all", "title": "Everyone", "members": all}),
+    );
+    assert_eq!(status, 201, "{g}");
     assert_eq!(g["members"].as_array().map(Vec::len), Some(500));
     // The 501st is refused (the default max_group_members is 500).
-    let msg = assert_error(
-        members(
-            &srv,
-            By::Token(&alice_token),
-            "all",
-            json!({"add": ["dave"]}),
-        ),
-        400,
+    let (status, answer) = post_json(
+        &format!("{}/api/groups/all/members", srv.http),
+        &auth,
+        json!({"add": ["dave"]}),
     );
-    assert!(msg.contains("500"), "{msg}");
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["msg"].as_str().is_some_and(|m| m.contains("500")),
+        "{answer}"
+    );
 
-    let mut alice = srv.client_with(&alice_token, "alice", "web");
-    let mut alice_phone = srv.client_with(&alice_token, "alice", "phone");
-    let mut bob = srv.client("bob", "web");
-    let mut carol = srv.client("carol", "web");
+    let client = |user: &str, pw: &str, name: &str| {
+        let token = login(&srv.http, user, pw);
+        registered(
+            &srv.ws,
+            user,
+            name,
+            &session_id_with(&srv.http, &token, name),
+        )
+    };
+    let mut alice = client("alice", &password("alice"), "web");
+    let mut alice_phone = client("alice", &password("alice"), "phone");
+    let mut bob = client("bob", &password("bob"), "web");
+    let mut carol = client("carol", &password("carol"), "web");
     // One of the 497 logs in too (they share a password).
-    let m_token = login(&srv.http, "m123", SHARED_PASSWORD);
-    let mut m123 = srv.client_with(&m_token, "m123", "web");
+    let mut m123 = client("m123", SHARED_PASSWORD, "web");
     for c in [&mut alice_phone, &mut bob, &mut carol, &mut m123] {
         let a = c.next_message();
         assert_eq!((&a["from"], &a["to"]), (&json!("SYSTEM"), &json!("#all")));
     }
-    let accepted = metric(&srv, "edgeim_texts_accepted_total");
+    let built = metric(&srv.http, "edgeim_text_frames_built_total");
+    let accepted = metric(&srv.http, "edgeim_texts_accepted_total");
     send_ok(&mut alice, "big1", "#all", "to five hundred");
-    // Serialised once: every connected member gets the same bytes.
+    // Every connected member gets the same bytes.
     let frame = bob.recv_raw();
     for c in [&mut carol, &mut m123, &mut alice_phone] {
         assert_eq!(c.recv_raw(), frame, "{}", c.user);
@@ -643,20 +654,26 @@ fn a_group_of_500_members_gets_each_text_serialised_once() {
     let m: Value = serde_json::from_str(&frame).expect("JSON");
     assert_eq!((&m["id"], &m["to"]), (&json!("big1"), &json!("#all")));
     assert_eq!(
-        metric(&srv, "edgeim_texts_accepted_total"),
-        accepted + 1.0,
-        "one text accepted, whatever the member count"
+        metric(&srv.http, "edgeim_texts_accepted_total"),
+        accepted + 1.0
+    );
+    assert_eq!(
+        metric(&srv.http, "edgeim_text_frames_built_total"),
+        built + 1.0,
+        "one frame built for 500 members"
     );
     // The offline members have it in their queues: one of them registers.
-    let m_token = login(&srv.http, "m400", SHARED_PASSWORD);
-    let mut m400 = srv.client_with(&m_token, "m400", "web");
+    let mut m400 = client("m400", SHARED_PASSWORD, "web");
     m400.next_message();
     expect_text(&mut m400, "big1");
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&config.data_dir);
+    let _ = std::fs::remove_file(&file);
 }
 
-/// The value of an unlabelled metric.
-fn metric(srv: &TestServer, name: &str) -> f64 {
-    let (status, text) = get(&format!("{}/metrics", srv.http), &[]);
+/// The value of an unlabelled metric at `http`.
+fn metric(http: &str, name: &str) -> f64 {
+    let (status, text) = get(&format!("{http}/metrics"), &[]);
     assert_eq!(status, 200);
     let text = text.as_str().expect("text").to_string();
     text.lines()
@@ -702,6 +719,9 @@ fn owners_add_remove_make_owners_rename_and_delete() {
         Some(json!({"title": "Ops team"})),
     );
     assert_eq!((status, &g["title"]), (200, &json!("Ops team")), "{g}");
+    // A change that changes nothing is 400.
+    assert_error(members(&o.srv, a, "ops", json!({"add": ["dave"]})), 400);
+    assert_error(members(&o.srv, a, "ops", json!({})), 400);
     let (status, body) = api(&o.srv, a, "DELETE", "/ops", None);
     assert_eq!(status, 204, "{body}");
     assert_error(api(&o.srv, a, "GET", "/ops", None), 404);
@@ -748,11 +768,15 @@ fn a_group_is_404_to_a_user_who_is_not_a_member_and_when_unknown() {
         api(&o.srv, By::Token(&o.alice), "GET", "/No-Such", None),
         404,
     );
-    // A non-member cannot change it either (it does not see it).
-    let (status, _) = members(&o.srv, d, "ops", json!({"add": ["dave"]}));
-    assert!(status == 403 || status == 404, "{status}");
-    let (status, _) = api(&o.srv, d, "DELETE", "/ops", None);
-    assert!(status == 403 || status == 404, "{status}");
+    // A non-member cannot change it either: for it the group does not
+    // exist (docs/PROTOCOL.md's decision).
+    assert_error(members(&o.srv, d, "ops", json!({"add": ["dave"]})), 404);
+    assert_error(members(&o.srv, d, "ops", json!({"remove": ["dave"]})), 404);
+    assert_error(
+        api(&o.srv, d, "PATCH", "/ops", Some(json!({"title": "x"}))),
+        404,
+    );
+    assert_error(api(&o.srv, d, "DELETE", "/ops", None), 404);
     let (_, g) = api(&o.srv, By::Token(&o.alice), "GET", "/ops", None);
     assert_eq!(names(&g["members"]), ["alice", "bob", "carol"]);
 }
@@ -833,6 +857,47 @@ fn the_groups_api_without_a_login_or_with_a_wrong_key_is_401() {
         "",
     );
     assert_eq!(resp.status, 401);
+}
+
+#[test]
+fn another_method_is_405_with_allow() {
+    let o = ops();
+    let a = By::Token(&o.alice);
+    for (method, path, allow) in [
+        ("DELETE", "", "GET, POST"),
+        ("POST", "/ops", "GET, PATCH, DELETE"),
+        ("GET", "/ops/members", "POST"),
+    ] {
+        let resp = request(
+            method,
+            &format!("{}/api/groups{path}", o.srv.http),
+            &[("token", &o.alice)],
+            "",
+        );
+        assert_eq!(resp.status, 405, "{method} {path}");
+        assert_eq!(resp.header("Allow"), Some(allow), "{method} {path}");
+    }
+    let (_, g) = api(&o.srv, a, "GET", "/ops", None);
+    assert_eq!(g["name"], "ops");
+}
+
+#[test]
+fn a_system_message_may_name_a_group() {
+    let o = ops();
+    let mut bob = o.client("bob", "web");
+    let mut carol = o.client("carol", "web");
+    let (status, answer) = post_json(
+        &format!("{}/api/system/message", o.srv.http),
+        &[("Authorization", &format!("Bearer {API_KEY}"))],
+        json!({"to": "#ops", "body": "maintenance at 6"}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["id"].as_str().expect("id");
+    for c in [&mut bob, &mut carol] {
+        expect_announcement(c, "ops", CREATED);
+        let m = expect_announcement(c, "ops", "maintenance at 6");
+        assert_eq!(m["id"], id);
+    }
 }
 
 #[test]
@@ -1187,6 +1252,50 @@ fn an_unacknowledged_group_text_survives_a_restart() {
     let mut carol = o.client("carol", "web");
     expect_announcement(&mut carol, "ops", CREATED);
     expect_text(&mut carol, "g1");
+}
+
+#[test]
+fn a_members_full_offline_queue_is_still_full_after_a_restart() {
+    let mut srv = TestServer::start_with(|c| c.limits.offline_per_user = 2);
+    let alice_token = srv.token("alice");
+    create(
+        &srv,
+        By::Token(&alice_token),
+        "ops",
+        "Operations",
+        &["carol"],
+    );
+    let mut alice = srv.client_with(&alice_token, "alice", "web");
+    // carol is offline: the creation and g1 fill her queue of 2.
+    send_ok(&mut alice, "g1", "#ops", "one");
+    drop(alice);
+    srv.restart();
+    let mut alice = srv.client_with(&alice_token, "alice", "web");
+    let (code, msg) = send(&mut alice, "g2", "#ops");
+    assert_eq!(code, 407, "{msg}");
+    assert!(msg.contains("carol"), "{msg}");
+}
+
+#[test]
+fn deleting_a_group_frees_the_offline_queues_its_texts_held() {
+    let srv = TestServer::start_with(|c| c.limits.offline_per_user = 2);
+    let alice_token = srv.token("alice");
+    create(
+        &srv,
+        By::Token(&alice_token),
+        "ops",
+        "Operations",
+        &["carol"],
+    );
+    let mut alice = srv.client_with(&alice_token, "alice", "web");
+    send_ok(&mut alice, "g1", "#ops", "one");
+    assert_eq!(send(&mut alice, "d1", "carol").0, 407);
+    let (status, _) = api(&srv, By::Token(&alice_token), "DELETE", "/ops", None);
+    assert_eq!(status, 204);
+    assert_eq!(send(&mut alice, "d2", "carol").0, 200);
+    let mut carol = srv.client("carol", "web");
+    expect_text(&mut carol, "d2");
+    expect_nothing_before(&mut carol, "marker");
 }
 
 #[test]

@@ -211,13 +211,23 @@ fn before_seq_is_exclusive_and_may_be_given_with_before() {
 
 #[test]
 fn pages_of_exactly_limit_across_a_thousand_texts_that_share_milliseconds() {
-    let srv = server();
+    let mut srv = server();
     let alice_token = srv.token("alice");
     let bob_token = srv.token("bob");
     let mut alice = srv.client_with(&alice_token, "alice", "web");
     // bob is offline: all of it waits in his queue and his history.
     let sent = pipelined(&mut alice, "bob", "k", 1000);
-    for token in [&alice_token, &bob_token] {
+    drop(alice);
+    // As the sender and as the recipient; and after a restart, from what
+    // the store recovered.
+    for (token, restart) in [
+        (&alice_token, false),
+        (&bob_token, false),
+        (&bob_token, true),
+    ] {
+        if restart {
+            srv.restart();
+        }
         let with = if token == &alice_token {
             "bob"
         } else {
@@ -268,6 +278,7 @@ fn with_a_group_is_for_its_members_only_and_403_for_anyone_else() {
     send_ok(&mut alice, "g1", "#ops", "members only");
     let (status, v) = history_answer(&srv, &dave_token, "with=%23ops");
     assert_eq!(status, 403, "{v}");
+    assert_eq!(v["msg"], "not a member of #ops");
     let (status, v) = history_answer(&srv, &dave_token, "with=%23nosuch");
     assert_eq!(status, 403, "{v}");
     // A member removed loses it.
