@@ -113,13 +113,13 @@ impl Db {
                 // The members who were removed hear of it too.
                 let mut to = self.group_members(&group.name, &Origin::System);
                 to.extend(removed.iter().filter(|u| self.limits.known.has(u)).cloned());
-                let accepted = match self.accept_to(&msg, &to, None, now_ms)? {
-                    Ok(a) => Some(a),
-                    // A member's offline queue is full: the change stands,
-                    // the announcement is in the history for everyone.
-                    Err(Refused::Full(_)) => None,
-                    Err(_) => None,
-                };
+                // A member's offline queue is full: the change stands
+                // without its announcement.
+                let accepted = self.accept_to(&msg, &to, None, now_ms)?.ok();
+                // Its rows are written now, not behind: after a crash they
+                // would be derived from the members then, and the members
+                // it removed would not hear of it.
+                self.write_behind(true)?;
                 Ok(Ok(GroupDone {
                     group: Some(group.view()),
                     announcement: accepted,
