@@ -518,6 +518,7 @@ fn a_member_over_offline_per_user_refuses_the_whole_group_text_with_407_naming_i
         &["bob", "carol"],
     );
     let mut alice = srv.client_with(&alice_token, "alice", "web");
+    let mut alice_phone = srv.client_with(&alice_token, "alice", "phone");
     let mut bob = srv.client("bob", "web");
     // carol is offline: the announcement and two texts fill her queue of
     // 3; bob acknowledges everything.
@@ -532,8 +533,15 @@ fn a_member_over_offline_per_user_refuses_the_whole_group_text_with_407_naming_i
     assert_eq!(code, 407, "{msg}");
     assert!(msg.contains("carol"), "msg names carol: {msg}");
     assert!(!msg.contains("bob"), "only carol is full: {msg}");
-    // Refused whole: bob did not get it either.
+    // Refused whole: bob did not get it either, nor alice's other client.
     expect_nothing_before(&mut bob, "marker");
+    expect_announcement(&mut alice_phone, "ops", CREATED);
+    for id in ["g1", "g2"] {
+        expect_text(&mut alice_phone, id);
+        // bob's receipt.
+        assert_eq!(expect_next(&mut alice_phone, id)["type"], 9101);
+    }
+    expect_nothing_before(&mut alice_phone, "marker2");
 }
 
 // ------------------------------------------------------------- limits

@@ -603,6 +603,78 @@ fn unread_in_a_group_counts_its_texts_and_announcements_to_the_caller() {
     ack_expect(&mut bob, "g1", "alice", 200);
     let ops = conversation(&conversations(&srv, &bob_token), "#ops");
     assert_eq!(ops["unread"], 2);
+    // Announcements are in the group's conversation, not in SYSTEM's.
+    let list = conversations(&srv, &bob_token);
+    assert!(list.iter().all(|c| c["with"] != "SYSTEM"), "{list:?}");
+    assert_eq!(
+        history(&srv, &bob_token, "with=SYSTEM"),
+        Vec::<Value>::new()
+    );
+}
+
+#[test]
+fn a_note_to_self_is_the_conversation_with_oneself_and_never_unread() {
+    let srv = server();
+    let alice_token = srv.token("alice");
+    let mut web = srv.client_with(&alice_token, "alice", "web");
+    let _phone = srv.client_with(&alice_token, "alice", "phone");
+    send_ok(&mut web, "n1", "alice", "note");
+    let list = conversations(&srv, &alice_token);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(
+        (&list[0]["with"], &list[0]["unread"]),
+        (&json!("alice"), &json!(0))
+    );
+    assert_eq!(list[0]["last"]["id"], "n1");
+}
+
+#[test]
+fn a_group_page_is_exact_too() {
+    let srv = server();
+    let alice_token = srv.token("alice");
+    let bob_token = srv.token("bob");
+    create_group(&srv, &alice_token, "ops", &["bob"]);
+    let mut alice = srv.client_with(&alice_token, "alice", "web");
+    let sent = pipelined(&mut alice, "#ops", "g", 450);
+    let mut pages = Vec::new();
+    let mut got = Vec::new();
+    let mut query = "with=%23ops&limit=200".to_string();
+    loop {
+        let page = history(&srv, &bob_token, &query);
+        pages.push(page.len());
+        let Some(last) = page.last() else { break };
+        query = format!("with=%23ops&limit=200&beforeSeq={}", seq(last));
+        got.extend(ids(&page));
+    }
+    // 450 texts and the creation.
+    assert_eq!(pages, [200, 200, 51, 0]);
+    let texts: Vec<String> = got
+        .iter()
+        .filter(|id| id.starts_with('g'))
+        .cloned()
+        .collect();
+    let mut want = sent;
+    want.reverse();
+    assert_eq!(texts, want);
+}
+
+#[test]
+fn received_by_keeps_a_member_who_acknowledged_and_then_left() {
+    let srv = server();
+    let alice_token = srv.token("alice");
+    let bob_token = srv.token("bob");
+    create_group(&srv, &alice_token, "ops", &["bob", "carol"]);
+    let mut alice = srv.client_with(&alice_token, "alice", "web");
+    let mut bob = srv.client_with(&bob_token, "bob", "web");
+    send_ok(&mut alice, "g1", "#ops", "ack and go");
+    bob.next_message();
+    expect_text(&mut bob, "g1");
+    ack_expect(&mut bob, "g1", "alice", 200);
+    change_group(&srv, &bob_token, "ops", json!({"remove": ["bob"]}));
+    assert_eq!(
+        received_by(&find(&srv, &alice_token, "%23ops", "g1")),
+        ["bob"]
+    );
 }
 
 #[test]
