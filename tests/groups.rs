@@ -1251,6 +1251,61 @@ fn groups_and_memberships_survive_a_restart() {
 }
 
 #[test]
+fn a_group_change_answered_survives_a_crash_with_its_announcement() {
+    // The binary, killed with SIGKILL right after the answers.
+    let config = test_config("gcrash");
+    let file = served::write_config(&config);
+    let mut srv = served::Served::start(&file, None);
+    let alice_token = login(&srv.http, "alice", &password("alice"));
+    let auth = [("token", alice_token.as_str())];
+    let (status, g) = post_json(
+        &format!("{}/api/groups", srv.http),
+        &auth,
+        json!({"name": "ops", "title": "Operations", "members": ["bob", "carol"]}),
+    );
+    assert_eq!(status, 201, "{g}");
+    let (status, g) = post_json(
+        &format!("{}/api/groups/ops/members", srv.http),
+        &auth,
+        json!({"remove": ["bob"]}),
+    );
+    assert_eq!(status, 200, "{g}");
+    let mut alice = registered(
+        &srv.ws,
+        "alice",
+        "web",
+        &session_id_with(&srv.http, &alice_token, "web"),
+    );
+    send_ok(&mut alice, "g1", "#ops", "before the crash");
+    srv.kill_hard();
+    drop(alice);
+    let srv = served::Served::start(&file, None);
+    let (status, g) = get(&format!("{}/api/groups/ops", srv.http), &auth);
+    assert_eq!(status, 200, "{g}");
+    assert_eq!(names(&g["members"]), ["alice", "carol"]);
+    let client = |user: &str| {
+        let token = login(&srv.http, user, &password(user));
+        registered(
+            &srv.ws,
+            user,
+            "web",
+            &session_id_with(&srv.http, &token, "web"),
+        )
+    };
+    let mut carol = client("carol");
+    expect_announcement(&mut carol, "ops", CREATED);
+    expect_announcement(&mut carol, "ops", "alice removed bob");
+    expect_text(&mut carol, "g1");
+    let mut bob = client("bob");
+    expect_announcement(&mut bob, "ops", CREATED);
+    expect_announcement(&mut bob, "ops", "alice removed bob");
+    expect_nothing_before(&mut bob, "marker");
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&config.data_dir);
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
 fn an_unacknowledged_group_text_survives_a_restart() {
     let mut o = ops();
     let mut alice = o.client("alice", "web");
