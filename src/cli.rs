@@ -35,9 +35,12 @@ USAGE:
 Passwords are read from standard input (one line) when it is not a
 terminal, and asked for without echo when it is.
 
-In chat, `bob: hello` sends to bob, `bob,carol: hi` to both, and a line
-without a name goes to the previous recipients; /who lists the users,
-/quit (or the end of input) leaves.
+In chat, `bob: hello` sends to bob, `bob,carol: hi` to both, `#ops: hi`
+to the group ops, and a line without a name goes to the previous
+recipients; /who lists the users, /help a hint, /quit (or the end of
+input) leaves. Received texts start with the time and the sender
+(`12:00 <bob> hi`; those missed while away with the date too); what
+became of yours with a mark: `✓` accepted, `✓✓ bob received`, `✗` refused.
 
 OPTIONS:
     -c, --config FILE   the TOML config (see docs/CONFIG.md); without it,
