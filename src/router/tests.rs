@@ -164,6 +164,7 @@ fn register(r: &mut Rig, conn: ConnId, from: &str, sid: &str, now: u64) -> Resul
         id: "reg".into(),
         from: from.into(),
         session_id: sid.into(),
+        presence: false,
     };
     r.handle(
         Event::Register {
@@ -282,6 +283,7 @@ fn a_register_refused_by_the_reader_still_uses_its_session_id_up() {
         id: "reg".into(),
         from: "alice".into(),
         session_id: sid.clone(),
+        presence: false,
     };
     let refused = Some(Reject::new(Status::FromError, "isSystem"));
     r.handle(
@@ -616,6 +618,7 @@ fn session_ids_expire_by_the_monotonic_clock_not_the_wall_clock() {
             id: "reg".into(),
             from: "alice".into(),
             session_id: sid,
+            presence: false,
         };
         let ev = Event::Register {
             conn,
