@@ -29,7 +29,7 @@ impl Peer {
     pub(super) fn frames(&self) -> Vec<Value> {
         let mut v = Vec::new();
         while let Ok(item) = self.out.try_recv() {
-            let released = Released::item(item.bytes(), item.is_answer());
+            let released = Released::of(&item);
             self.shared.queued.release(released);
             v.extend(
                 frames_of(item)
