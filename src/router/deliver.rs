@@ -158,6 +158,8 @@ impl Router {
                 log::info!("conn {conn} registered as {key}");
                 let ok = wire::send_status(register_id, user, Status::Success, "registered", now);
                 self.push(conn, Outbound::Answer(ok));
+                // Section 11: right after the 9001, ahead of the backlog.
+                self.start_presence(conn, &key.user, now);
                 self.backlog_page(conn, &key, page);
             }
             Err(r) => self.refuse_backlog(conn, key, Some(register_id), &r, now),
