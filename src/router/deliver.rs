@@ -251,7 +251,7 @@ impl Router {
     /// already has `send_queue` bytes waiting is closed as `slow` instead
     /// (an answer: that has [`ANSWER_ALLOWANCE`] bytes of answers waiting);
     /// what it missed stays in the store for its next register.
-    fn push(&mut self, conn: ConnId, item: Outbound) {
+    pub(super) fn push(&mut self, conn: ConnId, item: Outbound) {
         let Some(handle) = self.table.handle(conn) else {
             return;
         };
