@@ -364,6 +364,17 @@ mod tests {
     }
 
     #[test]
+    fn protocol_md_quotes_the_window_as_the_code_has_it() {
+        let doc = crate::doc_constants::one_line(include_str!("../../docs/PROTOCOL.md"));
+        let phrase = format!(
+            "Changes are coalesced over a window of {WINDOW_MS} ms: the first change after a 3001 was sent makes the next one due {WINDOW_MS} ms later"
+        );
+        assert!(doc.contains(&phrase), "PROTOCOL.md lacks: {phrase}");
+        // And within what section 11 allows.
+        assert!(PRESENCE_WINDOW <= Duration::from_secs(1));
+    }
+
+    #[test]
     fn snapshots_between_two_changes_share_one_set() {
         let mut p = Presence::default();
         watching(&mut p, 1, "alice", &["alice", "bob"]);
