@@ -55,7 +55,8 @@ impl Router {
     /// `conn` was answered its register's SUCCESS: its snapshot, if it
     /// asked for presence.
     pub(super) fn start_presence(&mut self, conn: ConnId, user: &UserId, now: u64) {
-        let online = self.online_set();
+        let table = &self.table;
+        let online = || table.online_users().cloned().collect();
         if let Some(delta) = self.presence.start(conn, user, online) {
             let now = Now {
                 wall_ms: now,

@@ -88,12 +88,20 @@ impl Presence {
         self.asked.insert(conn);
     }
 
-    /// `conn`'s register was answered SUCCESS, `online` being everyone
+    /// `conn`'s register was answered SUCCESS, `online` giving everyone
     /// online now (its own user too): its first frame, if its client asked.
-    pub fn start(&mut self, conn: ConnId, user: &UserId, online: Online) -> Option<Delta> {
+    /// `online` is called only then: most clients do not ask, and the set
+    /// costs a copy of every online user's id.
+    pub fn start(
+        &mut self,
+        conn: ConnId,
+        user: &UserId,
+        online: impl FnOnce() -> Online,
+    ) -> Option<Delta> {
         if !self.asked.remove(&conn) {
             return None;
         }
+        let online = online();
         if *self.latest != online {
             self.latest = Arc::new(online);
         }
@@ -227,7 +235,7 @@ mod tests {
     /// A presence with `conn` watching as `who`, its snapshot taken.
     fn watching(p: &mut Presence, conn: ConnId, who: &str, online: &[&str]) -> Delta {
         p.ask(conn);
-        p.start(conn, &user(who), set(online)).expect("asked")
+        p.start(conn, &user(who), || set(online)).expect("asked")
     }
 
     /// The flush's frames by connection, as JSON bodies.
@@ -252,7 +260,7 @@ mod tests {
     #[test]
     fn only_a_client_that_asked_becomes_a_watcher() {
         let mut p = Presence::default();
-        assert!(p.start(1, &user("alice"), set(&["alice"])).is_none());
+        assert!(p.start(1, &user("alice"), || set(&["alice"])).is_none());
         p.changed(0);
         assert_eq!(p.due(), None, "no watcher: no flush, no timer");
         assert!(p.flush(set(&["alice", "bob"])).is_empty());
@@ -358,7 +366,7 @@ mod tests {
         p.forget(1);
         p.forget(2);
         assert_eq!(p.due(), None);
-        assert!(p.start(2, &user("bob"), set(&["bob"])).is_none());
+        assert!(p.start(2, &user("bob"), || set(&["bob"])).is_none());
         assert!(p.flush(set(&["bob"])).is_empty());
         assert_eq!(p.watchers(), 0);
     }
