@@ -1,21 +1,28 @@
 //! `edgeim chat`: a small terminal client, so two terminals can chat against
 //! the demo server with nothing else installed. It logs in, asks for a
 //! session id and registers through [`crate::client`], then turns typed
-//! lines into texts and incoming frames into one line each on stdout.
+//! lines into texts (`chat/line.rs`) and incoming frames into lines on stdout
+//! (`chat/show.rs`). This file is the I/O around those plain functions.
 
-use std::collections::HashSet;
+mod escape;
+mod line;
+mod sent;
+mod show;
+mod stamp;
+
 use std::io::BufRead;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TryRecvError};
-use serde_json::Value;
 use tungstenite::Message;
 
-use crate::client::frames::{self, StatusBody};
+use crate::client::frames;
 use crate::client::ws::{self as cws, Ws as Socket};
 use crate::client::{self, ClientError, HttpServer, WAIT};
-use crate::wire::ids::{SYSTEM, UserId};
-use crate::wire::{TYPE_RECEIVE_STATUS, TYPE_SEND_STATUS, TYPE_TEXT};
+use crate::clock;
+use line::Typed;
+use sent::Sent;
+use show::Incoming;
 
 /// The HTTP API `edgeim chat` talks to unless told otherwise.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
@@ -63,20 +70,27 @@ fn chat(
     input: impl BufRead + Send + 'static,
 ) -> Result<(), ClientError> {
     let session_id = client::session_id(server, token, &opts.client)?;
-    let mut ws = register(opts, &session_id)?;
+    let (mut ws, registered_at) = register(opts, &session_id)?;
     println!("connected as {} ({})", opts.user, opts.client);
+    print_hint();
     let lines = read_lines_in_background(input)?;
     let mut chat = Chat {
         user: opts.user.clone(),
         to: None,
-        pending: HashSet::new(),
+        sent: Sent::default(),
+        // Without the server's clock (a server that stamps no 9001), the
+        // local one: only which texts show their date depends on it.
+        registered_at: registered_at.unwrap_or_else(clock::now_ms),
     };
     loop {
         loop {
             match lines.try_recv() {
-                Ok(line) if line.trim() == "/quit" => return close(&mut ws),
-                Ok(line) if line.trim() == "/who" => who(server, token),
-                Ok(line) => chat.send_line(&mut ws, &line)?,
+                Ok(line) => match line::parse(&line) {
+                    Typed::Quit => return close(&mut ws),
+                    Typed::Who => who(server, token),
+                    Typed::Help => print_hint(),
+                    typed => chat.send_line(&mut ws, typed)?,
+                },
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return close(&mut ws),
             }
@@ -100,98 +114,94 @@ struct Chat {
     user: String,
     /// The recipients of the previous line.
     to: Option<String>,
-    /// Ids of our texts still waiting for their 9001.
-    pending: HashSet<String>,
+    /// What this user sent, for the ✓ and ✓✓ lines.
+    sent: Sent,
+    /// The server's clock when it answered the register: texts stamped
+    /// before it were missed while away.
+    registered_at: u64,
 }
 
 impl Chat {
-    /// `bob: hi`, `bob,carol: hi`, or `hi` to the previous recipients.
-    fn send_line(&mut self, ws: &mut Socket, line: &str) -> Result<(), ClientError> {
-        let line = line.trim();
-        if line.is_empty() {
-            return Ok(());
-        }
-        if line.starts_with('/') {
-            eprintln!("edgeim: chat: commands are /who and /quit");
-            return Ok(());
-        }
-        let text = match split_recipients(line) {
-            Some((to, text)) => {
-                self.to = Some(to);
+    /// A typed text (commands are the loop's): to the recipients it names,
+    /// or to the previous ones.
+    fn send_line(&mut self, ws: &mut Socket, typed: Typed<'_>) -> Result<(), ClientError> {
+        let text = match typed {
+            Typed::Text { to, text } => {
+                if to.is_some() {
+                    self.to = to;
+                }
                 text
             }
-            None => line,
+            Typed::NotAGroup(name) => {
+                eprintln!(
+                    "edgeim: chat: {} is not a group (names are a-z, 0-9, '.', '_', '-'); not sent",
+                    escape::shown(name)
+                );
+                return Ok(());
+            }
+            Typed::UnknownCommand(_) => {
+                eprintln!("edgeim: chat: commands are /help, /who and /quit");
+                return Ok(());
+            }
+            Typed::Nothing | Typed::Quit | Typed::Who | Typed::Help => return Ok(()),
         };
-        let Some(to) = self.to.clone() else {
-            eprintln!("edgeim: chat: say who to first, like `bob: hello`");
+        let Some(to) = self.to.as_deref() else {
+            eprintln!("edgeim: chat: say who to first, like `bob: hello` or `#ops: hello`");
             return Ok(());
         };
         if text.is_empty() {
             return Ok(());
         }
         let id = uuid::Uuid::new_v4().to_string();
-        let msg = frames::text(&id, &self.user, &to, text);
-        self.pending.insert(id);
-        cws::send(ws, &msg)
+        self.sent.sending(&id, to, text);
+        cws::send(ws, &frames::text(&id, &self.user, to, text))
     }
 
     /// Prints one incoming frame and acknowledges texts.
-    fn show_frame(&mut self, ws: &mut Socket, text: &str) -> Result<(), ClientError> {
-        let Ok(m) = serde_json::from_str::<Value>(text) else {
-            return Ok(());
-        };
-        // What peers wrote is shown with control characters escaped: a
-        // body must not move the cursor, recolour or retitle the terminal.
-        let field = |k: &str| shown(m[k].as_str().unwrap_or_default());
-        let (id, from, to, body) = (field("id"), field("from"), field("to"), field("body"));
-        match m["type"].as_i64() {
-            Some(TYPE_TEXT) => {
-                if from == SYSTEM {
-                    println!("[system] {body}");
-                } else if from == self.user {
-                    println!("you → {to}: {body}");
-                } else {
-                    println!("{from}: {body}");
+    fn show_frame(&mut self, ws: &mut Socket, frame: &str) -> Result<(), ClientError> {
+        match Incoming::read(frame) {
+            Incoming::Text {
+                id,
+                from,
+                to,
+                body,
+                timestamp,
+            } => {
+                let at = timestamp.unwrap_or_else(clock::now_ms);
+                let missed = stamp::is_missed(at, self.registered_at);
+                let when = stamp::stamp(at, missed, stamp::local_offset_s(at));
+                println!("{}", show::text_line(&self.user, &from, &to, &body, &when));
+                if from == self.user {
+                    // A copy of what another client of this user sent: its
+                    // receipts come here too.
+                    self.sent.remember(&id, &to, &body);
                 }
                 cws::send(ws, &frames::ack(&id, &self.user, &from))?;
             }
-            Some(TYPE_SEND_STATUS) => match (StatusBody::of_frame(&m), self.pending.remove(&id)) {
-                (s, true) if s.code == 200 => println!("✓ {id}"),
-                (s, false) if s.code == 200 => {} // the answer to one of our receipts
-                (s, _) => println!("✗ {id} {}", shown(&s.to_string())),
-            },
-            Some(TYPE_RECEIVE_STATUS) => println!("✓✓ {id} read by {from}"),
-            _ => {}
+            Incoming::Status { id, status } if status.code == 200 => {
+                // One not awaited answers one of our receipts.
+                if let Some(sent) = self.sent.answered(&id) {
+                    println!("{}", show::accepted_line(sent));
+                }
+            }
+            Incoming::Status { id, status } => {
+                let sent = self.sent.answered(&id);
+                println!("{}", show::refused_line(sent, &status));
+            }
+            Incoming::Receipt { id, by } => {
+                println!("{}", show::receipt_line(&by, self.sent.get(&id)));
+            }
+            Incoming::Other => {}
         }
         Ok(())
     }
 }
 
-/// Text from the network as it may reach a terminal: control characters
-/// (C0, DEL, C1: ESC starts the escape sequences) and the bidirectional
-/// overrides (which reorder what follows) are written as Rust escapes,
-/// `\u{1b}`, `\n`; everything else, non-ASCII included, as it is.
-fn shown(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        if c.is_control() || bidi {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
+/// The usage hint, after connecting and on `/help`.
+fn print_hint() {
+    for line in show::HINT {
+        println!("{line}");
     }
-    out
-}
-
-/// `bob,carol: hi` → ("bob,carol", "hi") when every name is a valid user id.
-fn split_recipients(line: &str) -> Option<(String, &str)> {
-    let (names, text) = line.split_once(':')?;
-    let names: Vec<&str> = names.split(',').map(str::trim).collect();
-    if !names.iter().all(|n| UserId::parse(n).is_some()) {
-        return None;
-    }
-    Some((names.join(","), text.trim()))
 }
 
 fn lost(e: tungstenite::Error) -> ClientError {
@@ -232,7 +242,8 @@ fn who(server: &HttpServer, token: &str) {
                 } else {
                     "offline"
                 };
-                println!("[who] {} {state}", u["userId"].as_str().unwrap_or_default());
+                let user = escape::shown(u["userId"].as_str().unwrap_or_default());
+                println!("[who] {user} {state}");
             }
         }
         Ok(answer) => eprintln!("edgeim: chat: /who: {}", answer.why()),
@@ -242,37 +253,9 @@ fn who(server: &HttpServer, token: &str) {
 
 /// Connects and registers; reads then time out after [`POLL`], so the
 /// loop notices typed lines.
-fn register(opts: &Options, session_id: &str) -> Result<Socket, ClientError> {
+fn register(opts: &Options, session_id: &str) -> Result<(Socket, Option<u64>), ClientError> {
     let mut ws = cws::open(&opts.ws)?;
-    cws::register(&mut ws, &opts.user, session_id)?;
+    let registered_at = cws::register(&mut ws, &opts.user, session_id)?;
     cws::set_read_timeout(&ws, POLL);
-    Ok(ws)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn control_characters_from_peers_are_shown_escaped() {
-        assert_eq!(shown("hi \u{1b}[2J\u{7}there"), "hi \\u{1b}[2J\\u{7}there");
-        assert_eq!(shown("a\nb\tc\r"), "a\\nb\\tc\\r");
-        assert_eq!(shown("\u{9b}31m"), "\\u{9b}31m", "C1 CSI");
-        assert_eq!(shown("\u{202e}txt.exe"), "\\u{202e}txt.exe");
-        assert_eq!(shown("grüße 名前 🙂"), "grüße 名前 🙂");
-    }
-
-    #[test]
-    fn a_name_prefix_picks_the_recipients() {
-        assert_eq!(
-            split_recipients("bob: hello"),
-            Some(("bob".into(), "hello"))
-        );
-        assert_eq!(
-            split_recipients("bob , carol: hi: there"),
-            Some(("bob,carol".into(), "hi: there"))
-        );
-        assert_eq!(split_recipients("just text"), None);
-        assert_eq!(split_recipients("two words: x"), None);
-    }
+    Ok((ws, registered_at))
 }

@@ -22,6 +22,11 @@ USAGE:
     edgeim user passwd NAME [--config FILE]
     edgeim user remove NAME [--config FILE]
     edgeim user list [--config FILE]
+    edgeim group add NAME [--title T] [--members a,b] [--owners a] [--config FILE]
+    edgeim group members NAME [--add a,b] [--remove c] [--owners d] [--config FILE]
+    edgeim group list|show NAME|remove NAME [--config FILE]
+                                       manage groups (#NAME), also while the
+                                       server runs: changes apply at once
     edgeim backup FILE [--config FILE] a consistent copy of the database,
                                        also while the server runs
     edgeim chat USER [--server URL] [--ws URL] [--client NAME]
@@ -30,9 +35,12 @@ USAGE:
 Passwords are read from standard input (one line) when it is not a
 terminal, and asked for without echo when it is.
 
-In chat, `bob: hello` sends to bob, `bob,carol: hi` to both, and a line
-without a name goes to the previous recipients; /who lists the users,
-/quit (or the end of input) leaves.
+In chat, `bob: hello` sends to bob, `bob,carol: hi` to both, `#ops: hi`
+to the group ops, and a line without a name goes to the previous
+recipients; /who lists the users, /help a hint, /quit (or the end of
+input) leaves. Received texts start with the time and the sender
+(`12:00 <bob> hi`; those missed while away with the date too); what
+became of yours with a mark: `✓` accepted, `✓✓ bob received`, `✗` refused.
 
 OPTIONS:
     -c, --config FILE   the TOML config (see docs/CONFIG.md); without it,
@@ -56,6 +64,40 @@ pub enum UserAction {
     Remove(UserId),
     /// `user list`.
     List,
+}
+
+/// `edgeim group ...`. Names are checked by the server (or the store),
+/// which says what is wrong with them.
+#[derive(Debug, PartialEq, Eq)]
+pub enum GroupAction {
+    /// `group add NAME [--title T] [--members a,b] [--owners a]`.
+    Add {
+        /// The group's name, without `#`.
+        name: String,
+        /// Its title (the name without it).
+        title: Option<String>,
+        /// Its members.
+        members: Vec<String>,
+        /// Its owners (members too); none: only an administrator manages it.
+        owners: Vec<String>,
+    },
+    /// `group list`.
+    List,
+    /// `group show NAME`.
+    Show(String),
+    /// `group members NAME [--add a,b] [--remove c] [--owners d]`.
+    Members {
+        /// The group's name.
+        name: String,
+        /// Users to add.
+        add: Vec<String>,
+        /// Users to remove.
+        remove: Vec<String>,
+        /// Users to make owners (and members).
+        owners: Vec<String>,
+    },
+    /// `group remove NAME`.
+    Remove(String),
 }
 
 /// `edgeim demo [--dir DIR] [--http-port N] [--ws-port N] [--listen ADDR]`.
@@ -88,6 +130,13 @@ pub enum Command {
         /// `--config FILE`: where the users file is.
         config: Option<PathBuf>,
     },
+    /// `edgeim group ...`.
+    Group {
+        /// Which.
+        action: GroupAction,
+        /// `--config FILE`: where the database is.
+        config: Option<PathBuf>,
+    },
     /// `edgeim chat USER`.
     Chat(chat::Options),
     /// `edgeim backup FILE`.
@@ -102,6 +151,10 @@ pub enum Command {
     /// `--version`.
     Version,
 }
+
+/// `edgeim group` without the right words.
+const GROUP_USAGE: &str = "usage: edgeim group add NAME [--title T] [--members a,b] [--owners a] | list | show NAME \
+     | members NAME [--add a,b] [--remove c] [--owners d] | remove NAME";
 
 /// Checks a user name at the edge, before any password is read.
 fn user_id(name: &str) -> Result<UserId, String> {
@@ -119,6 +172,18 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
     let mut demo = DemoOptions::default();
     let mut demo_only = false;
     let (mut server, mut ws, mut client) = (None, None, None);
+    // `edgeim group`'s options: (--title, --members, --add, --remove, --owners).
+    let mut title = None;
+    let mut lists: [Vec<String>; 4] = Default::default();
+    let mut group_only = false;
+    let list = |v: Result<OsString, lexopt::Error>| -> Result<Vec<String>, String> {
+        Ok(string(v)?
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect())
+    };
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
             Short('c') | Long("config") => {
@@ -143,6 +208,21 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                 })?);
                 demo_only = true;
             }
+            Long("title") => {
+                title = Some(string(p.value())?);
+                group_only = true;
+            }
+            Long(l @ ("members" | "add" | "remove" | "owners")) => {
+                let i = ["members", "add", "remove", "owners"]
+                    .iter()
+                    .position(|x| *x == l)
+                    .unwrap_or(0);
+                let values = list(p.value())?;
+                if let Some(slot) = lists.get_mut(i) {
+                    slot.extend(values);
+                }
+                group_only = true;
+            }
             Long("server") => server = Some(string(p.value())?),
             Long("ws") => ws = Some(string(p.value())?),
             Long("client") => client = Some(string(p.value())?),
@@ -163,6 +243,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         return Err("`edgeim demo` takes no --config: it makes its own \
              (use --dir, --http-port, --ws-port, --listen)"
             .into());
+    }
+    let grouping = words.first().map(String::as_str) == Some("group");
+    if group_only && !grouping {
+        return Err(
+            "--title, --members, --add, --remove and --owners are for `edgeim group` only".into(),
+        );
     }
     let chatting = words.first().map(String::as_str) == Some("chat");
     if !chatting && (server.is_some() || ws.is_some() || client.is_some()) {
@@ -199,6 +285,43 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         ["user", ..] => {
             return Err("usage: edgeim user add|passwd|remove NAME, or edgeim user list".into());
         }
+        ["group", "list"] => Command::Group {
+            action: GroupAction::List,
+            config,
+        },
+        ["group", "show", name] => Command::Group {
+            action: GroupAction::Show(name.to_string()),
+            config,
+        },
+        ["group", "add", name] => {
+            let [members, _, _, owners] = lists;
+            Command::Group {
+                action: GroupAction::Add {
+                    name: name.to_string(),
+                    title,
+                    members,
+                    owners,
+                },
+                config,
+            }
+        }
+        ["group", "members", name] => {
+            let [_, add, remove, owners] = lists;
+            Command::Group {
+                action: GroupAction::Members {
+                    name: name.to_string(),
+                    add,
+                    remove,
+                    owners,
+                },
+                config,
+            }
+        }
+        ["group", "remove", name] => Command::Group {
+            action: GroupAction::Remove(name.to_string()),
+            config,
+        },
+        ["group", ..] => return Err(GROUP_USAGE.into()),
         ["chat", user] => {
             let client = client.unwrap_or_else(|| chat::DEFAULT_CLIENT.into());
             if ClientName::parse(&client).is_none() {
@@ -238,6 +361,50 @@ mod tests {
 
     fn p(args: &[&str]) -> Result<Command, String> {
         parse(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn group_commands_parse_with_their_options_only() {
+        assert_eq!(
+            p(&[
+                "group",
+                "add",
+                "ops",
+                "--title",
+                "Ops",
+                "--members",
+                "bob, carol",
+                "--members",
+                "dave"
+            ]),
+            Ok(Command::Group {
+                action: GroupAction::Add {
+                    name: "ops".into(),
+                    title: Some("Ops".into()),
+                    members: vec!["bob".into(), "carol".into(), "dave".into()],
+                    owners: vec![],
+                },
+                config: None,
+            })
+        );
+        assert_eq!(
+            p(&["group", "members", "ops", "--remove", "bob", "-c", "x.toml"]),
+            Ok(Command::Group {
+                action: GroupAction::Members {
+                    name: "ops".into(),
+                    add: vec![],
+                    remove: vec!["bob".into()],
+                    owners: vec![],
+                },
+                config: Some("x.toml".into()),
+            })
+        );
+        assert!(
+            p(&["group"])
+                .unwrap_err()
+                .starts_with("usage: edgeim group")
+        );
+        assert!(p(&["user", "list", "--add", "x"]).is_err());
     }
 
     #[test]

@@ -98,6 +98,10 @@ pub struct Limits {
     pub forget_client_days: u64,
     /// Session ids issued per second, server-wide.
     pub session_ids_per_s: f64,
+    /// Most members in one group.
+    pub max_group_members: usize,
+    /// Most groups one user may be in.
+    pub max_groups_per_user: usize,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -166,6 +170,10 @@ pub const DEFAULT_RETENTION_DAYS: u64 = 30;
 pub const DEFAULT_FORGET_CLIENT_DAYS: u64 = 7;
 /// The default of `session_ids_per_s`.
 pub const DEFAULT_SESSION_IDS_PER_S: f64 = 500.0;
+/// The default of `max_group_members`.
+pub const DEFAULT_MAX_GROUP_MEMBERS: usize = 500;
+/// The default of `max_groups_per_user`.
+pub const DEFAULT_MAX_GROUPS_PER_USER: usize = 100;
 /// The default of `commit_window_ms`.
 pub const DEFAULT_COMMIT_WINDOW_MS: u64 = 2;
 
@@ -184,6 +192,8 @@ pub const MAX_DAYS: u64 = 36_500;
 pub const MAX_MESSAGE_BYTES: u64 = 16 * 1024 * 1024;
 /// The upper bound of `max_recipients`.
 pub const MAX_RECIPIENTS: u64 = 10_000;
+/// The upper bound of `max_group_members` and `max_groups_per_user`.
+pub const MAX_GROUP_LIMIT: u64 = 10_000;
 /// The upper bound of `max_clients_per_user`.
 pub const MAX_CLIENTS_PER_USER: u64 = 1_000;
 /// The upper bound of `offline_per_user`.
@@ -267,6 +277,8 @@ impl Default for Limits {
             retention_days: DEFAULT_RETENTION_DAYS,
             forget_client_days: DEFAULT_FORGET_CLIENT_DAYS,
             session_ids_per_s: DEFAULT_SESSION_IDS_PER_S,
+            max_group_members: DEFAULT_MAX_GROUP_MEMBERS,
+            max_groups_per_user: DEFAULT_MAX_GROUPS_PER_USER,
         }
     }
 }
@@ -366,7 +378,7 @@ impl Config {
         let ws = &self.websocket;
         // (key, value, the largest value that works). The upper bounds keep
         // every `Instant + Duration` and every allocation they size sane.
-        let bounded: [(&str, u64, u64); 15] = [
+        let bounded: [(&str, u64, u64); 17] = [
             ("limits.session_ttl_s", l.session_ttl_s, MAX_SESSION_TTL_S),
             (
                 "limits.register_timeout_s",
@@ -392,6 +404,16 @@ impl Config {
                 "limits.offline_per_user",
                 l.offline_per_user as u64,
                 MAX_OFFLINE_PER_USER,
+            ),
+            (
+                "limits.max_group_members",
+                l.max_group_members as u64,
+                MAX_GROUP_LIMIT,
+            ),
+            (
+                "limits.max_groups_per_user",
+                l.max_groups_per_user as u64,
+                MAX_GROUP_LIMIT,
             ),
             (
                 "websocket.ping_interval_s",
@@ -512,6 +534,8 @@ mod tests {
             ("limits", "max_recipients", "10001"),
             ("limits", "max_clients_per_user", "1001"),
             ("limits", "offline_per_user", "10000001"),
+            ("limits", "max_group_members", "10001"),
+            ("limits", "max_groups_per_user", "10001"),
             ("limits", "retention_days", "36501"),
             ("limits", "forget_client_days", "36501"),
             ("limits", "rate_per_s", "1e9"),
@@ -636,6 +660,8 @@ mod tests {
             "retention_days",
             "forget_client_days",
             "session_ids_per_s",
+            "max_group_members",
+            "max_groups_per_user",
             "commit_window_ms",
         ] {
             assert!(

@@ -20,9 +20,10 @@ use crate::auth::SecretHash;
 use crate::auth::users::PasswordTag;
 use crate::conn::direct::Wire;
 use crate::conn::queue::Queued;
-use crate::store::{Accepted, NewMessage, Page, ReceiptOutcome};
+use crate::store::groups::{Actor, GroupChange, GroupError, GroupView};
+use crate::store::{Accepted, GroupDone, NewMessage, Page, ReceiptOutcome};
 use crate::wire::ids::ClientKey;
-use crate::wire::ids::{ClientName, UserId};
+use crate::wire::ids::{ClientName, To, UserId};
 use crate::wire::{Receipt, Register, Reject, Request};
 
 /// Identifies one WebSocket connection for its whole life.
@@ -194,12 +195,19 @@ pub enum Event {
     },
     /// `POST /api/system/message`: the id of the accepted message.
     SystemMessage {
-        to: Vec<UserId>,
+        to: To,
         body: String,
         reply: Sender<Result<String, Reject>>,
     },
     /// `GET /api/websocket/online` and `/api/users`.
     Online { reply: Sender<OnlineList> },
+    /// A change to a group (`/api/groups`, `edgeim group`): the store
+    /// decides and writes it, the router delivers its announcement.
+    Group {
+        actor: Actor,
+        change: GroupChange,
+        reply: GroupReply,
+    },
     /// SIGHUP reread the config and the users file.
     Reload(Reload),
     /// Stop: close every connection with 1001.
@@ -219,6 +227,10 @@ pub struct Reload {
     pub users: Vec<UserId>,
     pub reply: Sender<usize>,
 }
+
+/// The answer to a group change: the group as it is now (`None` once
+/// deleted), or why not.
+pub type GroupReply = Sender<Result<Option<GroupView>, GroupError>>;
 
 /// The answer to an HTTP system message: its id, or why not.
 pub type SystemReply = Sender<Result<String, Reject>>;
@@ -263,6 +275,16 @@ pub enum StoreOp {
     },
     /// A client's connection ended.
     Detach { key: ClientKey },
+    /// A change to a group, with its announcement.
+    Group {
+        actor: Actor,
+        change: GroupChange,
+        reply: GroupReply,
+    },
+    /// Write what is held in memory (store/recent.rs) to the tables, so
+    /// that a read on another connection (history, conversations) sees
+    /// every receipt so far; answered once committed.
+    Settle { reply: Sender<bool> },
     /// Keep a new login; answered once it is on disk.
     SaveLogin {
         hash: SecretHash,
@@ -318,6 +340,11 @@ pub enum Done {
         conn: ConnId,
         key: ClientKey,
         result: Result<Page, Reject>,
+    },
+    /// The answer to [`StoreOp::Group`].
+    Group {
+        result: Result<GroupDone, GroupError>,
+        reply: GroupReply,
     },
     /// The answer to [`StoreOp::Ping`].
     Pong,

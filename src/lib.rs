@@ -23,6 +23,8 @@ pub mod chat;
 pub mod cli;
 pub mod client;
 pub mod config;
+#[cfg(unix)]
+pub mod control;
 pub mod logger;
 pub mod modes;
 pub mod notify;

@@ -60,6 +60,16 @@ fn main() -> ExitCode {
             Ok(c) => user(action, &c),
             Err(code) => code,
         },
+        Command::Group { action, config } => match load(config.as_deref()) {
+            Ok(c) => match edgeim::control::client::run(&action, &c) {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            },
+            Err(code) => code,
+        },
         Command::Chat(opts) => chat(&opts),
     }
 }

@@ -72,6 +72,9 @@ pub struct Metrics {
     pub send_queue_bytes: AtomicU64,
     /// Texts accepted and stored (resends not counted).
     pub texts_accepted: AtomicU64,
+    /// Live text frames serialised: one per accepted text, whatever the
+    /// number of recipients (a group's 500 members share one).
+    pub text_frames_built: AtomicU64,
     /// Receipts (9101) recorded.
     pub receipts: AtomicU64,
     /// Connections closed as slow.
@@ -219,6 +222,12 @@ impl Metrics {
             "counter",
             "Texts stored (resends not counted).",
             &one(get(&self.texts_accepted)),
+        );
+        metric(
+            "edgeim_text_frames_built_total",
+            "counter",
+            "Live text frames serialised: one per text, shared by all its recipients.",
+            &one(get(&self.text_frames_built)),
         );
         metric(
             "edgeim_receipts_total",

@@ -132,6 +132,13 @@ pub const KEYS: &[(&str, Applies, Take)] = &[
     ("limits.session_ids_per_s", Applies::Reload, |c, n| {
         c.limits.session_ids_per_s = n.limits.session_ids_per_s
     }),
+    // The store's group limits, given to it at start.
+    ("limits.max_group_members", Applies::Restart, |c, n| {
+        c.limits.max_group_members = n.limits.max_group_members
+    }),
+    ("limits.max_groups_per_user", Applies::Restart, |c, n| {
+        c.limits.max_groups_per_user = n.limits.max_groups_per_user
+    }),
     // The store thread's, given to it at start.
     ("store.commit_window_ms", Applies::Restart, |c, n| {
         c.store.commit_window_ms = n.store.commit_window_ms
@@ -327,6 +334,8 @@ mod tests {
             rate_per_s = 2.5
             rate_burst = 5.0
             offline_per_user = 99
+            max_group_members = 9
+            max_groups_per_user = 9
             retention_days = 3
             forget_client_days = 2
             session_ids_per_s = 9.0

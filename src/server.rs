@@ -20,7 +20,8 @@ use crate::events::Event;
 use crate::http::{HttpEnv, HttpServer, HttpStartError};
 use crate::reload::Reloader;
 use crate::router::{Router, RouterConfig};
-use crate::store::{self, OpenError, Store, StoreLimits};
+use crate::store::groups::GroupLimits;
+use crate::store::{self, Known, OpenError, Store, StoreLimits};
 use crate::supervisor::{Health, Watch, spawn_core};
 use crate::wire::checks::InboundLimits;
 
@@ -87,6 +88,8 @@ pub struct Running {
     config: Config,
     conn_env: Arc<ConnEnv>,
     http_env: Arc<HttpEnv>,
+    /// The control socket (removed when the server stops).
+    _control: Option<crate::control::listener::Control>,
 }
 
 impl Running {
@@ -150,6 +153,23 @@ impl Running {
     }
 }
 
+/// The store's limits from the config; `known` says who the users file
+/// knows.
+pub fn store_limits(config: &Config, known: Known) -> StoreLimits {
+    let limits = &config.limits;
+    StoreLimits {
+        offline_per_user: limits.offline_per_user,
+        retention_ms: limits.retention_ms(),
+        forget_client_ms: limits.forget_client_days.saturating_mul(24 * 3600 * 1000),
+        commit_window: config.store.commit_window(),
+        groups: GroupLimits {
+            max_members: limits.max_group_members,
+            max_groups_per_user: limits.max_groups_per_user,
+        },
+        known,
+    }
+}
+
 /// Starts everything the config describes.
 pub fn start(config: &Config) -> Result<Running, StartError> {
     std::fs::create_dir_all(&config.data_dir)
@@ -170,12 +190,10 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     let (health, died) = Health::new();
     let opened = Store::open_watched(
         &db_path,
-        StoreLimits {
-            offline_per_user: limits.offline_per_user,
-            retention_ms: limits.retention_ms(),
-            forget_client_ms: limits.forget_client_days.saturating_mul(24 * 3600 * 1000),
-            commit_window: config.store.commit_window(),
-        },
+        store_limits(config, {
+            let users = users.clone();
+            Known::by(move |u| users.exists(u))
+        }),
         Some(Watch::new("store", &health)),
     )
     .map_err(StartError::Store)?;
@@ -220,6 +238,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     let ws_listener = Listener::start(listener, conn_env.clone(), alive.clone(), ws_watch)
         .map_err(|e| StartError::Thread("websocket accept", e))?;
 
+    let users_for_control = users.clone();
     let http_env = Arc::new(HttpEnv {
         users,
         logins: Arc::new(Logins::stored(
@@ -250,6 +269,21 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         HttpStartError::Bind(e) => StartError::Listen("http", listen, e),
         HttpStartError::Worker(e) => StartError::Thread("http worker", e),
     })?;
+    // `edgeim group` reaches the running server here; without it (a path
+    // too long for a socket) changes wait for a restart, so say so.
+    let socket = crate::control::socket_in(&config.data_dir);
+    let control =
+        match crate::control::listener::start(socket.clone(), router_tx.clone(), users_for_control)
+        {
+            Ok(c) => Some(c),
+            Err(e) => {
+                log::warn!(
+                    "control socket {}: {e}; `edgeim group` cannot reach this server",
+                    socket.display()
+                );
+                None
+            }
+        };
     let http_addr = http.addr().unwrap_or(config.http.listen);
     log::info!("http listening on {http_addr}");
     log::info!(
@@ -271,5 +305,6 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         config: config.clone(),
         conn_env,
         http_env,
+        _control: control,
     })
 }

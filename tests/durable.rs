@@ -412,17 +412,29 @@ fn a_session_id_does_not_survive_a_restart() {
 
 // ------------------------------------------------------------- history
 
-/// Checks the wire shape of one history entry.
+/// Checks the wire shape of one history entry: a received frame's fields,
+/// `seq` (1.1), and `receivedBy` (1.1) on the caller's own texts only.
 fn assert_history_message(m: &Value, from: &str, to: &str, body: &str) {
     let keys: HashSet<&str> = m
         .as_object()
         .expect("a message is an object")
         .keys()
         .map(String::as_str)
+        .filter(|k| *k != "receivedBy")
         .collect();
-    let expected: HashSet<&str> =
-        ["id", "type", "isSystem", "from", "to", "body", "timestamp"].into();
+    let expected: HashSet<&str> = [
+        "id",
+        "type",
+        "isSystem",
+        "from",
+        "to",
+        "body",
+        "timestamp",
+        "seq",
+    ]
+    .into();
     assert_eq!(keys, expected, "{m}");
+    assert!(m["seq"].is_u64(), "{m}");
     assert_eq!(m["type"], 2001, "{m}");
     assert_eq!(m["isSystem"], from == "SYSTEM", "{m}");
     assert_eq!(
@@ -670,7 +682,7 @@ fn the_database_is_edgeim_db_in_the_data_dir() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 5, "schema version");
+    assert_eq!(version, 6, "schema version");
 }
 
 #[test]
@@ -833,13 +845,12 @@ fn backup_to_an_existing_file_fails_with_exit_1_and_one_line() {
     );
 }
 
-/// Section 9 pages by millisecond (`before`, exclusive), and the store
-/// stamps every message of one group-commit batch with the same
-/// millisecond. A page therefore never splits a millisecond, so paging with
-/// `before` = the oldest timestamp of the last page reaches every message
-/// of a burst.
+/// The store stamps every message of one group-commit batch with the same
+/// millisecond, so paging by time alone could skip the rest of a shared
+/// millisecond; pages are exact (section 12), and paging with `beforeSeq`
+/// = the oldest seq of the last page reaches every message of a burst.
 #[test]
-fn history_paging_by_before_reaches_every_message_of_a_burst() {
+fn history_paging_by_before_seq_reaches_every_message_of_a_burst() {
     const N: usize = 120;
     let srv = TestServer::start();
     let mut alice = dev(&srv, "alice", "web");
@@ -857,8 +868,12 @@ fn history_paging_by_before_reaches_every_message_of_a_burst() {
     for _ in 0..=N {
         let page = history(&srv, &token, &query);
         let Some(last) = page.last() else { break };
-        let before = last["timestamp"].as_i64().expect("timestamp");
-        query = format!("with=bob&limit=10&before={before}");
+        assert!(
+            page.len() == 10 || all.len() + page.len() == N,
+            "an exact page"
+        );
+        let before = last["seq"].as_i64().expect("seq");
+        query = format!("with=bob&limit=10&beforeSeq={before}");
         all.extend(ids_of(&page));
     }
     let newest_first: Vec<String> = ids.into_iter().rev().collect();

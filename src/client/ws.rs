@@ -109,8 +109,10 @@ pub fn send(ws: &mut Ws, frame: &Value) -> Result<(), ClientError> {
         .map_err(|e| ClientError::WebSocket("connection lost".into(), e))
 }
 
-/// Registers `user` with `session_id` and waits for its 9001 SUCCESS.
-pub fn register(ws: &mut Ws, user: &str, session_id: &str) -> Result<(), ClientError> {
+/// Registers `user` with `session_id` and waits for its 9001 SUCCESS;
+/// returns that answer's `timestamp`, the server's clock at the register
+/// (what the server stamped before it was missed while away).
+pub fn register(ws: &mut Ws, user: &str, session_id: &str) -> Result<Option<u64>, ClientError> {
     send(ws, &frames::register(REGISTER_ID, user, session_id))?;
     // Bounded: the socket's read timeout ends a silent wait.
     for _ in 0..1000 {
@@ -120,7 +122,7 @@ pub fn register(ws: &mut Ws, user: &str, session_id: &str) -> Result<(), ClientE
                 if m["type"] == TYPE_SEND_STATUS && m["id"] == REGISTER_ID {
                     let s = StatusBody::of_frame(&m);
                     if s.code == 200 {
-                        return Ok(());
+                        return Ok(m["timestamp"].as_u64());
                     }
                     return Err(ClientError::Refused {
                         step: "register",

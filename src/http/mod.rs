@@ -6,6 +6,7 @@
 //! [`login`], [`sessions`], [`presence`], [`history`], [`system`], and the
 //! chat [`page`].
 
+mod groups;
 mod history;
 mod login;
 pub mod page;

@@ -13,6 +13,10 @@ pub enum Method {
     Get,
     /// POST.
     Post,
+    /// PATCH (`/api/groups/{name}`).
+    Patch,
+    /// DELETE (`/api/groups/{name}`).
+    Delete,
     /// Anything else: answered 405 or 404.
     Other,
 }
@@ -60,6 +64,8 @@ pub fn read_request(rq: &mut tiny_http::Request, limit: usize) -> Result<HttpReq
     let method = match rq.method() {
         tiny_http::Method::Get => Method::Get,
         tiny_http::Method::Post => Method::Post,
+        tiny_http::Method::Patch => Method::Patch,
+        tiny_http::Method::Delete => Method::Delete,
         _ => Method::Other,
     };
     let url = rq.url();
@@ -109,7 +115,7 @@ pub fn read_request(rq: &mut tiny_http::Request, limit: usize) -> Result<HttpReq
     if body.len() > limit {
         return Err(Reply::error(413, format!("body over {limit} bytes")));
     }
-    if method != Method::Post {
+    if !matches!(method, Method::Post | Method::Patch) {
         body.clear();
     }
     Ok(HttpRequest {

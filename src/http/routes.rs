@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::request::{HttpRequest, Method};
 use super::response::Reply;
-use super::{HttpEnv, history, login, page, presence, sessions, system};
+use super::{HttpEnv, groups, history, login, page, presence, sessions, system};
 use crate::auth::origin::{Host, is_cross_site};
 use crate::clock::now_ms;
 
@@ -23,6 +23,7 @@ enum Route<'a> {
     Online,
     Users,
     History,
+    Conversations,
     SystemMessage,
 }
 
@@ -39,6 +40,7 @@ fn route(path: &str) -> Option<(Method, Route<'_>)> {
         "/api/websocket/online" => (Get, Route::Online),
         "/api/users" => (Get, Route::Users),
         "/api/message/history" => (Get, Route::History),
+        "/api/conversations" => (Get, Route::Conversations),
         "/api/system/message" => (Post, Route::SystemMessage),
         _ => {
             if let Some(client) = path.strip_prefix("/api/websocket/client/login/") {
@@ -71,6 +73,12 @@ pub fn handle(env: &HttpEnv, req: &HttpRequest) -> Reply {
         && let Some(asset) = page::asset(&req.path)
     {
         return page::page_reply(env, req, asset);
+    }
+    // Several methods on one path: the groups answer their own 405s.
+    if let Some(rest) = req.path.strip_prefix("/api/groups")
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        return groups::handle(env, req, rest, now_ms());
     }
     let Some((method, route)) = route(&req.path) else {
         return Reply::error(404, "no such endpoint");
@@ -113,6 +121,10 @@ pub fn handle(env: &HttpEnv, req: &HttpRequest) -> Reply {
         Route::Users => presence::users(env, req, now),
         Route::History => match login::caller(env, req, now) {
             Some(me) => history::history(env, &me, &req.query),
+            None => Reply::error(401, "not logged in"),
+        },
+        Route::Conversations => match login::caller(env, req, now) {
+            Some(me) => history::conversations(env, &me),
             None => Reply::error(401, "not logged in"),
         },
         Route::SystemMessage => system::system_message(env, req),

@@ -47,6 +47,15 @@ impl Router {
                 result,
             } => self.attached(conn, key, &register_id, result, now),
             Done::Paged { conn, key, result } => self.paged(conn, key, result, now),
+            Done::Group { result, reply } => {
+                let answer = result.map(|done| {
+                    if let Some(Accepted::New { message, targets }) = &done.announcement {
+                        self.deliver(message, targets, None);
+                    }
+                    done.group
+                });
+                let _ = reply.send(answer);
+            }
             Done::Pong => {
                 self.pinging = false;
                 crate::notify::watchdog();
@@ -69,7 +78,7 @@ impl Router {
         let answer = match result {
             Ok(Accepted::New { message, targets }) => {
                 metrics().texts_accepted.fetch_add(1, Ordering::Relaxed);
-                self.deliver(&text_frame(&message), &targets, from_conn);
+                self.deliver(&message, &targets, from_conn);
                 Ok(())
             }
             Ok(Accepted::Duplicate) => Ok(()),
@@ -92,7 +101,11 @@ impl Router {
     /// A new text to every attached connection of its targets; the sending
     /// connection gets no copy of its own text (it gets its 9001), but it
     /// does get a note to self.
-    fn deliver(&mut self, frame: &Utf8Bytes, targets: &[Target], from_conn: Option<ConnId>) {
+    fn deliver(&mut self, message: &StoredMessage, targets: &[Target], from_conn: Option<ConnId>) {
+        // Serialised once, whatever the number of recipients: every
+        // connection gets a clone of the same bytes.
+        let frame = &text_frame(message);
+        metrics().text_frames_built.fetch_add(1, Ordering::Relaxed);
         let mut to: Vec<ConnId> = Vec::new();
         for t in targets {
             let skip = if t.copy { from_conn } else { None };

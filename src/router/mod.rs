@@ -224,6 +224,15 @@ impl Router {
                     reply_to: ReplyTo::Api(reply),
                 });
             }
+            Event::Group {
+                actor,
+                change,
+                reply,
+            } => self.send_to_store(StoreOp::Group {
+                actor,
+                change,
+                reply,
+            }),
             Event::Online { reply } => {
                 let _ = reply.send(self.table.online());
             }
@@ -312,6 +321,7 @@ impl Router {
                 | StoreOp::Receipt { .. }
                 | StoreOp::Attach { .. }
                 | StoreOp::Page { .. }
+                | StoreOp::Group { .. }
                 | StoreOp::Ping
         );
         if self.store.send(op).is_err() {

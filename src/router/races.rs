@@ -11,7 +11,7 @@ use super::Router;
 use super::tests::{NOW, Peer, config, status_code};
 use crate::events::{ConnHandle, ConnId, ConnShared, Ctrl, Done, Event, StoreOp};
 use crate::store::StoredMessage;
-use crate::wire::ids::{ClientName, UserId};
+use crate::wire::ids::{ClientName, To, UserId};
 use crate::wire::parse::{Register, Request, Text};
 use crate::wire::{Reject, Status};
 
@@ -112,6 +112,7 @@ impl Fake {
 
 fn stored(id: &str, from: &str, to: &str) -> StoredMessage {
     StoredMessage {
+        seq: 1,
         origin: from.into(),
         id: id.into(),
         recipients: to.into(),
@@ -200,7 +201,7 @@ fn an_accepted_text_whose_sender_closed_meanwhile_still_reaches_its_recipient() 
         conn: 1,
         req: Request::Text(Text {
             id: "m1".into(),
-            to: vec![UserId::parse("bob").unwrap()],
+            to: To::Users(vec![UserId::parse("bob").unwrap()]),
             body: "hi".into(),
         }),
     });

@@ -6,7 +6,7 @@ use crate::clock::Now;
 use crate::conn::queue::Released;
 use crate::events::{ConnShared, Outbound};
 use crate::store::{Store, StoreLimits};
-use crate::wire::ids::ClientName;
+use crate::wire::ids::{ClientName, To};
 use crate::wire::parse::{Receipt, Text};
 use crossbeam_channel::{Receiver, bounded, unbounded};
 use serde_json::Value;
@@ -108,6 +108,11 @@ fn rig(config: RouterConfig) -> Rig {
         retention_ms: u64::MAX / 2,
         forget_client_ms: u64::MAX / 2,
         commit_window: std::time::Duration::ZERO,
+        groups: crate::store::groups::GroupLimits {
+            max_members: 500,
+            max_groups_per_user: 100,
+        },
+        known: crate::store::Known::everyone(),
     };
     let opened = Store::open(&dir.join("edgeim.db"), limits).unwrap();
     let router = Router::new(config, opened.store.sender());
@@ -213,7 +218,7 @@ fn send(r: &mut Rig, conn: ConnId, id: &str, to: &[&str]) {
 }
 
 fn send_body(r: &mut Rig, conn: ConnId, id: &str, to: &[&str], body: &str) {
-    let to = to.iter().map(|u| UserId::parse(u).unwrap()).collect();
+    let to = To::Users(to.iter().map(|u| UserId::parse(u).unwrap()).collect());
     r.handle(
         Event::Request {
             conn,

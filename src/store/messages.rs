@@ -10,9 +10,10 @@ use std::time::Instant;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::groups::Groups;
 use super::recent::{Ack, Recent, RecentText, RowState, SETTLE, WRITE_BEHIND};
 use super::{Accepted, NewMessage, ReceiptOutcome, Refused, StoreLimits, Target};
-use crate::wire::ids::{ClientKey, ClientName, Origin, UserId};
+use crate::wire::ids::{ClientKey, ClientName, GroupName, Origin, To, UserId};
 
 /// A failure of the database itself (disk full, I/O error, corruption).
 pub type DbError = rusqlite::Error;
@@ -59,12 +60,16 @@ pub struct Db {
     /// The rows of texts past the mark must be derived from `messages`
     /// first (at start, and after a failed batch lost `recent`).
     recover: bool,
+    /// Every group, as in the `groups` and `members` tables.
+    pub(super) groups: Groups,
 }
 
 /// A stored message, as history and redelivery need it; `wire` makes the
 /// frame.
 #[derive(Debug, Clone)]
 pub struct StoredMessage {
+    /// The order of acceptance.
+    pub seq: i64,
     pub origin: String,
     pub id: String,
     pub recipients: String,
@@ -72,13 +77,15 @@ pub struct StoredMessage {
     pub ts: u64,
 }
 
+/// A message from the columns `seq, origin, id, recipients, body, ts`.
 pub(super) fn stored(row: &rusqlite::Row) -> rusqlite::Result<StoredMessage> {
     Ok(StoredMessage {
-        origin: row.get(0)?,
-        id: row.get(1)?,
-        recipients: row.get(2)?,
-        body: row.get(3)?,
-        ts: row.get::<_, i64>(4)? as u64,
+        seq: row.get(0)?,
+        origin: row.get(1)?,
+        id: row.get(2)?,
+        recipients: row.get(3)?,
+        body: row.get(4)?,
+        ts: row.get::<_, i64>(5)? as u64,
     })
 }
 
@@ -113,6 +120,7 @@ impl Db {
             recent: Recent::default(),
             mark: 0,
             recover: true,
+            groups: Groups::default(),
         };
         db.load_caches()?;
         // What a crash left behind past the mark is written before anything
@@ -124,6 +132,11 @@ impl Db {
 
     /// Rebuilds the caches from the database (at start, after a rollback).
     pub fn load_caches(&mut self) -> Result<(), DbError> {
+        self.users = self.read_user_caches()?;
+        self.load_groups()
+    }
+
+    fn read_user_caches(&self) -> Result<HashMap<UserId, UserCache>, DbError> {
         let mut users: HashMap<UserId, UserCache> = HashMap::new();
         let mut q = self
             .conn
@@ -143,9 +156,7 @@ impl Db {
                 users.entry(u).or_default().clients.push(c);
             }
         }
-        drop(q);
-        self.users = users;
-        Ok(())
+        Ok(users)
     }
 
     pub fn begin(&mut self) -> Result<(), DbError> {
@@ -181,7 +192,11 @@ impl Db {
         };
         for (seq, origin, recipients, sender) in &past {
             let origin = Origin::parse(origin).unwrap_or(Origin::System);
-            let to: Vec<UserId> = recipients.split(',').filter_map(UserId::parse).collect();
+            // A group text is for its members as they are now.
+            let to = match GroupName::parse_tagged(recipients) {
+                Some(g) => self.group_members(&g, &origin),
+                None => recipients.split(',').filter_map(UserId::parse).collect(),
+            };
             for t in targets(&origin, &to) {
                 let state = if t.copy { STATE_COPY } else { STATE_UNACKED };
                 self.conn
@@ -300,10 +315,26 @@ impl Db {
         sender: Option<&ClientKey>,
         now_ms: u64,
     ) -> Result<Result<Accepted, Refused>, DbError> {
+        match &msg.to {
+            To::Users(to) => self.accept_to(msg, to, sender, now_ms),
+            To::Group(g) => match self.group_recipients(g, &msg.origin) {
+                Ok(to) => self.accept_to(msg, &to, sender, now_ms),
+                Err(r) => Ok(Err(r)),
+            },
+        }
+    }
+
+    /// [`Db::accept`] for the recipient users `to` (a group's members).
+    pub(super) fn accept_to(
+        &mut self,
+        msg: &NewMessage,
+        to: &[UserId],
+        sender: Option<&ClientKey>,
+        now_ms: u64,
+    ) -> Result<Result<Accepted, Refused>, DbError> {
         let origin = msg.origin.as_str();
         let limit = self.limits.offline_per_user;
-        let full: Vec<UserId> = msg
-            .to
+        let full: Vec<UserId> = to
             .iter()
             .filter(|u| self.users.get(*u).is_some_and(|c| c.unacked >= limit))
             .cloned()
@@ -321,26 +352,26 @@ impl Db {
                 None => Err(Refused::Full(full)),
             });
         }
-        let to = msg
-            .to
-            .iter()
-            .map(UserId::as_str)
-            .collect::<Vec<_>>()
-            .join(",");
+        let joined = msg.to.joined();
+        let group = match &msg.to {
+            To::Group(g) => Some(g.as_str()),
+            To::Users(_) => None,
+        };
         // The unique (origin, id) index is the dedup: a resend inserts nothing.
         let inserted = self
             .conn
             .prepare_cached(
-                "INSERT INTO messages (origin, id, recipients, body, ts, client) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO messages (origin, id, recipients, body, ts, client, grp) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (origin, id) DO NOTHING",
             )?
             .execute(params![
                 origin,
                 msg.id,
-                to,
+                joined,
                 msg.body,
                 now_ms as i64,
-                sender.map(|s| s.client.as_str())
+                sender.map(|s| s.client.as_str()),
+                group
             ])?;
         if inserted == 0 {
             return Ok(Ok(Accepted::Duplicate));
@@ -352,7 +383,7 @@ impl Db {
             // rows" true. Nothing is recent then (the clean-up wrote it).
             self.set_mark(seq - 1)?;
         }
-        let targets = targets(&msg.origin, &msg.to);
+        let targets = targets(&msg.origin, to);
         let mut recent = RecentText {
             at: Instant::now(),
             inbox: Vec::with_capacity(targets.len()),
@@ -379,9 +410,10 @@ impl Db {
         }
         self.recent.add(seq, recent);
         let message = StoredMessage {
+            seq,
             origin: origin.to_string(),
             id: msg.id.clone(),
-            recipients: to,
+            recipients: joined,
             body: msg.body.clone(),
             ts: now_ms,
         };
@@ -436,18 +468,7 @@ impl Db {
                 after_seq,
                 PAGE_FRAMES as i64 + 1
             ],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    StoredMessage {
-                        origin: r.get(1)?,
-                        id: r.get(2)?,
-                        recipients: r.get(3)?,
-                        body: r.get(4)?,
-                        ts: r.get::<_, i64>(5)? as u64,
-                    },
-                ))
-            },
+            |r| Ok((r.get::<_, i64>(0)?, stored(r)?)),
         )?;
         let mut page = Page {
             messages: Vec::new(),

@@ -10,6 +10,8 @@
 pub mod backup;
 mod checkpoint;
 mod clock;
+pub mod groups;
+mod groups_db;
 mod history;
 mod logins;
 mod messages;
@@ -22,6 +24,7 @@ mod tests;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -31,15 +34,17 @@ use crate::auth::SavedLogin;
 use crate::clock::now_ms;
 use crate::events::{Done, Dones, StoreOp};
 use crate::supervisor::{Watch, fault};
-use crate::wire::ids::{Origin, UserId};
+use crate::wire::ids::{GroupName, Origin, To, UserId};
 use crate::wire::{Reject, Status};
 use checkpoint::{Checkpointer, Nudge};
 use clock::{AgeClock, Stamps};
+use groups::{GroupError, GroupLimits};
+pub use groups_db::{GroupDone, read_groups};
 use messages::Db;
 
 #[cfg(test)]
 pub(crate) use checkpoint::{BACKSTOP_PAGES, CHECKPOINT_EVERY_OPS};
-pub use history::history;
+pub use history::{Before, HistoryItem, With, conversations, history, is_member};
 #[cfg(test)]
 pub use messages::{PAGE_BYTES, PAGE_FRAMES};
 pub use messages::{Page, StoredMessage};
@@ -59,6 +64,38 @@ pub struct StoreLimits {
     /// How long a batch with a text waits for more ops before it commits
     /// (`[store] commit_window_ms`); zero commits at once.
     pub commit_window: Duration,
+    /// `max_group_members` and `max_groups_per_user`.
+    pub groups: GroupLimits,
+    /// Who the users file knows: a group member removed from it stays
+    /// listed but receives nothing (PROTOCOL.md section 10).
+    pub known: Known,
+}
+
+/// Whether a user exists, as the users file says now.
+#[derive(Clone)]
+pub struct Known(Option<Arc<UserExists>>);
+
+/// Whether the users file has this user id.
+pub type UserExists = dyn Fn(&str) -> bool + Send + Sync;
+
+impl Known {
+    /// Everyone exists (tests).
+    #[cfg(test)]
+    pub fn everyone() -> Known {
+        Known(None)
+    }
+    pub fn by(f: impl Fn(&str) -> bool + Send + Sync + 'static) -> Known {
+        Known(Some(Arc::new(f)))
+    }
+    pub fn has(&self, user: &UserId) -> bool {
+        self.0.as_ref().is_none_or(|f| f(user.as_str()))
+    }
+}
+
+impl fmt::Debug for Known {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Known")
+    }
 }
 
 /// A text the router has checked and wants accepted.
@@ -66,7 +103,7 @@ pub struct StoreLimits {
 pub struct NewMessage {
     pub origin: Origin,
     pub id: String,
-    pub to: Vec<UserId>,
+    pub to: To,
     pub body: String,
 }
 
@@ -94,6 +131,27 @@ pub enum Accepted {
 pub enum Refused {
     /// These recipients have `offline_per_user` unacknowledged messages.
     Full(Vec<UserId>),
+    /// A text to a group that does not exist.
+    UnknownGroup(GroupName),
+    /// A text to a group from a user who is not in it.
+    NotMember(GroupName),
+}
+
+impl Refused {
+    /// The 9001 a client gets (407 or 406).
+    pub fn reject(&self) -> Reject {
+        match self {
+            Refused::Full(users) => {
+                let names: Vec<&str> = users.iter().map(UserId::as_str).collect();
+                Reject::new(
+                    Status::ReceiveError,
+                    format!("offline queue full: {}", names.join(",")),
+                )
+            }
+            Refused::UnknownGroup(g) => Reject::new(Status::ToError, format!("unknown group #{g}")),
+            Refused::NotMember(g) => Reject::new(Status::ToError, format!("not a member of #{g}")),
+        }
+    }
 }
 
 /// What a 9101 leads to.
@@ -437,10 +495,12 @@ fn apply_batch(db: &mut Db, batch: Vec<StoreOp>, now: u64) -> Vec<Done> {
 fn needs_flush(op: &StoreOp) -> bool {
     match op {
         StoreOp::Accept { .. }
+        | StoreOp::Group { .. }
         | StoreOp::SaveLogin { .. }
         | StoreOp::RevokeLogin { .. }
         | StoreOp::RevokeUser { .. } => true,
         StoreOp::Receipt { .. }
+        | StoreOp::Settle { .. }
         | StoreOp::Attach { .. }
         | StoreOp::Page { .. }
         | StoreOp::Detach { .. }
@@ -455,6 +515,7 @@ enum Outcome {
     Receipt(Result<ReceiptOutcome, Reject>),
     Attached(Page),
     Paged(Page),
+    Group(Result<GroupDone, GroupError>),
     Nothing,
     /// The batch was not committed.
     Failed,
@@ -466,13 +527,7 @@ fn execute(db: &mut Db, op: &StoreOp, now: u64) -> Result<Outcome, messages::DbE
         StoreOp::Accept { msg, sender, .. } => {
             let result = db
                 .accept(msg, sender.as_ref(), now)?
-                .map_err(|Refused::Full(users)| {
-                    let names: Vec<&str> = users.iter().map(UserId::as_str).collect();
-                    Reject::new(
-                        Status::ReceiveError,
-                        format!("offline queue full: {}", names.join(",")),
-                    )
-                });
+                .map_err(|r| r.reject());
             Outcome::Accepted(result)
         }
         StoreOp::Receipt { key, receipt, .. } => {
@@ -506,6 +561,13 @@ fn execute(db: &mut Db, op: &StoreOp, now: u64) -> Result<Outcome, messages::DbE
         }
         StoreOp::RevokeUser { user } => {
             db.revoke_user(user)?;
+            Outcome::Nothing
+        }
+        StoreOp::Group { actor, change, .. } => {
+            Outcome::Group(db.change_group(actor, change, now)?)
+        }
+        StoreOp::Settle { .. } => {
+            db.write_behind(true)?;
             Outcome::Nothing
         }
         StoreOp::Ping | StoreOp::Stop => Outcome::Nothing,
@@ -560,10 +622,19 @@ fn answer(op: StoreOp, outcome: Outcome) -> Option<Done> {
                 _ => Err(storage()),
             },
         },
-        StoreOp::SaveLogin { reply, .. } | StoreOp::RevokeLogin { reply, .. } => {
+        StoreOp::SaveLogin { reply, .. }
+        | StoreOp::RevokeLogin { reply, .. }
+        | StoreOp::Settle { reply } => {
             let _ = reply.send(!failed);
             return None;
         }
+        StoreOp::Group { reply, .. } => Done::Group {
+            result: match outcome {
+                Outcome::Group(result) => result,
+                _ => Err(GroupError::Storage),
+            },
+            reply,
+        },
         StoreOp::Ping => Done::Pong,
         StoreOp::Detach { .. } | StoreOp::RevokeUser { .. } | StoreOp::Stop => return None,
     })

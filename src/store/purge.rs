@@ -86,7 +86,12 @@ impl Db {
         let more = expired.len() == max;
         for (seq, origin, recipients) in &expired {
             let origin = Origin::parse(origin).unwrap_or(Origin::System);
-            let to: Vec<UserId> = recipients.split(',').filter_map(UserId::parse).collect();
+            // A group text's rows are its members' at the time: whoever is
+            // or was in the group.
+            let to: Vec<UserId> = match recipients.strip_prefix('#') {
+                Some(g) => self.ever_members(g)?,
+                None => recipients.split(',').filter_map(UserId::parse).collect(),
+            };
             for t in targets(&origin, &to) {
                 let state: Option<i64> = self
                     .conn

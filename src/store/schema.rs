@@ -78,6 +78,32 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TABLE recent_mark (h INTEGER NOT NULL);
     INSERT INTO recent_mark (h) SELECT COALESCE(MAX(seq), 0) FROM messages;
     ",
+    // 6: groups (PROTOCOL.md section 10). A group text's `recipients` is
+    // `#name` and its `grp` the name; the partial index holds group texts
+    // only, so a direct text pays nothing for it. `former` lists who left
+    // a group: the inbox rows of its older texts are theirs too, and the
+    // clean-up must find them.
+    "
+    CREATE TABLE groups (
+        name    TEXT PRIMARY KEY,
+        title   TEXT NOT NULL,
+        created INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE members (
+        grp   TEXT NOT NULL,
+        user  TEXT NOT NULL,
+        owner INTEGER NOT NULL,
+        since INTEGER NOT NULL,
+        PRIMARY KEY (grp, user)
+    ) WITHOUT ROWID;
+    CREATE TABLE former (
+        grp  TEXT NOT NULL,
+        user TEXT NOT NULL,
+        PRIMARY KEY (grp, user)
+    ) WITHOUT ROWID;
+    ALTER TABLE messages ADD COLUMN grp TEXT;
+    CREATE INDEX messages_of_groups ON messages (grp, seq) WHERE grp IS NOT NULL;
+    ",
 ];
 
 /// The version this build writes.

@@ -2,11 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use super::history::history;
+use super::history::{Before, With, history};
 use super::messages::{Db, StoredMessage};
 use super::open::open_connection;
 use super::*;
-use crate::wire::ids::{ClientKey, ClientName, Origin, UserId};
+use crate::wire::ids::{ClientKey, ClientName, GroupName, Origin, To, UserId};
 use rusqlite::Connection;
 
 struct TempDb {
@@ -33,6 +33,11 @@ fn open(dir: &Path, limit: usize) -> Db {
         retention_ms: 1000,
         forget_client_ms: 5000,
         commit_window: std::time::Duration::ZERO,
+        groups: crate::store::groups::GroupLimits {
+            max_members: 500,
+            max_groups_per_user: 100,
+        },
+        known: crate::store::Known::everyone(),
     };
     Db::new(conn, limits).unwrap()
 }
@@ -58,7 +63,7 @@ fn text(from: &str, id: &str, to: &[&str]) -> NewMessage {
     NewMessage {
         origin: Origin::User(u(from)),
         id: id.into(),
-        to: to.iter().map(|t| u(t)).collect(),
+        to: To::Users(to.iter().map(|t| u(t)).collect()),
         body: "hi".into(),
     }
 }
@@ -292,10 +297,14 @@ fn history_pages_newest_first_between_two_users() {
     s.accept(text("alice", "c", &["carol"]), None, t).unwrap();
     s.accept(text("alice", "g", &["bob", "carol"]), None, t + 1)
         .unwrap();
-    let page = |s: &TempDb, before, limit| {
-        let with = Origin::parse("bob").unwrap();
+    let page = |s: &TempDb, before: u64, limit| {
+        let with = With::parse("bob").unwrap();
+        let before = Before {
+            ms: before,
+            seq: i64::MAX,
+        };
         let h = history(&s.db.conn, &u("alice"), &with, before, limit).unwrap();
-        h.into_iter().map(|m| m.id).collect::<Vec<_>>()
+        h.into_iter().map(|m| m.message.id).collect::<Vec<_>>()
     };
     assert_eq!(page(&s, u64::MAX, 3), ["g", "b4", "a4"]);
     assert_eq!(page(&s, 103, 3), ["a1", "b0", "a0"], "before is exclusive");
@@ -310,47 +319,68 @@ fn history_pages_newest_first_between_two_users() {
     assert_eq!(page(&s, 103, 3), ["a1", "b0", "a0"]);
     s.accept(text("alice", "note", &["alice"]), None, 400)
         .unwrap();
+    let all = Before {
+        ms: u64::MAX,
+        seq: i64::MAX,
+    };
     let me = history(
         &s.db.conn,
         &u("alice"),
-        &Origin::parse("alice").unwrap(),
-        u64::MAX,
+        &With::parse("alice").unwrap(),
+        all,
         50,
     )
     .unwrap();
-    let ids: Vec<String> = me.into_iter().map(|m| m.id).collect();
+    let ids: Vec<String> = me.into_iter().map(|m| m.message.id).collect();
     assert_eq!(
         ids,
         ["note"],
         "with=me is notes to self, not everything sent"
     );
-    // Messages of one millisecond are never split across pages.
-    for i in 0..4 {
-        s.accept(text("bob", &format!("same{i}"), &["alice"]), None, 500)
-            .unwrap();
-    }
-    s.accept(text("bob", "last", &["alice"]), None, 501)
-        .unwrap();
-    assert_eq!(
-        page(&s, u64::MAX, 3),
-        ["last"],
-        "the page ends before the shared millisecond"
-    );
-    assert_eq!(
-        page(&s, 501, 3),
-        ["same3", "same2", "same1", "same0"],
-        "one millisecond is one page"
-    );
-    assert_eq!(page(&s, 500, 2), ["g", "b4"]);
     let bob_view = history(
         &s.db.conn,
         &u("bob"),
-        &Origin::parse("alice").unwrap(),
-        u64::MAX,
+        &With::parse("alice").unwrap(),
+        all,
         100,
     )
     .unwrap();
-    assert_eq!(bob_view.len(), 16, "both directions and the group message");
+    assert_eq!(bob_view.len(), 11, "both directions and the text to two");
+    assert!(
+        bob_view
+            .iter()
+            .all(|m| m.received_by.is_none() == (m.message.origin == "alice")),
+        "receivedBy is on the caller's own texts only"
+    );
+}
+
+#[test]
+fn history_pages_are_exact_across_a_shared_millisecond_and_page_by_seq() {
+    let mut s = store(10_000);
+    for i in 0..1000 {
+        // Ten texts per millisecond, as one commit stamps them.
+        s.accept(
+            text("bob", &format!("m{i}"), &["alice"]),
+            None,
+            1000 + i / 10,
+        )
+        .unwrap();
+    }
+    let with = With::parse("bob").unwrap();
+    let mut before = Before {
+        ms: u64::MAX,
+        seq: i64::MAX,
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = history(&s.db.conn, &u("alice"), &with, before, 7).unwrap();
+        assert_eq!(page.len(), 7.min(1000 - seen.len()), "an exact page");
+        let Some(last) = page.last() else { break };
+        before.seq = last.message.seq;
+        seen.extend(page.into_iter().map(|m| m.message.id));
+    }
+    let expected: Vec<String> = (0..1000).rev().map(|i| format!("m{i}")).collect();
+    assert_eq!(seen, expected, "every text once, newest first");
 }
 
 #[test]
@@ -637,4 +667,175 @@ fn recent_texts_are_written_with_their_final_state_and_only_the_pending_that_is_
     assert_eq!(s.count("pending"), 1, "only m2 for bob's phone");
     assert_eq!(s.attach(&key("bob", "phone"), 3), ["m2"]);
     assert_eq!(s.db.unacked(&u("bob")), 0);
+}
+
+// ---------------------------------------------------------------- groups
+
+use super::groups::{Actor, GroupChange};
+
+impl TempDb {
+    fn group(&mut self, by: Actor, change: GroupChange) -> Result<GroupDone, GroupError> {
+        self.db.begin().unwrap();
+        let r = self.db.change_group(&by, &change, 50).unwrap();
+        self.db.commit().unwrap();
+        r
+    }
+    fn make_ops(&mut self, members: &[&str]) {
+        let change = GroupChange::Create {
+            name: gname("ops"),
+            title: Some("Operations".into()),
+            members: members.iter().map(|m| u(m)).collect(),
+            owners: Vec::new(),
+        };
+        self.group(Actor::User(u("alice")), change).unwrap();
+    }
+}
+
+fn gname(s: &str) -> GroupName {
+    GroupName::parse(s).unwrap()
+}
+
+fn to_group(from: &str, id: &str, g: &str) -> NewMessage {
+    NewMessage {
+        origin: Origin::User(u(from)),
+        id: id.into(),
+        to: To::Group(gname(g)),
+        body: "hi all".into(),
+    }
+}
+
+fn target_users(a: &Accepted) -> Vec<(String, bool)> {
+    let Accepted::New { targets, .. } = a else {
+        panic!("not new")
+    };
+    let mut t: Vec<(String, bool)> = targets
+        .iter()
+        .map(|t| (t.user.as_str().to_string(), t.copy))
+        .collect();
+    t.sort();
+    t
+}
+
+#[test]
+fn a_group_text_is_for_every_member_and_a_copy_for_the_sender() {
+    let mut s = store(100);
+    s.make_ops(&["bob", "carol"]);
+    let a = s.accept(to_group("bob", "g1", "ops"), None, 60).unwrap();
+    assert_eq!(
+        target_users(&a),
+        [
+            ("alice".into(), false),
+            ("bob".into(), true),
+            ("carol".into(), false)
+        ]
+    );
+    let Accepted::New { message, .. } = &a else {
+        panic!()
+    };
+    assert_eq!(message.recipients, "#ops", "recipients see to: #ops");
+    // Offline members get it (after the announcement) at their register.
+    assert_eq!(s.attach(&key("carol", "phone"), 70).len(), 2);
+}
+
+#[test]
+fn only_members_send_to_a_group_and_an_unknown_group_is_refused() {
+    let mut s = store(100);
+    s.make_ops(&["bob"]);
+    let e = s
+        .accept(to_group("dave", "x", "ops"), None, 60)
+        .unwrap_err();
+    assert_eq!(e.reject().status, Status::ToError);
+    assert_eq!(e.reject().msg, "not a member of #ops");
+    let e = s
+        .accept(to_group("bob", "y", "nope"), None, 60)
+        .unwrap_err();
+    assert_eq!(e.reject().msg, "unknown group #nope");
+}
+
+#[test]
+fn a_removed_member_hears_of_its_removal_and_then_nothing() {
+    let mut s = store(100);
+    s.make_ops(&["bob", "carol"]);
+    let done = s
+        .group(
+            Actor::User(u("alice")),
+            GroupChange::Members {
+                name: gname("ops"),
+                add: vec![],
+                remove: vec![u("carol")],
+                owners: vec![],
+            },
+        )
+        .unwrap();
+    let Some(a) = &done.announcement else {
+        panic!("announced")
+    };
+    assert!(target_users(a).contains(&("carol".into(), false)));
+    let a = s.accept(to_group("bob", "after", "ops"), None, 60).unwrap();
+    assert!(!target_users(&a).iter().any(|(u, _)| u == "carol"));
+    // carol gets the creation and her removal, not what came after.
+    let got = s.attach(&key("carol", "phone"), 70);
+    assert_eq!(got.len(), 2);
+    assert!(!got.contains(&"after".to_string()));
+}
+
+#[test]
+fn groups_survive_reopening_and_recovery_derives_group_rows_from_members() {
+    let mut s = store(100);
+    s.make_ops(&["bob"]);
+    s.attach(&key("bob", "phone"), 55);
+    s.accept(to_group("alice", "g1", "ops"), None, 60).unwrap();
+    // The process dies here, nothing written behind: opened again.
+    let dir = s.dir.clone();
+    drop(std::mem::replace(&mut s.db, open(&dir, 100)));
+    assert!(
+        s.db.groups.get(&gname("ops")).is_some(),
+        "the group is back"
+    );
+    // bob's phone gets the announcement and the text again.
+    assert_eq!(s.attach(&key("bob", "phone"), 70).len(), 2);
+}
+
+#[test]
+fn history_of_a_group_shows_receipts_of_members_and_deleting_it_deletes_its_texts() {
+    let mut s = store(100);
+    s.make_ops(&["bob", "carol"]);
+    s.attach(&key("bob", "phone"), 55);
+    s.accept(to_group("alice", "g1", "ops"), None, 60).unwrap();
+    assert_eq!(
+        s.receipt(&key("bob", "phone"), "alice", "g1"),
+        Some(ReceiptOutcome::Forward(u("alice")))
+    );
+    s.write_behind_upto(i64::MAX);
+    let all = Before {
+        ms: u64::MAX,
+        seq: i64::MAX,
+    };
+    let h = history(
+        &s.db.conn,
+        &u("alice"),
+        &With::parse("#ops").unwrap(),
+        all,
+        10,
+    )
+    .unwrap();
+    assert_eq!(h.len(), 2, "the text and the creation");
+    assert_eq!(h[0].received_by.as_deref(), Some(&["bob".to_string()][..]));
+    assert_eq!(h[1].received_by, None, "a system text is nobody's own");
+    let convs = super::history::conversations(&s.db.conn, &u("carol")).unwrap();
+    assert_eq!(convs.len(), 1);
+    assert_eq!((convs[0].with.as_str(), convs[0].unread), ("#ops", 2));
+    s.group(
+        Actor::User(u("alice")),
+        GroupChange::Delete { name: gname("ops") },
+    )
+    .unwrap();
+    assert_eq!(s.count("messages"), 0);
+    assert_eq!(s.count("inbox"), 0);
+    assert_eq!(s.db.unacked(&u("carol")), 0);
+    assert!(
+        super::history::conversations(&s.db.conn, &u("carol"))
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -18,6 +18,32 @@ pub struct UserId(Arc<str>);
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientName(Arc<str>);
 
+/// A group's name: `[a-z0-9._-]{1,63}` (PROTOCOL.md section 10). Written
+/// `#name` wherever a recipient is named; `#` is never part of a user id,
+/// so the two cannot be confused.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupName(Arc<str>);
+
+/// Longest group name, in bytes.
+pub const MAX_GROUP_NAME_LEN: usize = 63;
+
+/// Who a text is for: users, or every member of one group.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum To {
+    Users(Vec<UserId>),
+    Group(GroupName),
+}
+
+impl To {
+    /// `to` as recipients see it and as it is stored: `bob,carol` or `#ops`.
+    pub fn joined(&self) -> String {
+        match self {
+            To::Users(us) => us.iter().map(UserId::as_str).collect::<Vec<_>>().join(","),
+            To::Group(g) => g.tagged(),
+        }
+    }
+}
+
 /// Who a message comes from: a user, or the server itself.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub enum Origin {
@@ -59,6 +85,29 @@ impl ClientName {
     }
 }
 
+impl GroupName {
+    /// Parses a bare group name (as in URL paths); `None` when it breaks
+    /// the syntax.
+    pub fn parse(s: &str) -> Option<GroupName> {
+        (!s.is_empty()
+            && s.len() <= MAX_GROUP_NAME_LEN
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)))
+        .then(|| GroupName(Arc::from(s)))
+    }
+    /// Parses `#name`; `None` without the `#` or with a bad name.
+    pub fn parse_tagged(s: &str) -> Option<GroupName> {
+        s.strip_prefix('#').and_then(GroupName::parse)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// `#name`.
+    pub fn tagged(&self) -> String {
+        format!("#{}", self.0)
+    }
+}
+
 impl Origin {
     /// `SYSTEM` or a valid user id.
     pub fn parse(s: &str) -> Option<Origin> {
@@ -92,6 +141,7 @@ macro_rules! show {
 }
 show!(UserId);
 show!(ClientName);
+show!(GroupName);
 
 impl fmt::Display for ClientKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -122,6 +172,23 @@ mod tests {
         assert!(ClientName::parse("a@b").is_none());
         assert!(ClientName::parse("").is_none());
         assert!(ClientName::parse(&"c".repeat(65)).is_none());
+    }
+
+    #[test]
+    fn group_names_follow_the_protocol_syntax() {
+        assert!(GroupName::parse("ops").is_some());
+        assert!(GroupName::parse("dev.team_2-x").is_some());
+        assert!(GroupName::parse(&"g".repeat(63)).is_some());
+        assert!(GroupName::parse(&"g".repeat(64)).is_none());
+        assert!(GroupName::parse("Ops").is_none(), "lower case only");
+        assert!(GroupName::parse("").is_none());
+        assert!(GroupName::parse("a@b").is_none());
+        assert_eq!(
+            GroupName::parse_tagged("#ops").map(|g| g.tagged()),
+            Some("#ops".into())
+        );
+        assert!(GroupName::parse_tagged("ops").is_none());
+        assert!(UserId::parse("#ops").is_none(), "# is never in a user id");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::ids::{Origin, UserId};
+use super::ids::{GroupName, Origin, To, UserId};
 use super::{
     MAX_ID_CHARS, Reject, Status, TYPE_PRESENCE, TYPE_RECEIVE_STATUS, TYPE_REGISTER,
     TYPE_SEND_STATUS, TYPE_TEXT,
@@ -152,7 +152,7 @@ pub struct Register {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Text {
     pub id: String,
-    pub to: Vec<UserId>,
+    pub to: To,
     pub body: String,
 }
 
@@ -299,13 +299,25 @@ pub fn check(env: Envelope, rules: &Rules) -> Result<Request, Reject> {
 
 /// Splits and normalises `to`: trimmed, duplicates once, first-seen order;
 /// then the count (at most `max`) and that every user exists.
-pub fn recipients(
-    to: &str,
-    max: usize,
-    user_exists: &dyn Fn(&str) -> bool,
-) -> Result<Vec<UserId>, Reject> {
+pub fn recipients(to: &str, max: usize, user_exists: &dyn Fn(&str) -> bool) -> Result<To, Reject> {
     if to.trim().is_empty() {
         return Err(Reject::new(Status::ToError, "to is empty"));
+    }
+    // A group is the only entry (section 10); whether it exists and the
+    // sender is a member is the store's to check, which owns the groups.
+    if to.contains('#') {
+        let one = to.trim();
+        return match GroupName::parse_tagged(one) {
+            Some(g) if !one.contains(',') => Ok(To::Group(g)),
+            _ if one.contains(',') => Err(Reject::new(
+                Status::ToError,
+                "a group must be the only recipient",
+            )),
+            _ => Err(Reject::new(
+                Status::ToError,
+                format!("to has a malformed group name: {}", printable(one)),
+            )),
+        };
     }
     let mut out: Vec<UserId> = Vec::new();
     for part in to.split(',') {
@@ -341,7 +353,7 @@ pub fn recipients(
             format!("unknown user: {}", unknown.join(",")),
         ));
     }
-    Ok(out)
+    Ok(To::Users(out))
 }
 
 /// Echoes at most a short, printable prefix of client text in an error.
@@ -496,8 +508,28 @@ mod tests {
         let Request::Text(t) = check(env(&text(" carol , bob,carol ", "hi")), &r).unwrap() else {
             panic!()
         };
-        let names: Vec<&str> = t.to.iter().map(UserId::as_str).collect();
-        assert_eq!(names, ["carol", "bob"]);
+        assert_eq!(t.to.joined(), "carol,bob");
+    }
+
+    #[test]
+    fn a_group_is_named_with_a_hash_and_is_the_only_recipient() {
+        let alice = UserId::parse("alice").unwrap();
+        let r = rules_for(&alice);
+        let Request::Text(t) = check(env(&text(" #ops ", "hi")), &r).unwrap() else {
+            panic!()
+        };
+        assert_eq!(t.to, To::Group(GroupName::parse("ops").unwrap()));
+        for (to, why) in [
+            ("bob,#ops", "only recipient"),
+            ("#ops,#dev", "only recipient"),
+            ("#Ops", "malformed group"),
+            ("#", "malformed group"),
+            ("# ops", "malformed group"),
+        ] {
+            let e = check(env(&text(to, "hi")), &r).unwrap_err();
+            assert_eq!(e.status, Status::ToError, "{to}");
+            assert!(e.msg.contains(why), "{to}: {}", e.msg);
+        }
     }
 
     #[test]
