@@ -97,6 +97,13 @@ fn phrases() -> Vec<(&'static str, String)> {
             ),
         ),
         (
+            "router::presence::PRESENCE_WINDOW",
+            format!(
+                "a flush goes out {} after the first change (`router::presence::PRESENCE_WINDOW`)",
+                millis(crate::router::presence::PRESENCE_WINDOW)
+            ),
+        ),
+        (
             "config::DEFAULT_SEND_QUEUE",
             format!("`websocket.send_queue` ({})", mib(DEFAULT_SEND_QUEUE)),
         ),

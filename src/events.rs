@@ -40,6 +40,9 @@ pub enum Outbound {
     Answer(Utf8Bytes),
     /// Redelivery after register: one queue slot for the whole backlog.
     Batch(Vec<Utf8Bytes>),
+    /// A presence frame (3001) for a client that asked for them. Not
+    /// ordered against texts: it goes ahead of a backlog, like an answer.
+    Presence(Utf8Bytes),
 }
 
 impl Outbound {
@@ -49,7 +52,10 @@ impl Outbound {
     /// memory while it waits.
     pub fn bytes(&self) -> usize {
         match self {
-            Outbound::Frame(f) | Outbound::Receipt(f) | Outbound::Answer(f) => f.len(),
+            Outbound::Frame(f)
+            | Outbound::Receipt(f)
+            | Outbound::Answer(f)
+            | Outbound::Presence(f) => f.len(),
             Outbound::Batch(fs) => fs.iter().map(|f| f.len()).sum(),
         }
     }
@@ -57,6 +63,13 @@ impl Outbound {
     /// Whether the item is an answer (9001) to what the client sent.
     pub fn is_answer(&self) -> bool {
         matches!(self, Outbound::Answer(_))
+    }
+
+    /// Whether the item is a presence frame (3001): its bytes are counted
+    /// apart, so that they never close a client that keeps up with its
+    /// texts ([`crate::conn::queue::Queued::texts`]).
+    pub fn is_presence(&self) -> bool {
+        matches!(self, Outbound::Presence(_))
     }
 }
 

@@ -15,7 +15,12 @@ use crate::wire::frames::FrameType;
 const CODES: [u16; 9] = [200, 400, 401, 402, 403, 404, 405, 406, 407];
 /// The types of text frames the server writes, in the order of
 /// `Metrics::frames_out`.
-const FRAMES_OUT: [FrameType; 3] = [FrameType::Status, FrameType::Text, FrameType::Receipt];
+const FRAMES_OUT: [FrameType; 4] = [
+    FrameType::Status,
+    FrameType::Text,
+    FrameType::Receipt,
+    FrameType::Presence,
+];
 
 /// Upper bounds of the commit-time histograms, in seconds.
 const COMMIT_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2.0];
@@ -84,7 +89,7 @@ pub struct Metrics {
     pub rate_limited: AtomicU64,
     /// Text frames in: register, text, receipt, another type, not a message.
     frames_in: [AtomicU64; 5],
-    /// Text frames written: 9001, 2001, 9101 ([`FRAMES_OUT`]).
+    /// Text frames written: 9001, 2001, 9101, 3001 ([`FRAMES_OUT`]).
     frames_out: [AtomicU64; FRAMES_OUT.len()],
     status: [AtomicU64; CODES.len()],
     /// Each batch's transaction, from BEGIN to the end of COMMIT.
@@ -136,6 +141,7 @@ impl Metrics {
             FrameType::Status => &self.frames_out[0],
             FrameType::Text => &self.frames_out[1],
             FrameType::Receipt => &self.frames_out[2],
+            FrameType::Presence => &self.frames_out[3],
         };
         counter.fetch_add(1, Relaxed);
     }
@@ -347,6 +353,7 @@ mod tests {
         m.frame_out(FrameType::Text);
         m.frame_out(FrameType::Text);
         m.frame_out(FrameType::Receipt);
+        m.frame_out(FrameType::Presence);
         let text = m.render(&Scrape {
             online: Some((3, 2)),
             router_queue: 7,
@@ -356,6 +363,7 @@ mod tests {
         assert!(text.contains("edgeim_frames_out_total{type=\"9001\"} 0\n"));
         assert!(text.contains("edgeim_frames_out_total{type=\"2001\"} 2\n"));
         assert!(text.contains("edgeim_frames_out_total{type=\"9101\"} 1\n"));
+        assert!(text.contains("edgeim_frames_out_total{type=\"3001\"} 1\n"));
         assert!(text.contains("# TYPE edgeim_send_status_total counter"));
         assert!(text.contains("edgeim_send_status_total{code=\"200\"} 1\n"));
         assert!(text.contains("edgeim_send_status_total{code=\"407\"} 1\n"));

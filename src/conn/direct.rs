@@ -143,6 +143,7 @@ pub fn try_write(
         Outbound::Frame(f) => (f, FrameType::Text),
         Outbound::Receipt(f) => (f, FrameType::Receipt),
         Outbound::Answer(f) => (f, FrameType::Status),
+        Outbound::Presence(f) => (f, FrameType::Presence),
         Outbound::Batch(_) => return Err(item),
     };
     // Counted before the write, as the writer does: a client that has read
@@ -232,6 +233,7 @@ mod tests {
             frame(),
             Outbound::Answer("a".into()),
             Outbound::Receipt("r".into()),
+            Outbound::Presence("p".into()),
         ] {
             assert!(may_write_direct(&item, &idle()));
         }

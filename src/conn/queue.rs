@@ -8,7 +8,8 @@
 //!    [`BACKLOG_CHUNK`], and between two chunks the writer looks at its
 //!    channels again;
 //! 4. answers (9001) that arrive meanwhile go ahead of the rest of the
-//!    backlog, so a client acknowledging its backlog is not starved;
+//!    backlog, so a client acknowledging its backlog is not starved, and
+//!    so do presence frames (3001), which no text is ordered against;
 //! 5. newer messages wait behind the backlog, so order is kept;
 //! 6. nothing is written after a Close.
 
@@ -25,28 +26,32 @@ use crate::wire::frames::FrameType;
 pub const BACKLOG_CHUNK: usize = 16;
 
 /// Bytes the writer took off its queue since it last looked: all of them,
-/// and those of answers among them (what [`Queued::release`] takes off).
+/// and those of answers and of presence frames among them (what
+/// [`Queued::release`] takes off).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Released {
     pub bytes: usize,
     pub answer_bytes: usize,
+    pub presence_bytes: usize,
 }
 
 impl Released {
     /// One item's bytes, given back whole (the router's send failed).
-    pub fn item(bytes: usize, answer: bool) -> Released {
-        Released {
-            bytes,
-            answer_bytes: if answer { bytes } else { 0 },
-        }
+    pub fn of(item: &Outbound) -> Released {
+        let mut r = Released::default();
+        r.add(item);
+        r
     }
 
     /// An answer (a 9001) the router counts twice: in all the bytes
-    /// waiting, and in the answers' own.
+    /// waiting, and in the answers' own; a presence frame (3001) too, in
+    /// the presence frames' own.
     fn frame(&mut self, f: &Utf8Bytes, kind: FrameType) {
         self.bytes += f.len();
-        if kind == FrameType::Status {
-            self.answer_bytes += f.len();
+        match kind {
+            FrameType::Status => self.answer_bytes += f.len(),
+            FrameType::Presence => self.presence_bytes += f.len(),
+            FrameType::Text | FrameType::Receipt => {}
         }
     }
 
@@ -54,6 +59,9 @@ impl Released {
         self.bytes += item.bytes();
         if item.is_answer() {
             self.answer_bytes += item.bytes();
+        }
+        if item.is_presence() {
+            self.presence_bytes += item.bytes();
         }
     }
 }
@@ -70,6 +78,7 @@ impl Released {
 pub struct Queued {
     all: AtomicUsize,
     answers: AtomicUsize,
+    presence: AtomicUsize,
     gauge: &'static AtomicU64,
 }
 
@@ -78,6 +87,7 @@ impl Queued {
         Queued {
             all: AtomicUsize::new(0),
             answers: AtomicUsize::new(0),
+            presence: AtomicUsize::new(0),
             gauge,
         }
     }
@@ -94,6 +104,17 @@ impl Queued {
         self.answers.load(Ordering::Acquire)
     }
 
+    /// All bytes waiting but those of presence frames: what texts are
+    /// measured against, so that a 3001 never closes a client that keeps
+    /// up with its texts (PROTOCOL.md section 11). The presence count is
+    /// read first and [`Queued::release`] takes from `all` first, so a
+    /// release between the two reads can make this short by a frame for
+    /// a moment, never long by one.
+    pub fn texts(&self) -> usize {
+        let presence = self.presence.load(Ordering::Acquire);
+        self.all().saturating_sub(presence)
+    }
+
     /// The router queued an item of `bytes`, an answer or not.
     pub fn add(&self, bytes: usize, answer: bool) {
         self.all.fetch_add(bytes, Ordering::AcqRel);
@@ -101,6 +122,13 @@ impl Queued {
             self.answers.fetch_add(bytes, Ordering::AcqRel);
         }
         self.gauge.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// The router queued a presence frame of `bytes` (only the router
+    /// adds, and only it asks for [`Queued::texts`]: no order to keep).
+    pub fn add_presence(&self, bytes: usize) {
+        self.presence.fetch_add(bytes, Ordering::AcqRel);
+        self.add(bytes, false);
     }
 
     /// Bytes no longer waiting: taken to be written, or dropped.
@@ -111,6 +139,9 @@ impl Queued {
         }
         if r.answer_bytes > 0 {
             self.answers.fetch_sub(r.answer_bytes, Ordering::AcqRel);
+        }
+        if r.presence_bytes > 0 {
+            self.presence.fetch_sub(r.presence_bytes, Ordering::AcqRel);
         }
     }
 }
@@ -184,6 +215,7 @@ impl WriterQueue {
         let behind_backlog = !self.backlog.is_empty() || !self.later.is_empty();
         match item {
             Outbound::Answer(f) => self.ready.push_back((f, FrameType::Status)),
+            Outbound::Presence(f) => self.ready.push_back((f, FrameType::Presence)),
             other if behind_backlog => self.later.push_back(other),
             other => self.start(other),
         }
@@ -195,6 +227,7 @@ impl WriterQueue {
             Outbound::Frame(f) => self.ready.push_back((f, FrameType::Text)),
             Outbound::Receipt(f) => self.ready.push_back((f, FrameType::Receipt)),
             Outbound::Answer(f) => self.ready.push_back((f, FrameType::Status)),
+            Outbound::Presence(f) => self.ready.push_back((f, FrameType::Presence)),
             Outbound::Batch(fs) => self.backlog.extend(fs),
         }
     }
@@ -424,13 +457,17 @@ mod tests {
         a.release(Released {
             bytes: 7,
             answer_bytes: 5,
+            presence_bytes: 0,
         });
-        a.release(Released::item(0, false));
+        a.release(Released::default());
         assert_eq!((a.all(), a.answers()), (8, 0));
         assert_eq!(GAUGE.load(Ordering::Relaxed), 12);
         drop(a);
         assert_eq!(GAUGE.load(Ordering::Relaxed), 4, "a's 8 bytes went");
-        b.release(Released::item(4, false));
+        b.release(Released {
+            bytes: 4,
+            ..Released::default()
+        });
         drop(b);
         assert_eq!(GAUGE.load(Ordering::Relaxed), 0);
     }
@@ -496,6 +533,7 @@ mod tests {
         let released = |bytes, answer_bytes| Released {
             bytes,
             answer_bytes,
+            presence_bytes: 0,
         };
         let mut q = WriterQueue::default();
         q.push(Outbound::Answer(f("aa")));
@@ -527,5 +565,55 @@ mod tests {
             released(batch_bytes + 1 + 3 + 2 + 1, 3 + 1),
             "dropped bytes are released too"
         );
+    }
+
+    #[test]
+    fn presence_frames_go_ahead_of_a_backlog_in_their_own_order() {
+        let mut q = WriterQueue::default();
+        q.push(batch("b", 17));
+        q.push(Outbound::Frame(f("new")));
+        q.push(Outbound::Presence(f("p1")));
+        q.push(Outbound::Presence(f("p2")));
+        let out = drain(&mut q);
+        let texts: Vec<&str> = out
+            .iter()
+            .map(String::as_str)
+            .filter(|s| *s != "|")
+            .collect();
+        assert_eq!(&texts[..2], ["p1", "p2"], "{out:?}");
+        assert_eq!(texts.last(), Some(&"new"));
+    }
+
+    #[test]
+    fn presence_bytes_count_in_all_but_not_against_texts() {
+        static GAUGE: AtomicU64 = AtomicU64::new(0);
+        let queued = Queued::new(&GAUGE);
+        let mut q = WriterQueue::default();
+        queued.add(3, false);
+        q.push(Outbound::Frame(f("mmm")));
+        queued.add_presence(4);
+        q.push(Outbound::Presence(f("pppp")));
+        assert_eq!((queued.all(), queued.texts()), (7, 3));
+        assert_eq!(GAUGE.load(Ordering::Relaxed), 7, "memory is memory");
+        assert_eq!(q.next(), Some(Next::Text(f("mmm"), FrameType::Text)));
+        assert_eq!(q.next(), Some(Next::Text(f("pppp"), FrameType::Presence)));
+        let r = q.released();
+        assert_eq!((r.bytes, r.presence_bytes), (7, 4));
+        queued.release(r);
+        assert_eq!((queued.all(), queued.texts()), (0, 0));
+        // A presence frame given back whole (its channel was gone).
+        let item = Outbound::Presence(f("pp"));
+        queued.add_presence(item.bytes());
+        queued.release(Released::of(&item));
+        assert_eq!((queued.all(), queued.texts()), (0, 0));
+        // Dropped after a Close, released like the rest.
+        queued.add_presence(2);
+        q.push_ctrl(Ctrl::Close(1000, "".into()));
+        q.next();
+        q.push(Outbound::Presence(f("zz")));
+        queued.release(q.released());
+        assert_eq!(queued.all(), 0);
+        drop(queued);
+        assert_eq!(GAUGE.load(Ordering::Relaxed), 0);
     }
 }

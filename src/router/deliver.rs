@@ -3,14 +3,16 @@
 //! registered client its backlog. Every frame is built here, from the data
 //! the store returns, and serialised once for all its recipients.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crossbeam_channel::{SendError, Sender};
 use tungstenite::Utf8Bytes;
 
 use super::{Router, close};
 use crate::conn::direct::{self, Direct};
 use crate::conn::queue::Released;
-use crate::events::{ConnId, Ctrl, Done, Outbound, ReplyTo, StoreOp};
+use crate::events::{ConnHandle, ConnId, ConnShared, Ctrl, Done, Outbound, ReplyTo, StoreOp};
 use crate::metrics::metrics;
 use crate::store::{Accepted, Page, ReceiptOutcome, StoredMessage, Target};
 use crate::wire::ids::{ClientKey, UserId};
@@ -169,6 +171,8 @@ impl Router {
                 log::info!("conn {conn} registered as {key}");
                 let ok = wire::send_status(register_id, user, Status::Success, "registered", now);
                 self.push(conn, Outbound::Answer(ok));
+                // Section 11: right after the 9001, ahead of the backlog.
+                self.start_presence(conn, &key.user, now);
                 self.backlog_page(conn, &key, page);
             }
             Err(r) => self.refuse_backlog(conn, key, Some(register_id), &r, now),
@@ -260,7 +264,7 @@ impl Router {
     /// already has `send_queue` bytes waiting is closed as `slow` instead
     /// (an answer: that has [`ANSWER_ALLOWANCE`] bytes of answers waiting);
     /// what it missed stays in the store for its next register.
-    fn push(&mut self, conn: ConnId, item: Outbound) {
+    pub(super) fn push(&mut self, conn: ConnId, item: Outbound) {
         let Some(handle) = self.table.handle(conn) else {
             return;
         };
@@ -268,17 +272,13 @@ impl Router {
         if shared.is_closing() {
             return;
         }
-        let bytes = item.bytes();
-        let answer = item.is_answer();
         // An answer is measured against the answers waiting (they answer
-        // what the client sent); anything else against all bytes waiting.
-        let (queued, budget) = if answer {
+        // what the client sent); anything else against all bytes waiting
+        // but presence frames' (section 11: a 3001 never closes a client).
+        let (queued, budget) = if item.is_answer() {
             (shared.queued.answers(), ANSWER_ALLOWANCE)
         } else {
-            (
-                shared.queued.all(),
-                self.config.send_queue.max(MIN_SEND_QUEUE),
-            )
+            (shared.queued.texts(), self.send_queue_budget())
         };
         if queued >= budget {
             log::warn!(
@@ -292,21 +292,41 @@ impl Router {
             }
             return;
         }
-        // An idle connection's writer is not woken: the frame is written
-        // from here, without blocking, when nothing waits before it.
-        let item = match direct::try_write(shared, &handle.ctrl, item) {
-            // Flushed once the router's batch is done ([`Router::flush_direct`]).
-            Ok(Direct::Buffered) => {
-                self.unflushed.push((shared.clone(), handle.ctrl.clone()));
-                return;
-            }
-            Ok(_) => return,
-            Err(item) => item,
-        };
-        shared.queued.add(bytes, answer);
-        if handle.out.send(item).is_err() {
-            shared.queued.release(Released::item(bytes, answer));
+        write_or_queue(handle, item, &mut self.unflushed);
+    }
+
+    /// The byte budget of one connection's queue (`send_queue`).
+    pub(super) fn send_queue_budget(&self) -> usize {
+        self.config.send_queue.max(MIN_SEND_QUEUE)
+    }
+}
+
+/// Writes `item` from the router's thread when the connection is idle, or
+/// queues it for its writer and counts its bytes; never blocks.
+pub(super) fn write_or_queue(
+    handle: &ConnHandle,
+    item: Outbound,
+    unflushed: &mut Vec<(Arc<ConnShared>, Sender<Ctrl>)>,
+) {
+    let shared = &handle.shared;
+    // An idle connection's writer is not woken: the frame is written
+    // from here, without blocking, when nothing waits before it.
+    let item = match direct::try_write(shared, &handle.ctrl, item) {
+        // Flushed once the router's batch is done ([`Router::flush_direct`]).
+        Ok(Direct::Buffered) => {
+            unflushed.push((shared.clone(), handle.ctrl.clone()));
+            return;
         }
+        Ok(_) => return,
+        Err(item) => item,
+    };
+    if item.is_presence() {
+        shared.queued.add_presence(item.bytes());
+    } else {
+        shared.queued.add(item.bytes(), item.is_answer());
+    }
+    if let Err(SendError(item)) = handle.out.send(item) {
+        shared.queued.release(Released::of(&item));
     }
 }
 

@@ -1,11 +1,14 @@
 //! The router: one thread that owns the session table ([`table`]) and the
-//! pending session ids ([`sessions`]), and decides who gets what.
+//! pending session ids ([`sessions`]), and decides who gets what; presence
+//! frames (3001) are decided in [`presence`] and sent by [`announce`].
 //! Connections and HTTP handlers talk to it through [`Event`]s; the store
 //! answers its ops with [`Done`]s after they are committed, and only then
 //! does the router answer 9001 and deliver ([`deliver`]). Its decisions are
 //! methods on [`Router`], driven by unit tests through plain channels.
 
+mod announce;
 pub(crate) mod deliver;
+pub mod presence;
 #[cfg(test)]
 mod races;
 pub mod sessions;
@@ -18,14 +21,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, never, select, tick};
+use crossbeam_channel::{Receiver, Sender, after, never, select, tick};
 
-use crate::clock::{Now, now_ms};
+use crate::clock::{Now, mono_ms, now_ms};
 use crate::events::{ConnHandle, ConnId, ConnShared, Ctrl, Dones, Event, ReplyTo, StoreOp};
 use crate::store::NewMessage;
 use crate::supervisor::fault;
 use crate::wire::ids::{ClientKey, Origin, UserId};
 use crate::wire::{self, Register, Reject, Request, Status};
+use presence::Presence;
 use sessions::{PendingSessions, SessionRate};
 use table::{BindError, SessionTable};
 
@@ -54,6 +58,8 @@ pub struct Router {
     table: SessionTable,
     sessions: PendingSessions,
     session_rate: SessionRate,
+    /// Who watches presence, and what each watcher last got.
+    presence: Presence,
     store: Sender<StoreOp>,
     /// Ops sent to the store and not answered yet.
     in_flight: usize,
@@ -81,6 +87,7 @@ impl Router {
             sessions: PendingSessions::new(config.session_ttl_ms),
             session_rate: SessionRate::new(rate, config.max_clients_per_user, Instant::now()),
             table: SessionTable::default(),
+            presence: Presence::default(),
             store,
             in_flight: 0,
             pinging: false,
@@ -98,7 +105,14 @@ impl Router {
             None => never(),
         };
         loop {
+            // A timer only while a presence flush is due: an idle server
+            // does not wake.
+            let presence = match self.presence_due() {
+                Some(due) => after(Duration::from_millis(due.saturating_sub(mono_ms()))),
+                None => never(),
+            };
             select! {
+                recv(presence) -> _ => self.flush_presence(Now::read()),
                 recv(watchdog) -> _ => {
                     if !self.pinging {
                         self.pinging = true;
@@ -132,6 +146,7 @@ impl Router {
                     }
                 }
             }
+            self.presence_changes(mono_ms());
             self.flush_direct();
         }
     }
@@ -361,6 +376,9 @@ impl Router {
         if let Some(handle) = self.table.handle(conn) {
             handle.shared.registered.store(true, Ordering::Release);
         }
+        if msg.presence {
+            self.presence.ask(conn);
+        }
         let user = key.user.clone();
         self.send_to_store(StoreOp::Attach {
             conn,
@@ -391,7 +409,9 @@ fn close(handle: &ConnHandle, code: u16, reason: &'static str) {
 pub fn frames_of(item: crate::events::Outbound) -> Vec<tungstenite::Utf8Bytes> {
     use crate::events::Outbound;
     match item {
-        Outbound::Frame(f) | Outbound::Receipt(f) | Outbound::Answer(f) => vec![f],
+        Outbound::Frame(f) | Outbound::Receipt(f) | Outbound::Answer(f) | Outbound::Presence(f) => {
+            vec![f]
+        }
         Outbound::Batch(fs) => fs,
     }
 }

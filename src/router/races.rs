@@ -67,6 +67,7 @@ impl Fake {
             id: "reg".into(),
             from: user.into(),
             session_id: sid,
+            presence: false,
         };
         let mut ops = self.handle(Event::Register {
             conn,

@@ -31,12 +31,25 @@ pub enum BindError {
     TooMany(usize),
 }
 
+/// What changed since the last [`SessionTable::take_changes`]: presence
+/// (router/presence.rs) learns of it here, after each wake-up, rather
+/// than at each of the places that bind or unbind a client.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// A user came online (its first client) or went offline (its last).
+    pub users: bool,
+    /// Connections that stopped being a client: closed, replaced, closed
+    /// as slow, refused at attach, removed by a reload.
+    pub unbound: Vec<ConnId>,
+}
+
 /// Open connections and registered clients (owned by the router thread).
 #[derive(Default)]
 pub struct SessionTable {
     conns: HashMap<ConnId, Conn>,
     /// Registered clients per user, attached or not yet.
     clients: HashMap<UserId, Vec<(ClientName, ConnId)>>,
+    changes: Changes,
 }
 
 impl SessionTable {
@@ -88,10 +101,9 @@ impl SessionTable {
             self.unbind(old);
             self.conns.get(&old).map(|c| c.handle.clone())
         });
-        self.clients
-            .entry(key.user.clone())
-            .or_default()
-            .push((key.client.clone(), conn));
+        let mine = self.clients.entry(key.user.clone()).or_default();
+        self.changes.users |= mine.is_empty();
+        mine.push((key.client.clone(), conn));
         if let Some(c) = self.conns.get_mut(&conn) {
             c.client = Some(key);
         }
@@ -199,11 +211,24 @@ impl SessionTable {
         list
     }
 
+    /// The users online: those with a registered client, attached or not
+    /// yet (as [`Self::online`] lists them).
+    pub fn online_users(&self) -> impl Iterator<Item = &UserId> {
+        self.clients.keys()
+    }
+
+    /// What changed since the last call.
+    pub fn take_changes(&mut self) -> Changes {
+        std::mem::take(&mut self.changes)
+    }
+
     fn unlist(&mut self, key: &ClientKey, conn: ConnId) {
+        self.changes.unbound.push(conn);
         if let Some(mine) = self.clients.get_mut(&key.user) {
             mine.retain(|(_, c)| *c != conn);
             if mine.is_empty() {
                 self.clients.remove(&key.user);
+                self.changes.users = true;
             }
         }
     }
@@ -376,6 +401,25 @@ mod tests {
         all.sort();
         assert_eq!(all, [1, 2]);
         assert_eq!(t.attached_of(&alice, Some(1)), [2]);
+    }
+
+    #[test]
+    fn changes_tell_users_coming_and_going_and_connections_unbound() {
+        let mut t = table(&[1, 2, 3]);
+        assert_eq!(t.take_changes(), Changes::default());
+        t.bind(1, key("alice", "web"), 3).unwrap();
+        assert!(t.take_changes().users, "alice came online");
+        t.bind(2, key("alice", "phone"), 3).unwrap();
+        assert_eq!(t.take_changes(), Changes::default(), "alice was online");
+        t.bind(3, key("alice", "web"), 3).unwrap();
+        let c = t.take_changes();
+        assert_eq!((c.users, c.unbound), (false, vec![1]), "1 was replaced");
+        t.remove(2);
+        t.unbind(3);
+        let c = t.take_changes();
+        assert_eq!((c.users, c.unbound), (true, vec![2, 3]), "alice left");
+        t.remove(1);
+        assert_eq!(t.take_changes(), Changes::default(), "1 was no client");
     }
 
     #[test]

@@ -29,7 +29,7 @@ impl Peer {
     pub(super) fn frames(&self) -> Vec<Value> {
         let mut v = Vec::new();
         while let Ok(item) = self.out.try_recv() {
-            let released = Released::item(item.bytes(), item.is_answer());
+            let released = Released::of(&item);
             self.shared.queued.release(released);
             v.extend(
                 frames_of(item)
@@ -169,6 +169,7 @@ fn register(r: &mut Rig, conn: ConnId, from: &str, sid: &str, now: u64) -> Resul
         id: "reg".into(),
         from: from.into(),
         session_id: sid.into(),
+        presence: false,
     };
     r.handle(
         Event::Register {
@@ -287,6 +288,7 @@ fn a_register_refused_by_the_reader_still_uses_its_session_id_up() {
         id: "reg".into(),
         from: "alice".into(),
         session_id: sid.clone(),
+        presence: false,
     };
     let refused = Some(Reject::new(Status::FromError, "isSystem"));
     r.handle(
@@ -621,6 +623,7 @@ fn session_ids_expire_by_the_monotonic_clock_not_the_wall_clock() {
             id: "reg".into(),
             from: "alice".into(),
             session_id: sid,
+            presence: false,
         };
         let ev = Event::Register {
             conn,

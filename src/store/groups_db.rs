@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, params};
 
 use super::groups::{Actor, Group, GroupChange, GroupError, GroupView, Groups, Member, Plan};
-use super::messages::{Db, DbError};
+use super::messages::{Db, DbError, Limit};
 use super::{Accepted, NewMessage, Refused};
 use crate::wire::ids::{GroupName, Origin, To, UserId};
 
@@ -113,9 +113,8 @@ impl Db {
                 // The members who were removed hear of it too.
                 let mut to = self.group_members(&group.name, &Origin::System);
                 to.extend(removed.iter().filter(|u| self.limits.known.has(u)).cloned());
-                // A member's offline queue is full: the change stands
-                // without its announcement.
-                let accepted = self.accept_to(&msg, &to, None, now_ms)?.ok();
+                // Past `offline_per_user` too: every change is announced.
+                let accepted = self.accept_to(&msg, &to, None, Limit::None, now_ms)?.ok();
                 // Its rows are written now, not behind: after a crash they
                 // would be derived from the members then, and the members
                 // it removed would not hear of it.

@@ -35,6 +35,16 @@ pub struct Page {
     pub more: bool,
 }
 
+/// Whether a text is held to `offline_per_user`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Limit {
+    /// Refused whole if a recipient has that many unacknowledged (407).
+    Offline,
+    /// Kept whatever: a group's announcement, so that every change is
+    /// announced (they are few: one per change an owner makes).
+    None,
+}
+
 pub(super) const STATE_UNACKED: i64 = 0;
 pub(super) const STATE_ACKED: i64 = 1;
 pub(super) const STATE_COPY: i64 = 2;
@@ -316,9 +326,12 @@ impl Db {
         now_ms: u64,
     ) -> Result<Result<Accepted, Refused>, DbError> {
         match &msg.to {
-            To::Users(to) => self.accept_to(msg, to, sender, now_ms),
+            To::Users(to) => self.accept_to(msg, to, sender, Limit::Offline, now_ms),
+            // Membership is known here only, so a group text's empty body
+            // is refused here too, after its `to` (section 5's order).
             To::Group(g) => match self.group_recipients(g, &msg.origin) {
-                Ok(to) => self.accept_to(msg, &to, sender, now_ms),
+                Ok(_) if msg.body.is_empty() => Ok(Err(Refused::EmptyBody)),
+                Ok(to) => self.accept_to(msg, &to, sender, Limit::Offline, now_ms),
                 Err(r) => Ok(Err(r)),
             },
         }
@@ -330,10 +343,14 @@ impl Db {
         msg: &NewMessage,
         to: &[UserId],
         sender: Option<&ClientKey>,
+        limit: Limit,
         now_ms: u64,
     ) -> Result<Result<Accepted, Refused>, DbError> {
         let origin = msg.origin.as_str();
-        let limit = self.limits.offline_per_user;
+        let limit = match limit {
+            Limit::Offline => self.limits.offline_per_user,
+            Limit::None => usize::MAX,
+        };
         let full: Vec<UserId> = to
             .iter()
             .filter(|u| self.users.get(*u).is_some_and(|c| c.unacked >= limit))

@@ -135,6 +135,9 @@ pub enum Refused {
     UnknownGroup(GroupName),
     /// A text to a group from a user who is not in it.
     NotMember(GroupName),
+    /// A text to a group with an empty body: checked here, after `to`,
+    /// since only the store knows the group.
+    EmptyBody,
 }
 
 impl Refused {
@@ -150,6 +153,7 @@ impl Refused {
             }
             Refused::UnknownGroup(g) => Reject::new(Status::ToError, format!("unknown group #{g}")),
             Refused::NotMember(g) => Reject::new(Status::ToError, format!("not a member of #{g}")),
+            Refused::EmptyBody => Reject::new(Status::BodyError, "body is empty"),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The frames the server writes: texts, receipts and 9001 answers, each
-//! serialised once and shared by every recipient.
+//! The frames the server writes: texts, receipts, 9001 answers and 3001
+//! presence frames, each serialised once and shared by every recipient
+//! (a 3001's body is shared; its `to` is each watcher's own).
 
 use serde::Serialize;
 use tungstenite::Utf8Bytes;
@@ -18,6 +19,8 @@ pub enum FrameType {
     Text,
     /// A receipt (9101) forwarded to a sender's clients.
     Receipt,
+    /// Who came online or went offline (3001), to a client that asked.
+    Presence,
 }
 
 impl FrameType {
@@ -27,6 +30,7 @@ impl FrameType {
             FrameType::Status => TYPE_SEND_STATUS,
             FrameType::Text => TYPE_TEXT,
             FrameType::Receipt => super::TYPE_RECEIVE_STATUS,
+            FrameType::Presence => super::TYPE_PRESENCE,
         }
     }
 }
@@ -117,6 +121,42 @@ pub fn text(from: &str, id: &str, to: &str, body: &str, timestamp: u64) -> Utf8B
     .frame()
 }
 
+/// A presence frame (3001, section 11) for the client of `to`: `body` is
+/// the `{"online":[...],"offline":[...]}` its watchers share, serialised
+/// once ([`presence_body`]); the id is fresh, since nothing answers it.
+pub fn presence(to: &str, body: &str, timestamp: u64) -> Utf8Bytes {
+    Outgoing {
+        id: &server_id(),
+        kind: super::TYPE_PRESENCE,
+        is_system: true,
+        from: SYSTEM,
+        to,
+        body,
+        timestamp,
+    }
+    .frame()
+}
+
+#[derive(Serialize)]
+struct PresenceBody<'a> {
+    online: Vec<&'a str>,
+    offline: Vec<&'a str>,
+}
+
+/// A 3001's body: the users who are online and those who went offline,
+/// each list in the order given (the caller sorts them).
+pub fn presence_body<'a>(
+    online: impl IntoIterator<Item = &'a str>,
+    offline: impl IntoIterator<Item = &'a str>,
+) -> String {
+    let body = PresenceBody {
+        online: online.into_iter().collect(),
+        offline: offline.into_iter().collect(),
+    };
+    // Serialising lists of strings cannot fail.
+    serde_json::to_string(&body).unwrap_or_default()
+}
+
 /// A fresh id for answers to frames that carried no usable id.
 pub fn server_id() -> String {
     uuid::Uuid::new_v4().to_string()
@@ -140,5 +180,21 @@ mod tests {
             (b["code"].as_i64(), b["status"].as_str()),
             (Some(406), Some("TO_ERROR"))
         );
+    }
+
+    #[test]
+    fn presence_frames_are_system_frames_with_the_lists_in_a_string_body() {
+        let body = presence_body(["alice", "bob"], ["carol"]);
+        assert_eq!(body, r#"{"online":["alice","bob"],"offline":["carol"]}"#);
+        let f = presence("alice", &body, 7);
+        let v: Value = serde_json::from_str(&f).unwrap();
+        assert_eq!(v["type"], 3001);
+        assert_eq!(v["isSystem"], true);
+        assert_eq!(v["from"], "SYSTEM");
+        assert_eq!(v["to"], "alice");
+        assert_eq!(v["body"], body.as_str());
+        assert_eq!(v["timestamp"], 7);
+        assert!(!v["id"].as_str().unwrap().is_empty());
+        assert_eq!(presence_body([], []), r#"{"online":[],"offline":[]}"#);
     }
 }

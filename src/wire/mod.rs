@@ -24,6 +24,9 @@ pub const TYPE_TEXT: i64 = 2001;
 pub const TYPE_SEND_STATUS: i64 = 9001;
 /// A recipient's receipt, forwarded to the sender.
 pub const TYPE_RECEIVE_STATUS: i64 = 9101;
+/// Who came online or went offline (section 11): server → the clients
+/// that asked for it at register.
+pub const TYPE_PRESENCE: i64 = 3001;
 
 /// Longest message id, in characters.
 pub const MAX_ID_CHARS: usize = 64;

@@ -7,7 +7,8 @@ use serde_json::{Map, Value};
 
 use super::ids::{GroupName, Origin, To, UserId};
 use super::{
-    MAX_ID_CHARS, Reject, Status, TYPE_RECEIVE_STATUS, TYPE_REGISTER, TYPE_SEND_STATUS, TYPE_TEXT,
+    MAX_ID_CHARS, Reject, Status, TYPE_PRESENCE, TYPE_RECEIVE_STATUS, TYPE_REGISTER,
+    TYPE_SEND_STATUS, TYPE_TEXT,
 };
 
 /// A frame that passed the shape checks (401): every required field is
@@ -141,6 +142,10 @@ pub struct Register {
     pub id: String,
     pub from: String,
     pub session_id: String,
+    /// `"presence": true` in the body: the client wants 3001 frames
+    /// (section 11). Any other value, or none, is false, not an error: a
+    /// version 1 client never sends it.
+    pub presence: bool,
 }
 
 /// A text (2001) from a registered user, recipients normalised.
@@ -174,10 +179,12 @@ pub enum Request {
 /// The session id and `from` are the router's to check, since only it
 /// knows whose session it is.
 pub fn check_register(env: Envelope) -> (Register, Option<Reject>) {
-    let session_id = body_object(env.body).and_then(|mut o| match o.remove("sessionId") {
+    let mut body = body_object(env.body);
+    let session_id = body.as_mut().and_then(|o| match o.remove("sessionId") {
         Some(Value::String(s)) if !s.is_empty() => Some(s),
         _ => None,
     });
+    let presence = body.is_some_and(|o| o.get("presence") == Some(&Value::Bool(true)));
     let refused = if env.is_system {
         Some(Reject::new(
             Status::FromError,
@@ -195,6 +202,7 @@ pub fn check_register(env: Envelope) -> (Register, Option<Reject>) {
         id: env.id,
         from: env.from,
         session_id: session_id.unwrap_or_default(),
+        presence,
     };
     (msg, refused)
 }
@@ -223,6 +231,12 @@ pub fn check(env: Envelope, rules: &Rules) -> Result<Request, Reject> {
                 "type 9001 is sent by the server only",
             ));
         }
+        TYPE_PRESENCE => {
+            return Err(Reject::new(
+                Status::TypeError,
+                "type 3001 is sent by the server only",
+            ));
+        }
         other => {
             return Err(Reject::new(
                 Status::TypeError,
@@ -245,7 +259,10 @@ pub fn check(env: Envelope, rules: &Rules) -> Result<Request, Reject> {
     if env.kind == TYPE_TEXT {
         let to = recipients(&env.to, rules.max_recipients, rules.user_exists)?;
         let body = match env.body {
-            Body::Text(s) if !s.is_empty() => s,
+            // A group text's empty body is the store's to refuse, after
+            // it has checked the group and the sender's membership (406
+            // comes before 404).
+            Body::Text(s) if !s.is_empty() || matches!(to, To::Group(_)) => s,
             Body::Text(_) => return Err(Reject::new(Status::BodyError, "body is empty")),
             // `parse` refuses an object body for a text (401).
             Body::Object(_) => {
@@ -575,12 +592,43 @@ mod tests {
             check_register(env(bad)).1.map(|r| r.status),
             Some(Status::BodyError)
         );
+        assert!(!check_register(env(ok)).0.presence, "absent: no presence");
         let system = ok.replace("\"isSystem\":false", "\"isSystem\":true");
         let (msg, refused) = check_register(env(&system));
         assert_eq!(
             (msg.session_id.as_str(), refused.map(|r| r.status)),
             ("abc", Some(Status::FromError))
         );
+    }
+
+    #[test]
+    fn presence_is_asked_for_by_true_only_and_anything_else_is_ignored() {
+        let reg = |presence: &str| {
+            let body = format!(r#"{{"sessionId":"abc","presence":{presence}}}"#);
+            let frame = serde_json::json!({"id":"r","type":1000,"isSystem":false,
+                "from":"alice","to":"SYSTEM","body":body});
+            check_register(env(&frame.to_string()))
+        };
+        let (msg, refused) = reg("true");
+        assert!(msg.presence && refused.is_none());
+        for other in ["false", "1", "\"true\"", "null", "{}", "[true]"] {
+            let (msg, refused) = reg(other);
+            assert!(!msg.presence, "presence {other}");
+            assert!(refused.is_none(), "presence {other} is no error");
+            assert_eq!(msg.session_id, "abc");
+        }
+        let obj = r#"{"id":"r","type":1000,"isSystem":false,"from":"alice","to":"SYSTEM","body":{"sessionId":"abc","presence":true}}"#;
+        assert!(check_register(env(obj)).0.presence, "an object body too");
+    }
+
+    #[test]
+    fn a_client_may_not_send_presence() {
+        let alice = UserId::parse("alice").unwrap();
+        let r = rules_for(&alice);
+        let p = r#"{"id":"p","type":3001,"isSystem":false,"from":"alice","to":"bob","body":"{}"}"#;
+        let e = check(env(p), &r).unwrap_err();
+        assert_eq!(e.status, Status::TypeError);
+        assert!(e.msg.contains("3001"), "{}", e.msg);
     }
 
     #[test]

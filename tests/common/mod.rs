@@ -41,6 +41,34 @@ fn users_file() -> &'static str {
     })
 }
 
+/// The password of every user that [`add_users`] adds.
+pub const SHARED_PASSWORD: &str = "pw-shared";
+
+/// Appends `names` to the users file of the data dir of `config`, all with
+/// the password [`SHARED_PASSWORD`] hashed once per test binary: many
+/// users cost one argon2 hash, not one each.
+pub fn add_users(config: &Config, names: &[String]) {
+    static HASH: OnceLock<String> = OnceLock::new();
+    let hash = HASH.get_or_init(|| edgeim::users::hash_password(SHARED_PASSWORD));
+    let path = edgeim::users::path_in(&config.data_dir);
+    let mut text = std::fs::read_to_string(&path).expect("read users");
+    for n in names {
+        text.push_str(&format!("{n}:{hash}\n"));
+    }
+    std::fs::write(&path, text).expect("write users");
+}
+
+/// Writes the users file of the data dir of `config` anew with only those
+/// of the test [`USERS`] that `keep` keeps (their usual passwords).
+pub fn keep_users(config: &Config, keep: impl Fn(&str) -> bool) {
+    let text: String = users_file()
+        .lines()
+        .filter(|l| keep(l.split(':').next().unwrap_or_default()))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(edgeim::users::path_in(&config.data_dir), text).expect("write users");
+}
+
 pub fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("edgeim-test-{tag}-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).expect("create temp dir");
@@ -118,6 +146,16 @@ impl TestServer {
             self.config.websocket.context
         );
         self.running = Some(running);
+    }
+
+    /// Rereads the users file as SIGHUP would (the config is the running
+    /// one); false if the reload was refused.
+    pub fn reload(&self) -> bool {
+        self.running
+            .as_ref()
+            .expect("the server runs")
+            .reloader(None)
+            .reload()
     }
 
     /// Logs in as an app; returns the token.
@@ -366,6 +404,20 @@ impl Client {
         loop {
             match self.ws.read() {
                 Ok(Message::Text(t)) => return serde_json::from_str(&t).expect("server sent JSON"),
+                Ok(Message::Close(c)) => panic!("{}: unexpected close {c:?}", self.user),
+                Ok(_) => continue,
+                Err(e) => panic!("{}: read failed (timeout?): {e}", self.user),
+            }
+        }
+    }
+
+    /// The next frame exactly as the server wrote it (a text frame);
+    /// panics if messages were kept while waiting for a 9001.
+    pub fn recv_raw(&mut self) -> String {
+        assert!(self.held.is_empty(), "{}: frames were kept", self.user);
+        loop {
+            match self.ws.read() {
+                Ok(Message::Text(t)) => return t.to_string(),
                 Ok(Message::Close(c)) => panic!("{}: unexpected close {c:?}", self.user),
                 Ok(_) => continue,
                 Err(e) => panic!("{}: read failed (timeout?): {e}", self.user),
