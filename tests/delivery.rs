@@ -7,7 +7,6 @@ use common::*;
 use std::collections::HashSet;
 
 use serde_json::{Value, json};
-use tungstenite::Message;
 
 const RECEIVED: &str = "{\"code\":200,\"status\":\"SUCCESS\",\"msg\":\"received\"}";
 const API_KEY: &str = "0123456789abcdef-test";
@@ -19,19 +18,6 @@ type Dev = Client;
 /// Logs in and registers `user` as `client`.
 fn dev(srv: &TestServer, user: &str, client: &str) -> Dev {
     srv.client(user, client)
-}
-
-/// Closes the connection from the client side and waits until it is gone.
-fn hang_up(d: Dev) {
-    let mut c = d;
-    let _ = c.ws.close(None);
-    for _ in 0..10_000 {
-        match c.ws.read() {
-            Ok(Message::Close(_)) | Err(_) => return,
-            Ok(_) => {}
-        }
-    }
-    panic!("{}: the connection did not end", c.user);
 }
 
 /// A server with a system API key.
@@ -374,12 +360,12 @@ fn a_message_not_acknowledged_is_redelivered_after_reconnect() {
     expect_text(&mut bob, "m1");
     expect_text(&mut bob, "m2");
     ack_expect(&mut bob, "m1", "alice", 200);
-    hang_up(bob);
+    bob.hang_up();
     let mut bob = dev(&srv, "bob", "web");
     // m2 again; m1 (acknowledged) not.
     expect_text(&mut bob, "m2");
     ack_expect(&mut bob, "m2", "alice", 200);
-    hang_up(bob);
+    bob.hang_up();
     let mut bob = dev(&srv, "bob", "web");
     send_ok(&mut alice, "follow", "bob", "three");
     expect_text(&mut bob, "follow");
@@ -407,7 +393,7 @@ fn an_offline_client_gets_a_message_another_client_acknowledged() {
     let mut alice = dev(&srv, "alice", "web");
     let mut bob_web = dev(&srv, "bob", "web");
     let bob_phone = dev(&srv, "bob", "phone");
-    hang_up(bob_phone);
+    bob_phone.hang_up();
     send_ok(&mut alice, "m1", "bob", "while the phone is away");
     expect_text(&mut bob_web, "m1");
     ack_expect(&mut bob_web, "m1", "alice", 200);
@@ -429,7 +415,7 @@ fn an_offline_sender_client_gets_its_copy_after_register() {
     let srv = TestServer::start();
     let mut alice_web = dev(&srv, "alice", "web");
     let alice_phone = dev(&srv, "alice", "phone");
-    hang_up(alice_phone);
+    alice_phone.hang_up();
     send_ok(&mut alice_web, "m1", "bob", "sent from the web");
     let mut alice_phone = dev(&srv, "alice", "phone");
     let m = expect_text(&mut alice_phone, "m1");
@@ -438,7 +424,7 @@ fn an_offline_sender_client_gets_its_copy_after_register() {
         (Some("alice"), Some("bob"))
     );
     // The sending client counts as having acknowledged its own message.
-    hang_up(alice_web);
+    alice_web.hang_up();
     let mut alice_web = dev(&srv, "alice", "web");
     expect_nothing_before(&mut alice_web, "marker");
 }

@@ -1412,6 +1412,19 @@ fn a_removed_user_does_not_count_against_the_offline_queue_of_a_group_text() {
 
 // ---------------------------------------------------- version 1 clients
 
+/// The fields of a version 1 frame (section 3).
+const V1_FIELDS: [&str; 7] = ["id", "type", "isSystem", "from", "to", "body", "timestamp"];
+
+/// The names of a frame's fields.
+fn field_names(frame: &Value) -> BTreeSet<&str> {
+    frame
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
 #[test]
 fn a_version_1_text_between_two_users_has_exactly_the_version_1_fields() {
     // Users in no group, on a server that has groups.
@@ -1420,56 +1433,15 @@ fn a_version_1_text_between_two_users_has_exactly_the_version_1_fields() {
     let mut dave = o.client("dave", "web");
     send_ok(&mut erin, "v1", "dave", "plain");
     let m = expect_text(&mut dave, "v1");
-    let keys: BTreeSet<&str> = m
-        .as_object()
-        .expect("object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(
-        keys,
-        BTreeSet::from(["id", "type", "isSystem", "from", "to", "body", "timestamp"]),
-        "{m}"
-    );
+    assert_eq!(field_names(&m), BTreeSet::from(V1_FIELDS), "{m}");
     ack_expect(&mut dave, "v1", "erin", 200);
     let r = expect_next(&mut erin, "v1");
-    let keys: BTreeSet<&str> = r
-        .as_object()
-        .expect("object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert!(
-        keys.is_subset(&BTreeSet::from([
-            "id",
-            "type",
-            "isSystem",
-            "from",
-            "to",
-            "body",
-            "timestamp"
-        ])),
-        "{r}"
-    );
+    assert!(field_names(&r).is_subset(&BTreeSet::from(V1_FIELDS)), "{r}");
     // The 9001 is as in version 1 too.
     erin.text("v2", "dave", "again");
     let st = erin.status_frame("v2");
-    let keys: BTreeSet<&str> = st
-        .as_object()
-        .expect("object")
-        .keys()
-        .map(String::as_str)
-        .collect();
     assert!(
-        keys.is_subset(&BTreeSet::from([
-            "id",
-            "type",
-            "isSystem",
-            "from",
-            "to",
-            "body",
-            "timestamp"
-        ])),
+        field_names(&st).is_subset(&BTreeSet::from(V1_FIELDS)),
         "{st}"
     );
 }

@@ -10,7 +10,6 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tungstenite::Message;
 
 /// How soon a change must show at a watcher: the browser's dot turns
 /// green (or grey) within 2 s of a login (or logout).
@@ -64,19 +63,6 @@ fn listed(body: &Value, key: &str) -> Vec<String> {
         .collect()
 }
 
-/// Closes the connection from the client side and waits until it is gone.
-fn hang_up(c: Client) {
-    let mut c = c;
-    let _ = c.ws.close(None);
-    for _ in 0..10_000 {
-        match c.ws.read() {
-            Ok(Message::Close(_)) | Err(_) => return,
-            Ok(_) => {}
-        }
-    }
-    panic!("{}: the connection did not end", c.user);
-}
-
 #[test]
 fn the_first_3001_comes_after_the_9001_before_a_backlog_and_lists_everyone_online_itself_too() {
     let srv = TestServer::start();
@@ -120,7 +106,7 @@ fn a_logout_or_a_closed_connection_appears_in_offline_within_2_s() {
         ["alice", "bob", "carol"]
     );
     let started = Instant::now();
-    hang_up(bob);
+    bob.hang_up();
     assert_eq!(
         next_presence(&mut alice),
         json!({"online": [], "offline": ["bob"]})
@@ -145,7 +131,7 @@ fn a_user_is_online_while_any_of_its_clients_is_registered() {
     next_presence(&mut alice);
     // bob's second client comes and goes: bob was online all along.
     let phone = srv.client_with(&token, "bob", "phone");
-    hang_up(phone);
+    phone.hang_up();
     // Then carol comes: the next 3001 is about her alone.
     let _carol = srv.client("carol", "web");
     assert_eq!(
@@ -168,7 +154,7 @@ fn a_client_that_did_not_ask_for_presence_never_gets_a_3001() {
     next_presence(&mut alice);
     let carol = srv.client("carol", "web");
     assert_eq!(listed(&next_presence(&mut alice), "online"), ["carol"]);
-    hang_up(carol);
+    carol.hang_up();
     assert_eq!(listed(&next_presence(&mut alice), "offline"), ["carol"]);
     // Each flush that told alice would have queued bob's 3001s by now:
     // the first message each of bob's clients gets is a marker sent now.
@@ -201,8 +187,8 @@ fn a_3001_is_not_stored_so_a_register_again_gets_a_fresh_snapshot_and_nothing_ol
     next_presence(&mut alice);
     let bob = srv.client("bob", "web");
     assert_eq!(listed(&next_presence(&mut alice), "online"), ["bob"]);
-    hang_up(alice);
-    hang_up(bob);
+    alice.hang_up();
+    bob.hang_up();
     // Back, as the same client: the 9001, the snapshot of now, and no
     // 3001 of before (it would come before a marker sent now).
     let mut alice = register_with(&srv, &token, "alice", "web", presence);
@@ -214,7 +200,7 @@ fn a_3001_is_not_stored_so_a_register_again_gets_a_fresh_snapshot_and_nothing_ol
     // (The marker is a text: acknowledged, so that it is not redelivered.)
     ack_expect(&mut alice, "marker-1", "alice", 200);
     // Without presence this time: no 3001 at all.
-    hang_up(alice);
+    alice.hang_up();
     let mut alice = register_with(&srv, &token, "alice", "web", json!({}));
     expect_nothing_before(&mut alice, "marker-2");
 }
@@ -234,8 +220,8 @@ fn a_watcher_not_reading_while_others_churn_is_not_closed_and_each_3001_is_an_ex
     while started.elapsed() < Duration::from_millis(1500) {
         let b = srv.client_with(&bob, "bob", "web");
         let c = srv.client_with(&carol, "carol", "web");
-        hang_up(b);
-        hang_up(c);
+        b.hang_up();
+        c.hang_up();
     }
     let _dave = srv.client("dave", "web");
     // alice still works, and the 3001s she got, applied in order, take

@@ -107,104 +107,50 @@ mod tests {
     //! The router's part, against a fake store: the test answers the
     //! router's Attach ops itself.
 
-    use std::sync::Arc;
-
-    use crossbeam_channel::{Receiver, bounded, unbounded};
     use serde_json::{Value, json};
 
-    use super::super::tests::{NOW, Peer, config};
+    use super::super::races;
+    use super::super::tests::{NOW, Peer};
     use super::*;
     use crate::conn::queue::Released;
-    use crate::events::{ConnHandle, ConnShared, Ctrl, Done, Event, StoreOp};
-    use crate::store::Page;
-    use crate::wire::ids::ClientName;
-    use crate::wire::parse::Register;
+    use crate::events::{Ctrl, Event};
 
+    /// The races' fake store, with the run loop's presence step after each
+    /// event and a monotonic clock the test moves.
     struct Fake {
-        router: Router,
-        ops: Receiver<StoreOp>,
+        inner: races::Fake,
         /// Monotonic ms, moved by the test.
         mono: u64,
     }
 
     impl Fake {
         fn new() -> Fake {
-            let (tx, ops) = unbounded();
             Fake {
-                router: Router::new(config(), tx),
-                ops,
+                inner: races::Fake::new(),
                 mono: 0,
             }
         }
 
+        fn router(&mut self) -> &mut Router {
+            &mut self.inner.router
+        }
+
         /// One event, then what the run loop does after each wake-up.
-        fn handle(&mut self, ev: Event) -> Vec<StoreOp> {
-            self.router.handle(ev, NOW);
-            self.router.presence_changes(self.mono);
-            self.ops.try_iter().collect()
+        fn handle(&mut self, ev: Event) {
+            self.inner.handle(ev);
+            let mono = self.mono;
+            self.router().presence_changes(mono);
         }
 
         /// An open connection, registered as `user` (client `web`) and
         /// answered, asking for presence or not.
         fn online(&mut self, id: ConnId, user: &str, presence: bool) -> Peer {
-            let (out_tx, out) = unbounded();
-            let (ctrl_tx, ctrl) = bounded(16);
-            let shared = Arc::new(ConnShared::new(id, "127.0.0.1:1".parse().unwrap(), None));
-            self.handle(Event::Opened(ConnHandle {
-                shared: shared.clone(),
-                out: out_tx,
-                ctrl: ctrl_tx,
-            }));
-            let (tx, rx) = bounded(1);
-            self.handle(Event::IssueSession {
-                user: UserId::parse(user).unwrap(),
-                client: ClientName::parse("web").unwrap(),
-                reply: tx,
-            });
-            let session_id = rx.recv().unwrap().expect("a session id");
-            let (tx, rx) = bounded(1);
-            let msg = Register {
-                id: "reg".into(),
-                from: user.into(),
-                session_id,
-                presence,
-            };
-            let mut ops = self.handle(Event::Register {
-                conn: id,
-                msg,
-                refused: None,
-                reply: tx,
-            });
-            rx.recv().unwrap().expect("registered");
-            let Some(StoreOp::Attach {
-                conn,
-                key,
-                register_id,
-            }) = ops.pop()
-            else {
-                panic!("no Attach")
-            };
-            let page = Page {
-                messages: Vec::new(),
-                last_seq: 0,
-                more: false,
-            };
-            self.router.done(
-                Done::Attached {
-                    conn,
-                    key,
-                    register_id,
-                    result: Ok(page),
-                },
-                NOW,
-            );
-            self.router.presence_changes(self.mono);
-            Peer {
-                id,
-                out,
-                ctrl,
-                shared,
-            }
+            let peer = self.inner.open(id);
+            let attach = self.inner.register_asking(id, user, "web", presence);
+            self.inner.attached(attach, Ok(Vec::new()));
+            let mono = self.mono;
+            self.router().presence_changes(mono);
+            peer
         }
 
         /// The connection closed.
@@ -215,12 +161,12 @@ mod tests {
         /// The timer fired, if a flush is due by now.
         fn tick(&mut self, ms: u64) {
             self.mono += ms;
-            if self.router.presence_due().is_some_and(|d| d <= self.mono) {
+            if self.router().presence_due().is_some_and(|d| d <= self.mono) {
                 let now = Now {
                     wall_ms: NOW,
                     mono_ms: self.mono,
                 };
-                self.router.flush_presence(now);
+                self.router().flush_presence(now);
             }
         }
     }
@@ -273,9 +219,9 @@ mod tests {
             [json!({"online": [], "offline": ["bob"]})]
         );
         assert!(presence_of(&bob, "bob").is_empty(), "bob did not ask");
-        assert_eq!(f.router.presence_due(), None, "nothing due: no timer");
+        assert_eq!(f.router().presence_due(), None, "nothing due: no timer");
         f.close(1);
-        assert_eq!(f.router.presence.watchers(), 0);
+        assert_eq!(f.router().presence.watchers(), 0);
     }
 
     #[test]
@@ -284,7 +230,7 @@ mod tests {
         let alice = f.online(1, "alice", true);
         alice.frames();
         // Alice's writer has a whole budget waiting (a backlog page, say).
-        let budget = f.router.send_queue_budget();
+        let budget = f.router().send_queue_budget();
         alice.shared.queued.add(budget, false);
         f.online(2, "bob", false);
         f.online(3, "carol", false);
@@ -304,7 +250,7 @@ mod tests {
             [json!({"online": ["bob"], "offline": []})],
             "the difference from what alice last got"
         );
-        assert_eq!(f.router.presence_due(), None);
+        assert_eq!(f.router().presence_due(), None);
     }
 
     #[test]
@@ -314,16 +260,16 @@ mod tests {
         alice.frames();
         // Texts waiting up to just under the budget, then a 3001: it goes
         // (the budget was not reached), and takes the queue past it.
-        let budget = f.router.send_queue_budget();
+        let budget = f.router().send_queue_budget();
         alice.shared.queued.add(budget - 1, false);
         f.online(2, "bob", false);
         f.tick(500);
         assert!(alice.shared.queued.all() > budget);
         // The next text is measured against the texts alone: queued.
-        f.router.push(1, Outbound::Frame("{}".into()));
+        f.router().push(1, Outbound::Frame("{}".into()));
         assert!(!closed(&alice), "closed for a 3001's bytes");
         // One more text, and the texts are over: slow, as ever.
-        f.router.push(1, Outbound::Frame("{}".into()));
+        f.router().push(1, Outbound::Frame("{}".into()));
         assert!(closed(&alice));
     }
 }

@@ -15,13 +15,15 @@ use crate::wire::ids::{ClientName, To, UserId};
 use crate::wire::parse::{Register, Request, Text};
 use crate::wire::{Reject, Status};
 
-struct Fake {
-    router: Router,
+/// A router whose store is the test: shared with the presence tests
+/// (`announce.rs`).
+pub(super) struct Fake {
+    pub(super) router: Router,
     ops: Receiver<StoreOp>,
 }
 
 impl Fake {
-    fn new() -> Fake {
+    pub(super) fn new() -> Fake {
         let (tx, ops) = unbounded();
         Fake {
             router: Router::new(config(), tx),
@@ -30,12 +32,12 @@ impl Fake {
     }
 
     /// Handles one event; returns the ops it sent to the store.
-    fn handle(&mut self, ev: Event) -> Vec<StoreOp> {
+    pub(super) fn handle(&mut self, ev: Event) -> Vec<StoreOp> {
         self.router.handle(ev, NOW);
         self.ops.try_iter().collect()
     }
 
-    fn open(&mut self, id: ConnId) -> Peer {
+    pub(super) fn open(&mut self, id: ConnId) -> Peer {
         let (out_tx, out) = unbounded();
         let (ctrl_tx, ctrl) = bounded(16);
         let shared = Arc::new(ConnShared::new(id, "127.0.0.1:1".parse().unwrap(), None));
@@ -55,6 +57,17 @@ impl Fake {
     /// Registers `conn` as user/client; returns the Attach op the router
     /// sent (not answered yet).
     fn register(&mut self, conn: ConnId, user: &str, client: &str) -> StoreOp {
+        self.register_asking(conn, user, client, false)
+    }
+
+    /// [`Fake::register`], asking for presence or not.
+    pub(super) fn register_asking(
+        &mut self,
+        conn: ConnId,
+        user: &str,
+        client: &str,
+        presence: bool,
+    ) -> StoreOp {
         let (tx, rx) = bounded(1);
         self.handle(Event::IssueSession {
             user: UserId::parse(user).unwrap(),
@@ -67,7 +80,7 @@ impl Fake {
             id: "reg".into(),
             from: user.into(),
             session_id: sid,
-            presence: false,
+            presence,
         };
         let mut ops = self.handle(Event::Register {
             conn,
@@ -81,7 +94,7 @@ impl Fake {
     }
 
     /// The store's answer to an Attach: committed, with `backlog`.
-    fn attached(&mut self, op: StoreOp, backlog: Result<Vec<StoredMessage>, Reject>) {
+    pub(super) fn attached(&mut self, op: StoreOp, backlog: Result<Vec<StoredMessage>, Reject>) {
         let StoreOp::Attach {
             conn,
             key,

@@ -472,6 +472,19 @@ impl Client {
         }
     }
 
+    /// Closes the connection from the client side and waits until it is
+    /// gone.
+    pub fn hang_up(mut self) {
+        let _ = self.ws.close(None);
+        for _ in 0..10_000 {
+            match self.ws.read() {
+                Ok(Message::Close(_)) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+        panic!("{}: the connection did not end", self.user);
+    }
+
     /// Waits for the server's Close frame; returns (code, reason).
     pub fn expect_close(&mut self) -> (u16, String) {
         loop {
