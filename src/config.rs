@@ -27,6 +27,108 @@ pub struct Config {
     pub limits: Limits,
     /// `[store]`.
     pub store: Storage,
+    /// `[auth]`.
+    pub auth: Auth,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+/// `auth.mode`: who checks a login (PROTOCOL.md section 13).
+pub enum AuthMode {
+    /// The users file only.
+    #[default]
+    #[serde(rename = "local")]
+    Local,
+    /// The host system, over HTTP (passwords and tokens).
+    #[serde(rename = "http")]
+    Http,
+    /// The users file first, then the host system.
+    #[serde(rename = "local+http")]
+    LocalHttp,
+    /// A single-sign-on proxy's header, from `http.trusted_proxies` only;
+    /// passwords against the users file.
+    #[serde(rename = "header")]
+    Header,
+}
+
+impl AuthMode {
+    /// Whether the host system is asked (modes `http`, `local+http`).
+    pub fn asks_upstream(self) -> bool {
+        matches!(self, AuthMode::Http | AuthMode::LocalHttp)
+    }
+    /// Whether the users file is asked for passwords.
+    pub fn asks_users_file(self) -> bool {
+        !matches!(self, AuthMode::Http)
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+/// `[auth]`: who checks a login.
+pub struct Auth {
+    /// `local`, `http`, `local+http` or `header`.
+    pub mode: AuthMode,
+    /// `[auth.http]`.
+    pub http: AuthHttp,
+    /// `[auth.header]`.
+    pub header: AuthHeader,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+/// `[auth.http]`: the host system that checks passwords and tokens.
+pub struct AuthHttp {
+    /// Where passwords are checked (POST, JSON body).
+    pub login_url: Option<String>,
+    /// Where a host system's token is checked (GET, the client's header).
+    pub token_url: Option<String>,
+    /// The field of the 200 JSON answer that holds the user id.
+    pub user_field: String,
+    /// How long the host system may take to answer.
+    pub timeout_s: u64,
+    /// How long a token's answer is kept.
+    pub cache_s: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+/// `[auth.header]`: header login behind a single-sign-on proxy.
+pub struct AuthHeader {
+    /// The header the proxy puts the user id in.
+    pub user: String,
+}
+
+/// The default of `auth.http.user_field`.
+pub const DEFAULT_USER_FIELD: &str = "userId";
+/// The default of `auth.http.timeout_s`.
+pub const DEFAULT_AUTH_TIMEOUT_S: u64 = 5;
+/// The default of `auth.http.cache_s`.
+pub const DEFAULT_AUTH_CACHE_S: u64 = 30;
+/// The default of `auth.header.user`.
+pub const DEFAULT_USER_HEADER: &str = "X-Remote-User";
+/// The upper bound of `auth.http.timeout_s`.
+pub const MAX_AUTH_TIMEOUT_S: u64 = 60;
+/// The upper bound of `auth.http.cache_s` (an hour: a token revoked at the
+/// host system keeps working at most this long here).
+pub const MAX_AUTH_CACHE_S: u64 = 3600;
+
+impl Default for AuthHttp {
+    fn default() -> Self {
+        AuthHttp {
+            login_url: None,
+            token_url: None,
+            user_field: DEFAULT_USER_FIELD.into(),
+            timeout_s: DEFAULT_AUTH_TIMEOUT_S,
+            cache_s: DEFAULT_AUTH_CACHE_S,
+        }
+    }
+}
+
+impl Default for AuthHeader {
+    fn default() -> Self {
+        AuthHeader {
+            user: DEFAULT_USER_HEADER.into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -226,6 +328,7 @@ impl Default for Config {
             api: Api::default(),
             limits: Limits::default(),
             store: Storage::default(),
+            auth: Auth::default(),
         }
     }
 }
@@ -511,7 +614,55 @@ impl Config {
         if self.api.key.as_deref().is_some_and(|k| k.len() < 16) {
             return Err("api.key must be at least 16 characters".into());
         }
+        self.validate_auth()
+    }
+
+    fn validate_auth(&self) -> Result<(), String> {
+        let a = &self.auth;
+        for (key, url) in [
+            ("auth.http.login_url", &a.http.login_url),
+            ("auth.http.token_url", &a.http.token_url),
+        ] {
+            if let Some(url) = url
+                && crate::client::HttpServer::parse(url).is_err()
+            {
+                return Err(format!(
+                    "{key} must be an http:// URL (edgeim does not speak TLS to the host system: keep it on loopback or a trusted network)"
+                ));
+            }
+        }
+        if a.mode.asks_upstream() && a.http.login_url.is_none() {
+            return Err("auth.mode = \"http\" or \"local+http\" needs auth.http.login_url".into());
+        }
+        if a.mode == AuthMode::Header && self.http.trusted_proxies.is_empty() {
+            return Err(
+                "auth.mode = \"header\" needs http.trusted_proxies: the proxies whose header is believed"
+                    .into(),
+            );
+        }
+        if a.http.user_field.is_empty() {
+            return Err("auth.http.user_field must not be empty".into());
+        }
+        let token = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        if a.header.user.is_empty() || !a.header.user.chars().all(token) {
+            return Err("auth.header.user must be a header name, like \"X-Remote-User\"".into());
+        }
+        for (key, v, max) in [
+            ("auth.http.timeout_s", a.http.timeout_s, MAX_AUTH_TIMEOUT_S),
+            ("auth.http.cache_s", a.http.cache_s, MAX_AUTH_CACHE_S),
+        ] {
+            if v == 0 || v > max {
+                return Err(format!("{key} must be between 1 and {max}"));
+            }
+        }
         Ok(())
+    }
+}
+
+impl AuthHttp {
+    /// `timeout_s` as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_s)
     }
 }
 
@@ -633,6 +784,8 @@ mod tests {
         let mut expected = Config::default();
         expected.api.key = parsed.api.key.clone();
         expected.websocket.public_url = parsed.websocket.public_url.clone();
+        expected.auth.http.login_url = parsed.auth.http.login_url.clone();
+        expected.auth.http.token_url = parsed.auth.http.token_url.clone();
         assert_eq!(parsed, expected);
         let docs = include_str!("../docs/CONFIG.md");
         for key in [
@@ -663,6 +816,13 @@ mod tests {
             "max_group_members",
             "max_groups_per_user",
             "commit_window_ms",
+            "mode",
+            "login_url",
+            "token_url",
+            "user_field",
+            "timeout_s",
+            "cache_s",
+            "user",
         ] {
             assert!(
                 docs.contains(&format!("`{key}`")),

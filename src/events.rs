@@ -300,6 +300,8 @@ pub enum StoreOp {
     },
     /// Forget every login of a removed user.
     RevokeUser { user: UserId },
+    /// A host system vouched for a user for the first time: keep it.
+    RememberUser { user: UserId },
     /// The router checks that the store works (the watchdog): answered
     /// with [`Done::Pong`] after the next commit.
     Ping,

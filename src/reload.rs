@@ -143,6 +143,29 @@ pub const KEYS: &[(&str, Applies, Take)] = &[
     ("store.commit_window_ms", Applies::Restart, |c, n| {
         c.store.commit_window_ms = n.store.commit_window_ms
     }),
+    // The HTTP workers' view of the host system and the proxy header is
+    // built at start.
+    ("auth.mode", Applies::Restart, |c, n| {
+        c.auth.mode = n.auth.mode
+    }),
+    ("auth.http.login_url", Applies::Restart, |c, n| {
+        c.auth.http.login_url.clone_from(&n.auth.http.login_url)
+    }),
+    ("auth.http.token_url", Applies::Restart, |c, n| {
+        c.auth.http.token_url.clone_from(&n.auth.http.token_url)
+    }),
+    ("auth.http.user_field", Applies::Restart, |c, n| {
+        c.auth.http.user_field.clone_from(&n.auth.http.user_field)
+    }),
+    ("auth.http.timeout_s", Applies::Restart, |c, n| {
+        c.auth.http.timeout_s = n.auth.http.timeout_s
+    }),
+    ("auth.http.cache_s", Applies::Restart, |c, n| {
+        c.auth.http.cache_s = n.auth.http.cache_s
+    }),
+    ("auth.header.user", Applies::Restart, |c, n| {
+        c.auth.header.user.clone_from(&n.auth.header.user)
+    }),
 ];
 
 /// What a reload does.
@@ -341,6 +364,16 @@ mod tests {
             session_ids_per_s = 9.0
             [store]
             commit_window_ms = 7
+            [auth]
+            mode = "local+http"
+            [auth.http]
+            login_url = "http://127.0.0.1:9000/login"
+            token_url = "http://127.0.0.1:9000/me"
+            user_field = "login"
+            timeout_s = 2
+            cache_s = 10
+            [auth.header]
+            user = "X-Forwarded-User"
             "#,
         )
         .unwrap()

@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::auth::Directory;
+use crate::auth::upstream::Upstream;
 use crate::auth::users::{self, UsersError};
 use crate::auth::{Logins, hash_secret};
 use crate::config::Config;
 use crate::conn::listener::Listener;
 use crate::conn::{ConnEnv, ws_config};
 use crate::events::Event;
-use crate::http::{HttpEnv, HttpServer, HttpStartError};
+use crate::http::{AuthEnv, HttpEnv, HttpServer, HttpStartError};
 use crate::reload::Reloader;
 use crate::router::{Router, RouterConfig};
 use crate::store::groups::GroupLimits;
@@ -197,6 +198,11 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         Some(Watch::new("store", &health)),
     )
     .map_err(StartError::Store)?;
+    // Users delegated login vouched for exist while a host system or a
+    // proxy may log people in; back in mode local they are gone again.
+    if config.auth.mode != crate::config::AuthMode::Local {
+        users.set_delegated(opened.delegated);
+    }
     let store = opened.store;
     let (router_tx, router_rx) = bounded(ROUTER_QUEUE);
     let router = Router::new(
@@ -257,6 +263,15 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         max_recipients: AtomicUsize::new(limits.max_recipients),
         healthy: health.healthy.clone(),
         throttle: crate::auth::throttle::LoginThrottle::new(config.http.trusted_proxies()),
+        auth: AuthEnv {
+            mode: config.auth.mode,
+            upstream: config
+                .auth
+                .mode
+                .asks_upstream()
+                .then(|| Upstream::new(&config.auth.http)),
+            user_header: config.auth.header.user.clone(),
+        },
     });
     let listen = config.http.listen;
     let http = HttpServer::start(

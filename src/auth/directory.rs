@@ -1,6 +1,7 @@
 //! The server's view of the users file: who exists, and password checks,
 //! reloaded by itself when `edgeim user` changes the file.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{OnceLock, RwLock};
 use std::time::SystemTime;
@@ -16,6 +17,10 @@ use crate::wire::ids::UserId;
 pub struct Directory {
     path: PathBuf,
     state: RwLock<Loaded>,
+    /// Users a host system vouched for (delegated login, PROTOCOL.md
+    /// section 13), remembered in the database from their first login:
+    /// they exist as users-file users do.
+    delegated: RwLock<BTreeSet<UserId>>,
     /// argon2 takes 19 MiB and tens of ms per verify: two at a time.
     permits: (Sender<()>, Receiver<()>),
 }
@@ -69,6 +74,7 @@ impl Directory {
         Ok(Directory {
             path,
             state: RwLock::new(Loaded { entries, version }),
+            delegated: RwLock::new(BTreeSet::new()),
             permits,
         })
     }
@@ -127,6 +133,39 @@ impl Directory {
             .unwrap_or(false)
     }
 
+    /// The users delegated login remembered (at start, from the database).
+    pub fn set_delegated(&self, users: impl IntoIterator<Item = UserId>) {
+        if let Ok(mut d) = self.delegated.write() {
+            d.extend(users);
+        }
+    }
+
+    /// A host system vouched for `user`: it exists from now on. True the
+    /// first time (the caller has the database remember it).
+    pub fn remember(&self, user: &UserId) -> bool {
+        let known = self.delegated.read().is_ok_and(|d| d.contains(user));
+        !known
+            && self
+                .delegated
+                .write()
+                .is_ok_and(|mut d| d.insert(user.clone()))
+    }
+
+    fn is_delegated(&self, user: &UserId) -> bool {
+        self.delegated.read().is_ok_and(|d| d.contains(user))
+    }
+
+    /// Whether a login made with `tag` still stands: `None` when the user
+    /// is gone, `Some(false)` when its password changed since. A login a
+    /// host system vouched for ([`DELEGATED`]) stands while the user is
+    /// remembered.
+    pub fn login_stands(&self, user: &UserId, tag: PasswordTag) -> Option<bool> {
+        if tag == DELEGATED && self.is_delegated(user) {
+            return Some(true);
+        }
+        self.tag(user).map(|current| current == tag)
+    }
+
     /// Whether a user exists. A miss rereads a changed users file first,
     /// so a user added a moment ago can be written to at once; a hit costs
     /// no system call (this is on the message path).
@@ -140,18 +179,23 @@ impl Directory {
                 .map(|s| s.entries.contains_key(&id))
                 .unwrap_or(false)
         };
-        known(self) || {
+        known(self) || self.is_delegated(&id) || {
             self.refresh();
             known(self)
         }
     }
 
-    /// Every user id, in order.
+    /// Every user id, in order: the users file's and the delegated ones.
     pub fn all(&self) -> Vec<UserId> {
-        self.state
+        let mut all: BTreeSet<UserId> = self
+            .state
             .read()
             .map(|s| s.entries.keys().cloned().collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Ok(d) = self.delegated.read() {
+            all.extend(d.iter().cloned());
+        }
+        all.into_iter().collect()
     }
 
     /// How many users there are.
@@ -199,6 +243,10 @@ impl Directory {
             .map(|(id, phc)| (id, password_tag(&phc)))
     }
 }
+
+/// The tag of a login a host system vouched for: no password hash gives it
+/// (a tag is the first 8 bytes of a BLAKE2 hash; this one is reserved).
+pub const DELEGATED: PasswordTag = u64::MAX;
 
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();

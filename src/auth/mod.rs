@@ -8,6 +8,7 @@ pub mod logins;
 pub mod origin;
 pub mod secret;
 pub mod throttle;
+pub mod upstream;
 pub mod users;
 
 pub use directory::Directory;

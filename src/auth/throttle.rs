@@ -265,6 +265,11 @@ impl LoginThrottle {
             trusted,
         }
     }
+    /// Whether `peer` is one of `http.trusted_proxies`: its
+    /// `X-Forwarded-For` and its single-sign-on header are believed.
+    pub fn is_trusted(&self, peer: IpAddr) -> bool {
+        self.trusted.iter().any(|c| c.contains(peer))
+    }
     /// The client's address (see [`client_addr`]).
     pub fn client(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
         client_addr(peer, forwarded_for, &self.trusted)

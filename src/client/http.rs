@@ -1,4 +1,5 @@
-//! A minimal blocking HTTP/1.1 client for edgeim's own tools and tests:
+//! A minimal blocking HTTP/1.1 client for edgeim's own tools and tests,
+//! and the server's one HTTP client (the host system of delegated login):
 //! one request per connection (`Connection: close`), any headers, bodies
 //! read to the end (Content-Length, chunked, or until close). Plain
 //! `http://` only: TLS belongs in a reverse proxy.
@@ -51,10 +52,12 @@ impl HttpServer {
 
     /// A request for `path` (under the prefix).
     pub fn request<'a>(&'a self, method: &'a str, path: &str) -> HttpRequest<'a> {
+        let path = format!("{}{path}", self.prefix);
         HttpRequest {
             server: self,
             method,
-            path: format!("{}{path}", self.prefix),
+            // A URL without a path (`http://host:9000`) is `/`.
+            path: if path.is_empty() { "/".into() } else { path },
             headers: Vec::new(),
             body: Vec::new(),
             timeout: super::WAIT,
@@ -125,7 +128,7 @@ impl HttpRequest<'_> {
         let what = format!("{} {}", self.method, self.path);
         let io = |e: std::io::Error| ClientError::Io(what.clone(), e);
         let host = &self.server.host;
-        let mut stream = TcpStream::connect(host).map_err(|e| ClientError::Connect {
+        let mut stream = connect(host, self.timeout).map_err(|e| ClientError::Connect {
             addr: host.clone(),
             err: e,
         })?;
@@ -152,6 +155,21 @@ impl HttpRequest<'_> {
             .map_err(io)?;
         parse_response(&raw).ok_or(ClientError::NotHttp(what))
     }
+}
+
+/// Connects to `host:port` within `timeout` (each address it resolves to
+/// in turn): a host that drops the SYN must not hold the caller for the
+/// OS's minutes-long default.
+fn connect(host: &str, timeout: Duration) -> std::io::Result<TcpStream> {
+    use std::net::ToSocketAddrs;
+    let mut last = None;
+    for addr in host.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("the host name resolves to no address")))
 }
 
 /// An answer: status, headers as sent, body (de-chunked).

@@ -40,13 +40,21 @@ fn target(rest: &str) -> Option<Target<'_>> {
     }
 }
 
-/// Who asks: a logged-in user, or whoever holds the API key.
-fn actor(env: &HttpEnv, req: &HttpRequest, now: u64) -> Option<Actor> {
-    if let Some(me) = super::login::caller(env, req, now) {
-        return Some(Actor::User(me));
+/// Who asks: whoever holds the API key (checked first: the key is never
+/// passed on to a host system as if it were a token), or a logged-in user.
+fn actor(env: &HttpEnv, req: &HttpRequest, now: u64) -> Result<Actor, Reply> {
+    if env.api_key.is_some() && req.bearer.as_deref().map(hash_secret) == env.api_key {
+        return Ok(Actor::Admin);
     }
-    let key = env.api_key?;
-    (req.bearer.as_deref().map(hash_secret) == Some(key)).then_some(Actor::Admin)
+    super::login::caller(env, req, now)
+        .map(Actor::User)
+        .map_err(|r| {
+            if r.status == 401 {
+                Reply::error(401, "not logged in (or wrong api key)")
+            } else {
+                r
+            }
+        })
 }
 
 /// Answers a request whose path starts with `/api/groups`.
@@ -68,8 +76,9 @@ pub fn handle(env: &HttpEnv, req: &HttpRequest, rest: &str, now: u64) -> Reply {
     if !allowed {
         return Reply::error(405, "method not allowed").header("Allow", allow.into());
     }
-    let Some(actor) = actor(env, req, now) else {
-        return Reply::error(401, "not logged in (or wrong api key)");
+    let actor = match actor(env, req, now) {
+        Ok(a) => a,
+        Err(reply) => return reply,
     };
     let name = match target {
         Target::All => None,

@@ -7,14 +7,23 @@ use super::HttpEnv;
 use super::request::{HttpRequest, form_decode};
 use super::response::{Reply, busy};
 use crate::auth::COOKIE;
+use crate::auth::directory::DELEGATED;
 use crate::auth::throttle::RetryAfter;
+use crate::auth::upstream::Verdict;
+use crate::auth::users::PasswordTag;
 use crate::clock::mono_ms;
+use crate::config::AuthMode;
+use crate::events::StoreOp;
 use crate::metrics::metrics;
 use crate::wire::ids::UserId;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// `POST /api/login` (a cookie) or `/app/login` (a token).
 pub fn login(env: &HttpEnv, req: &HttpRequest, app: bool, now: u64) -> Reply {
+    // Behind a single-sign-on proxy the proxy has checked the user.
+    if let Some(user) = header_user(env, req) {
+        return issue(env, user, DELEGATED, app, now);
+    }
     let Some((username, password)) = credentials(req) else {
         return Reply::error(
             400,
@@ -22,7 +31,8 @@ pub fn login(env: &HttpEnv, req: &HttpRequest, app: bool, now: u64) -> Reply {
         );
     };
     // Throttled before the password is checked: a refused guess costs no
-    // argon2 time. The name is keyed as sent (at most 64 characters).
+    // argon2 time and never reaches the host system. The name is keyed as
+    // sent (at most 64 characters).
     let name: String = username.chars().take(64).collect();
     let client = req
         .peer
@@ -38,15 +48,31 @@ pub fn login(env: &HttpEnv, req: &HttpRequest, app: bool, now: u64) -> Reply {
         return Reply::error(429, format!("too many failed logins; retry in {s} s"))
             .header("Retry-After", s.to_string());
     }
-    let Some((user, tag)) = env.users.verify(&username, &password) else {
-        log::info!("login failed for {:?}", printable(&username));
-        metrics().logins_failed.fetch_add(1, Relaxed);
-        return Reply::error(401, "wrong username or password");
+    let (user, tag) = match check_password(env, &username, &password) {
+        Ok(found) => found,
+        Err(Failure::Wrong) => {
+            log::info!("login failed for {:?}", printable(&username));
+            metrics().logins_failed.fetch_add(1, Relaxed);
+            return Reply::error(401, "wrong username or password");
+        }
+        Err(Failure::Unavailable(why)) => {
+            // Not the user's fault: the failure is taken back.
+            if let Some(addr) = client {
+                env.throttle.succeeded(addr, &name);
+            }
+            log::warn!("login for {:?}: {why}", printable(&username));
+            return host_unavailable();
+        }
     };
-    metrics().logins_ok.fetch_add(1, Relaxed);
     if let Some(addr) = client {
         env.throttle.succeeded(addr, &name);
     }
+    issue(env, user, tag, app, now)
+}
+
+/// A cookie (browser) or a token (app) for a user whose login was checked.
+fn issue(env: &HttpEnv, user: UserId, tag: PasswordTag, app: bool, now: u64) -> Reply {
+    metrics().logins_ok.fetch_add(1, Relaxed);
     let Some((secret, expires_ms)) = env.logins.create(user.clone(), tag, now) else {
         return busy("storage failure: could not save the login");
     };
@@ -63,6 +89,75 @@ pub fn login(env: &HttpEnv, req: &HttpRequest, app: bool, now: u64) -> Reply {
     let max_age = env.logins.ttl_ms() / 1000;
     let cookie = format!("{COOKIE}={secret}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}");
     Reply::ok(json!({"userId": user.as_str()})).header("Set-Cookie", cookie)
+}
+
+/// Why a password login failed.
+enum Failure {
+    /// Wrong credentials (401).
+    Wrong,
+    /// The host system did not answer usefully (503); why, for the log.
+    Unavailable(String),
+}
+
+/// Checks a password as `auth.mode` says: the users file, the host system,
+/// or the users file first and then the host system.
+fn check_password(
+    env: &HttpEnv,
+    username: &str,
+    password: &str,
+) -> Result<(UserId, PasswordTag), Failure> {
+    if env.auth.mode.asks_users_file()
+        && let Some(found) = env.users.verify(username, password)
+    {
+        return Ok(found);
+    }
+    let Some(upstream) = env
+        .auth
+        .upstream
+        .as_ref()
+        .filter(|_| env.auth.mode.asks_upstream())
+    else {
+        return Err(Failure::Wrong);
+    };
+    match upstream.login(username, password) {
+        Verdict::User(user) => {
+            remember(env, &user);
+            Ok((user, DELEGATED))
+        }
+        Verdict::Refused => Err(Failure::Wrong),
+        Verdict::Unavailable(why) => Err(Failure::Unavailable(why)),
+    }
+}
+
+/// 503 for a host system that did not answer usefully.
+fn host_unavailable() -> Reply {
+    busy("the login service is not answering; retry shortly")
+}
+
+/// A user the host system or the proxy vouched for exists from now on; the
+/// first time, the database remembers it (for `/api/users` and restarts).
+fn remember(env: &HttpEnv, user: &UserId) {
+    if env.users.remember(user) {
+        log::info!("{user} logged in through delegation for the first time");
+        let _ = env
+            .store
+            .try_send(StoreOp::RememberUser { user: user.clone() });
+    }
+}
+
+/// The user a trusted single-sign-on proxy names in `auth.header.user`
+/// (mode `header` only; the header is ignored from any other peer).
+fn header_user(env: &HttpEnv, req: &HttpRequest) -> Option<UserId> {
+    if env.auth.mode != AuthMode::Header {
+        return None;
+    }
+    let peer = req.peer?;
+    if !env.throttle.is_trusted(peer) {
+        return None;
+    }
+    let user = UserId::parse(req.remote_user.as_deref()?)?;
+    remember(env, &user);
+    Some(user)
 }
 
 fn printable(s: &str) -> String {
@@ -111,25 +206,111 @@ pub fn app_logout(env: &HttpEnv, req: &HttpRequest) -> Reply {
     }
 }
 
-/// Who is calling an endpoint that is "logged in": the browser cookie or
-/// the app token.
-pub fn caller(env: &HttpEnv, req: &HttpRequest, now: u64) -> Option<UserId> {
-    let secrets = req
-        .cookie
-        .as_deref()
+/// Which credentials an endpoint takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Creds {
+    /// The browser cookie (`/api/websocket/client/login/...`).
+    Cookie,
+    /// The app token (`/app/websocket/client/login/...`).
+    Token,
+    /// Either ("logged in" endpoints).
+    Either,
+}
+
+/// Who is calling an endpoint that takes `creds`: a trusted proxy's header
+/// (mode `header`), an edgeim cookie or token, or a host system's token
+/// (token pass-through, PROTOCOL.md section 13). The error is the answer:
+/// 401, 429 for a client that keeps trying bad tokens, or 503 when the host
+/// system does not answer.
+pub fn who(env: &HttpEnv, req: &HttpRequest, creds: Creds, now: u64) -> Result<UserId, Reply> {
+    if let Some(user) = header_user(env, req) {
+        return Ok(user);
+    }
+    let cookie = req.cookie.as_deref().filter(|_| creds != Creds::Token);
+    let token = req.token.as_deref().filter(|_| creds != Creds::Cookie);
+    if let Some(user) = cookie
         .into_iter()
-        .chain(req.token.as_deref());
-    secrets.into_iter().find_map(|s| logged_in(env, s, now))
+        .chain(token)
+        .find_map(|s| logged_in(env, s, now))
+    {
+        return Ok(user);
+    }
+    if let Some(token) = token
+        && let Some(found) = pass_through(env, req, token)
+    {
+        return found;
+    }
+    Err(Reply::error(
+        401,
+        if creds == Creds::Token {
+            "no valid token"
+        } else {
+            "not logged in"
+        },
+    ))
+}
+
+/// The name the throttle counts bad pass-through tokens under, per client
+/// address: no user id has a space.
+const TOKEN_NAME: &str = "(host token)";
+
+/// A token that is not edgeim's, checked by the host system when
+/// `auth.http.token_url` is set; `None` when it is not.
+fn pass_through(env: &HttpEnv, req: &HttpRequest, token: &str) -> Option<Result<UserId, Reply>> {
+    let upstream = env
+        .auth
+        .upstream
+        .as_ref()
+        .filter(|u| env.auth.mode.asks_upstream() && u.has_token_url())?;
+    let client = req
+        .peer
+        .map(|p| env.throttle.client(p, req.forwarded_for.as_deref()));
+    if let Some(addr) = client
+        && let Err(RetryAfter(s)) = env.throttle.begin(addr, TOKEN_NAME, mono_ms())
+    {
+        metrics().logins_throttled.fetch_add(1, Relaxed);
+        return Some(Err(Reply::error(
+            429,
+            format!("too many bad tokens; retry in {s} s"),
+        )
+        .header("Retry-After", s.to_string())));
+    }
+    let taken_back = || {
+        if let Some(addr) = client {
+            env.throttle.succeeded(addr, TOKEN_NAME);
+        }
+    };
+    Some(
+        match upstream.token(token, req.token_is_bearer, mono_ms()) {
+            Verdict::User(user) => {
+                taken_back();
+                remember(env, &user);
+                Ok(user)
+            }
+            Verdict::Refused => Err(Reply::error(401, "no valid token")),
+            Verdict::Unavailable(why) => {
+                taken_back();
+                log::warn!("a host system token: {why}");
+                Err(host_unavailable())
+            }
+        },
+    )
+}
+
+/// Who is calling an endpoint that is "logged in"; `None` is a 401 (see
+/// [`who`] for the answers that are not).
+pub fn caller(env: &HttpEnv, req: &HttpRequest, now: u64) -> Result<UserId, Reply> {
+    who(env, req, Creds::Either, now)
 }
 
 /// The user a cookie or token logs in, if it is valid and the user still exists.
 pub fn logged_in(env: &HttpEnv, secret: &str, now: u64) -> Option<UserId> {
     let (user, tag) = env.logins.check(secret, now)?;
     env.users.refresh();
-    match env.users.tag(&user) {
-        Some(current) if current == tag => Some(user),
+    match env.users.login_stands(&user, tag) {
+        Some(true) => Some(user),
         // The password changed since this login: it ends here.
-        Some(_) => {
+        Some(false) => {
             log::info!("a login of {user} ended: the password changed");
             env.logins.revoke(secret);
             None
@@ -163,6 +344,8 @@ mod tests {
             origin: None,
             sec_fetch_site: None,
             forwarded_for: None,
+            remote_user: None,
+            token_is_bearer: false,
         };
         assert_eq!(
             credentials(&req),

@@ -93,6 +93,17 @@ pub struct HttpEnv {
     /// Failed logins per client address and user name, and the trusted
     /// proxies that say who the client is.
     pub throttle: crate::auth::throttle::LoginThrottle,
+    /// Who checks a login (`[auth]`).
+    pub auth: AuthEnv,
+}
+
+/// `[auth]` as the handlers use it.
+pub struct AuthEnv {
+    pub mode: crate::config::AuthMode,
+    /// The host system (modes `http` and `local+http`).
+    pub upstream: Option<crate::auth::upstream::Upstream>,
+    /// `auth.header.user`.
+    pub user_header: String,
 }
 
 /// Sends the router an event carrying a one-shot reply channel and waits
@@ -192,10 +203,11 @@ impl HttpServer {
                                 return;
                             }
                         };
-                        let reply = match request::read_request(&mut rq, limit) {
-                            Ok(req) => answer(&env, &req),
-                            Err(reply) => reply,
-                        };
+                        let reply =
+                            match request::read_request(&mut rq, limit, &env.auth.user_header) {
+                                Ok(req) => answer(&env, &req),
+                                Err(reply) => reply,
+                            };
                         response::respond(rq, reply);
                     }
                 })

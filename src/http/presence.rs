@@ -12,8 +12,8 @@ use crate::wire::ids::ClientName;
 
 /// `GET /api/websocket/online`.
 pub fn online(env: &HttpEnv, req: &HttpRequest, now: u64) -> Reply {
-    if caller(env, req, now).is_none() {
-        return Reply::error(401, "not logged in");
+    if let Err(reply) = caller(env, req, now) {
+        return reply;
     }
     let Some(online) = ask_online(env) else {
         return busy("server busy");
@@ -27,8 +27,8 @@ pub fn online(env: &HttpEnv, req: &HttpRequest, now: u64) -> Reply {
 
 /// `GET /api/users`.
 pub fn users(env: &HttpEnv, req: &HttpRequest, now: u64) -> Reply {
-    if caller(env, req, now).is_none() {
-        return Reply::error(401, "not logged in");
+    if let Err(reply) = caller(env, req, now) {
+        return reply;
     }
     let Some(online) = ask_online(env) else {
         return busy("server busy");

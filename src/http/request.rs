@@ -45,6 +45,12 @@ pub struct HttpRequest {
     pub origin: Option<String>,
     pub sec_fetch_site: Option<String>,
     pub forwarded_for: Option<String>,
+    /// The header a single-sign-on proxy names the user in
+    /// (`auth.header.user`), believed only from `http.trusted_proxies`.
+    pub remote_user: Option<String>,
+    /// Whether `token` came from `Authorization: Bearer` (not `token:`),
+    /// so a host system is asked with the header the client used.
+    pub token_is_bearer: bool,
 }
 
 /// Reads a tiny_http request into an [`HttpRequest`], refusing bodies over
@@ -60,7 +66,11 @@ impl HttpRequest {
 }
 
 /// `limit` (tiny_http itself has no limit).
-pub fn read_request(rq: &mut tiny_http::Request, limit: usize) -> Result<HttpRequest, Reply> {
+pub fn read_request(
+    rq: &mut tiny_http::Request,
+    limit: usize,
+    user_header: &str,
+) -> Result<HttpRequest, Reply> {
     let method = match rq.method() {
         tiny_http::Method::Get => Method::Get,
         tiny_http::Method::Post => Method::Post,
@@ -93,7 +103,13 @@ pub fn read_request(rq: &mut tiny_http::Request, limit: usize) -> Result<HttpReq
             .eq_ignore_ascii_case("bearer")
             .then(|| value.trim().to_string())
     });
-    let token = header("token").or_else(|| bearer.clone());
+    let token_header = header("token");
+    let token_is_bearer = token_header.is_none() && bearer.is_some();
+    let token = token_header.or_else(|| bearer.clone());
+    let remote_user = headers
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(user_header))
+        .map(|h| h.value.as_str().trim().to_string());
     let host = header("Host");
     let (origin, sec_fetch_site) = (header("Origin"), header("Sec-Fetch-Site"));
     let forwarded_for = header("X-Forwarded-For");
@@ -133,6 +149,8 @@ pub fn read_request(rq: &mut tiny_http::Request, limit: usize) -> Result<HttpReq
         origin,
         sec_fetch_site,
         forwarded_for,
+        remote_user,
+        token_is_bearer,
     })
 }
 
@@ -237,7 +255,7 @@ mod tests {
                 ("Content-Type", other.as_str()),
             ];
             let mut rq = request(method, &url, &headers, &body);
-            match read_request(&mut rq, 16) {
+            match read_request(&mut rq, 16, "X-Remote-User") {
                 Ok(req) => {
                     prop_assert!(body.len() <= 16);
                     prop_assert_eq!(req.body.len(), if post { body.len() } else { 0 });
@@ -260,7 +278,7 @@ mod tests {
                 &[("Cookie", cookie.as_str()), ("Authorization", auth.as_str())],
                 "",
             );
-            let req = read_request(&mut rq, 16).expect("read");
+            let req = read_request(&mut rq, 16, "X-Remote-User").expect("read");
             prop_assert_eq!(req.cookie.as_deref(), Some(value.as_str()));
             prop_assert_eq!(req.bearer.as_deref(), Some(value.as_str()));
             prop_assert_eq!(req.token.as_deref(), Some(value.as_str()));

@@ -120,12 +120,12 @@ pub fn handle(env: &HttpEnv, req: &HttpRequest) -> Reply {
         Route::Online => presence::online(env, req, now),
         Route::Users => presence::users(env, req, now),
         Route::History => match login::caller(env, req, now) {
-            Some(me) => history::history(env, &me, &req.query),
-            None => Reply::error(401, "not logged in"),
+            Ok(me) => history::history(env, &me, &req.query),
+            Err(reply) => reply,
         },
         Route::Conversations => match login::caller(env, req, now) {
-            Some(me) => history::conversations(env, &me),
-            None => Reply::error(401, "not logged in"),
+            Ok(me) => history::conversations(env, &me),
+            Err(reply) => reply,
         },
         Route::SystemMessage => system::system_message(env, req),
     }

@@ -4,28 +4,19 @@
 
 use serde_json::json;
 
+use super::login::{Creds, who};
 use super::request::HttpRequest;
 use super::response::{Reply, busy};
-use super::{HttpEnv, ask_router, login::logged_in};
+use super::{HttpEnv, ask_router};
 use crate::events::Event;
 use crate::wire::ids::ClientName;
 
 /// A session id for `client` of the caller.
 pub fn session_id(env: &HttpEnv, req: &HttpRequest, client: &str, app: bool, now: u64) -> Reply {
-    let secret = if app {
-        req.token.as_deref()
-    } else {
-        req.cookie.as_deref()
-    };
-    let Some(user) = secret.and_then(|s| logged_in(env, s, now)) else {
-        return Reply::error(
-            401,
-            if app {
-                "no valid token"
-            } else {
-                "not logged in"
-            },
-        );
+    let creds = if app { Creds::Token } else { Creds::Cookie };
+    let user = match who(env, req, creds, now) {
+        Ok(u) => u,
+        Err(reply) => return reply,
     };
     let Some(client) = ClientName::parse(client) else {
         return Reply::error(400, "clientName must be 1 to 64 of A-Z a-z 0-9 . _ -");

@@ -9,6 +9,28 @@ use crate::auth::{SavedLogin, SecretHash};
 use crate::wire::ids::UserId;
 
 impl Db {
+    /// A user a host system vouched for (delegated login): kept, so that it
+    /// stays a user across restarts.
+    pub fn remember_user(&self, user: &UserId, now_ms: u64) -> Result<(), DbError> {
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO delegated (user, since) VALUES (?1, ?2)")?
+            .execute(params![user.as_str(), now_ms as i64])?;
+        Ok(())
+    }
+
+    /// Every user delegated login has vouched for.
+    pub fn delegated_users(&self) -> Result<Vec<UserId>, DbError> {
+        let mut q = self.conn.prepare("SELECT user FROM delegated")?;
+        let rows = q.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for r in rows {
+            if let Some(u) = UserId::parse(&r?) {
+                out.push(u);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn save_login(
         &self,
         hash: &SecretHash,

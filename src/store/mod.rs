@@ -207,6 +207,8 @@ pub struct Opened {
     pub store: Store,
     pub done: Receiver<Dones>,
     pub logins: Vec<SavedLogin>,
+    /// The users delegated login vouched for so far.
+    pub delegated: Vec<UserId>,
 }
 
 impl Store {
@@ -237,6 +239,7 @@ impl Store {
         let db = Db::new(conn, limits).map_err(|e| what(&e))?;
         let checkpointer = Checkpointer::start(path).map_err(|e| what(&e))?;
         let logins = db.logins(now_ms()).map_err(|e| what(&e))?;
+        let delegated = db.delegated_users().map_err(|e| what(&e))?;
         let stamps = Stamps::after(db.last_ts().map_err(|e| what(&e))?);
         let last_tick = db.last_tick().map_err(|e| what(&e))?;
         let age = AgeClock::resume(last_tick, now_ms(), Instant::now());
@@ -260,6 +263,7 @@ impl Store {
             },
             done: done_rx,
             logins,
+            delegated,
         })
     }
 
@@ -505,6 +509,7 @@ fn needs_flush(op: &StoreOp) -> bool {
         | StoreOp::RevokeUser { .. } => true,
         StoreOp::Receipt { .. }
         | StoreOp::Settle { .. }
+        | StoreOp::RememberUser { .. }
         | StoreOp::Attach { .. }
         | StoreOp::Page { .. }
         | StoreOp::Detach { .. }
@@ -565,6 +570,10 @@ fn execute(db: &mut Db, op: &StoreOp, now: u64) -> Result<Outcome, messages::DbE
         }
         StoreOp::RevokeUser { user } => {
             db.revoke_user(user)?;
+            Outcome::Nothing
+        }
+        StoreOp::RememberUser { user } => {
+            db.remember_user(user, now)?;
             Outcome::Nothing
         }
         StoreOp::Group { actor, change, .. } => {
@@ -640,6 +649,9 @@ fn answer(op: StoreOp, outcome: Outcome) -> Option<Done> {
             reply,
         },
         StoreOp::Ping => Done::Pong,
-        StoreOp::Detach { .. } | StoreOp::RevokeUser { .. } | StoreOp::Stop => return None,
+        StoreOp::Detach { .. }
+        | StoreOp::RevokeUser { .. }
+        | StoreOp::RememberUser { .. }
+        | StoreOp::Stop => return None,
     })
 }

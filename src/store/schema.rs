@@ -104,6 +104,14 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE messages ADD COLUMN grp TEXT;
     CREATE INDEX messages_of_groups ON messages (grp, seq) WHERE grp IS NOT NULL;
     ",
+    // 7: users a host system vouched for (delegated login, PROTOCOL.md
+    // section 13): users from their first login on.
+    "
+    CREATE TABLE delegated (
+        user  TEXT PRIMARY KEY,
+        since INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The version this build writes.
