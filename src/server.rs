@@ -236,6 +236,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         router: router_tx.clone(),
         users: users.clone(),
         started: Instant::now(),
+        trusted_proxies: config.http.trusted_proxies(),
     });
     let (alive, alive_rx) = bounded(1);
     let listener =

@@ -22,11 +22,19 @@ pub fn handshake(
     id: ConnId,
     peer: SocketAddr,
     env: &ConnEnv,
-) -> Option<WebSocket<ReaderStream>> {
+) -> Option<(WebSocket<ReaderStream>, Option<String>)> {
     let path = env.context_path.as_str();
+    // The upgrade request's `X-Forwarded-For`, for the caller to believe
+    // or not (only from `http.trusted_proxies`).
+    let mut forwarded_for: Option<String> = None;
     // tungstenite's callback signature fixes this error type.
     #[allow(clippy::result_large_err)]
     let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        forwarded_for = req
+            .headers()
+            .get("X-Forwarded-For")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         if req.uri().path() == path {
             Ok(resp)
         } else {
@@ -43,7 +51,7 @@ pub fn handshake(
     match tungstenite::accept_hdr_with_config(stream, check_path, Some(env.ws_config)) {
         Ok(mut ws) => {
             ws.get_mut().deadline = None;
-            Some(ws)
+            Some((ws, forwarded_for))
         }
         Err(e) => {
             log::debug!("conn {id} {peer}: handshake failed: {e}");

@@ -18,7 +18,7 @@ mod reader;
 mod stream;
 pub(crate) mod writer;
 
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -59,6 +59,9 @@ pub struct ConnEnv {
     pub users: Arc<Directory>,
     /// Origin of `ConnShared::last_seen_ms`.
     pub started: Instant,
+    /// `http.trusted_proxies`: a handshake through one of them names the
+    /// client in `X-Forwarded-For`, and the logs name that client.
+    pub trusted_proxies: Vec<crate::auth::throttle::Cidr>,
 }
 
 impl ConnEnv {
@@ -98,9 +101,17 @@ pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
     // every read what is left of one deadline (`ReaderStream::deadline`),
     // so a client trickling its request byte by byte is still cut off.
     let tcp = Arc::new(tcp);
-    let Some(mut ws) = handshake(&tcp, id, peer, env) else {
+    let Some((mut ws, forwarded_for)) = handshake(&tcp, id, peer, env) else {
         return;
     };
+    // Behind a trusted reverse proxy the logs name the client, not the proxy.
+    let client = crate::auth::throttle::client_addr(
+        peer.ip(),
+        forwarded_for.as_deref(),
+        &env.trusted_proxies,
+    );
+    let via = (client != peer.ip()).then_some(peer);
+    let peer = SocketAddr::new(client, peer.port());
     let _ = tcp.set_read_timeout(None);
     let _ = tcp.set_write_timeout(Some(env.write_timeout));
 
@@ -146,7 +157,10 @@ pub fn serve(tcp: TcpStream, id: ConnId, env: &ConnEnv) {
     if env.router.send(Event::Opened(handle)).is_err() {
         let _ = ctrl_tx.send(Ctrl::Close(1001, "server shutting down".into()));
     }
-    log::info!("conn {id} opened from {peer}");
+    match via {
+        Some(proxy) => log::info!("conn {id} opened from {} through {proxy}", peer.ip()),
+        None => log::info!("conn {id} opened from {peer}"),
+    }
     let gauge = &crate::metrics::metrics().connections;
     gauge.fetch_add(1, Ordering::Relaxed);
     let reason = Reader {
