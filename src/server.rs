@@ -270,7 +270,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
                 .auth
                 .mode
                 .asks_upstream()
-                .then(|| Upstream::new(&config.auth.http)),
+                .then(|| Upstream::new(&config.auth.http, config.http.workers)),
             user_header: config.auth.header.user.clone(),
         },
     });

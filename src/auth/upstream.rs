@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crossbeam_channel::{Receiver, Sender, bounded};
 use serde_json::{Value, json};
 
 use super::secret::{SecretHash, hash_secret};
@@ -65,13 +66,30 @@ pub struct Upstream {
     timeout: Duration,
     cache_for: Duration,
     cache: Mutex<TokenCache>,
+    /// Calls that may wait on the host system at once: each holds an HTTP
+    /// worker for up to `timeout`, and a host system that hangs must not
+    /// take every worker from the local users and the page.
+    permits: (Sender<()>, Receiver<()>),
+}
+
+/// How many HTTP workers may wait on the host system at once: half of
+/// them (at least one), so the other half always serve everyone else.
+pub fn concurrency(workers: usize) -> usize {
+    (workers / 2).max(1)
 }
 
 impl Upstream {
-    /// From the config (whose checks refused URLs that do not parse).
-    pub fn new(c: &AuthHttp) -> Upstream {
+    /// From the config (whose checks refused URLs that do not parse), for
+    /// `workers` HTTP workers.
+    pub fn new(c: &AuthHttp, workers: usize) -> Upstream {
         let parse = |u: &Option<String>| u.as_deref().and_then(|u| HttpServer::parse(u).ok());
+        let n = concurrency(workers);
+        let permits = bounded(n);
+        for _ in 0..n {
+            let _ = permits.0.send(());
+        }
         Upstream {
+            permits,
             login: parse(&c.login_url),
             token: parse(&c.token_url),
             user_field: c.user_field.clone(),
@@ -86,6 +104,9 @@ impl Upstream {
     pub fn login(&self, username: &str, password: &str) -> Verdict {
         let Some(server) = &self.login else {
             return Verdict::Unavailable("no auth.http.login_url".into());
+        };
+        let Some(_permit) = self.permit() else {
+            return Verdict::Unavailable("login_url: every permitted call is waiting".into());
         };
         let body = json!({"username": username, "password": password});
         let sent = server
@@ -115,6 +136,9 @@ impl Upstream {
         if let Some(v) = super::lock(&self.cache).get(&key, now_ms) {
             return v;
         }
+        let Some(_permit) = self.permit() else {
+            return Verdict::Unavailable("token_url: every permitted call is waiting".into());
+        };
         let req = server
             .get("")
             .timeout(self.timeout)
@@ -137,6 +161,27 @@ impl Upstream {
             super::lock(&self.cache).put(key, v.clone(), now_ms + keep.as_millis() as u64);
         }
         v
+    }
+}
+
+impl Upstream {
+    /// A permit to call the host system, returned when dropped; `None` at
+    /// once when all are taken (the client gets 503, not a wait).
+    fn permit(&self) -> Option<Permit<'_>> {
+        self.permits
+            .1
+            .try_recv()
+            .ok()
+            .map(|()| Permit(&self.permits.0))
+    }
+}
+
+/// A call to the host system in progress.
+struct Permit<'a>(&'a Sender<()>);
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
     }
 }
 
@@ -211,6 +256,22 @@ mod tests {
                 "{status} {body:?}"
             );
         }
+    }
+
+    #[test]
+    fn at_most_half_the_workers_wait_on_the_host_system() {
+        assert_eq!(concurrency(4), 2);
+        assert_eq!(concurrency(1), 1);
+        let up = Upstream::new(&AuthHttp::default(), 4);
+        let a = up.permit();
+        let b = up.permit();
+        assert!(a.is_some() && b.is_some());
+        assert!(up.permit().is_none(), "a third waits for none");
+        drop(a);
+        assert!(
+            up.permit().is_some(),
+            "a permit comes back when its call ends"
+        );
     }
 
     #[test]
