@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod served;
+pub mod upstream;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
