@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -148,12 +148,42 @@ impl HttpRequest<'_> {
         }
         head.push_str("\r\n");
         let mut raw = Vec::new();
+        let deadline = Instant::now() + self.timeout;
         stream
             .write_all(head.as_bytes())
             .and_then(|()| stream.write_all(&self.body))
-            .and_then(|()| (&mut stream).take(MAX_ANSWER).read_to_end(&mut raw))
+            .and_then(|()| read_by(&mut stream, deadline, &mut raw))
             .map_err(io)?;
         parse_response(&raw).ok_or(ClientError::NotHttp(what))
+    }
+}
+
+/// Reads the answer to the end, at most [`MAX_ANSWER`] bytes, by
+/// `deadline`: the timeout bounds the whole answer, not each read, so a
+/// server that trickles a byte at a time cannot hold the caller longer.
+fn read_by(stream: &mut TcpStream, deadline: Instant, raw: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut buf = [0u8; 8192];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no whole answer in time",
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                raw.extend_from_slice(buf.get(..n).unwrap_or_default());
+                if raw.len() as u64 > MAX_ANSWER {
+                    raw.truncate(MAX_ANSWER as usize);
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
