@@ -790,6 +790,25 @@ fn a_delegated_user_is_in_api_users_from_its_first_login_and_after_a_restart() {
 }
 
 #[test]
+fn delegated_users_are_users_only_while_the_mode_is_not_local() {
+    let up = host_system();
+    let mut srv = server(&up, AuthMode::LocalHttp, |_| {});
+    let frank = app_token(&srv, FRANK, FRANK_PW);
+    srv.config.auth.mode = AuthMode::Local;
+    srv.restart();
+    let alice = app_token(&srv, "alice", &password("alice"));
+    let ids = user_ids(&srv, &[("token", &alice)]);
+    assert!(!ids.contains(&FRANK.to_string()), "in mode local: {ids:?}");
+    assert_eq!(app_session(&srv, &[("token", &frank)], "phone").status, 401);
+    // Back to local+http: the database still knows him.
+    srv.config.auth.mode = AuthMode::LocalHttp;
+    srv.restart();
+    let alice = app_token(&srv, "alice", &password("alice"));
+    let ids = user_ids(&srv, &[("token", &alice)]);
+    assert!(ids.contains(&FRANK.to_string()), "{ids:?}");
+}
+
+#[test]
 fn a_delegated_user_can_be_in_a_group_and_gets_its_texts() {
     let up = host_system();
     let srv = server(&up, AuthMode::LocalHttp, |c| {
@@ -847,11 +866,10 @@ fn an_https_host_system_is_refused_when_the_config_is_read() {
     assert!(err.contains("login_url"), "{err}");
 }
 
-#[test]
-fn the_log_holds_no_password_and_no_token_of_a_delegated_login() {
-    let up = host_system();
-    up.token("host-token-in-log-check-1", FRANK);
-    let config = common::test_config("delegated-log");
+/// A config file for the binary in mode `local+http` with `up` as the
+/// host system, and the config it was written from (its data dir).
+fn served_config(up: &Upstream, tag: &str) -> (Config, std::path::PathBuf) {
+    let config = common::test_config(tag);
     let file = write_config(&config);
     let mut text = std::fs::read_to_string(&file).expect("read config");
     text.push_str(&format!(
@@ -860,6 +878,42 @@ fn the_log_holds_no_password_and_no_token_of_a_delegated_login() {
         up.token_url()
     ));
     std::fs::write(&file, text).expect("write config");
+    (config, file)
+}
+
+#[test]
+fn a_delegated_user_survives_a_power_cut_right_after_its_first_login() {
+    let up = host_system();
+    let (config, file) = served_config(&up, "delegated-crash");
+    let mut srv = Served::start(&file, None);
+    let frank = common::login(&srv.http, FRANK, FRANK_PW);
+    srv.kill_hard();
+    let srv = Served::start(&file, None);
+    let asked = up.seen().len();
+    let alice = common::login(&srv.http, "alice", &password("alice"));
+    let (status, body) = get(&format!("{}/api/users", srv.http), &[("token", &alice)]);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["users"]
+            .as_array()
+            .expect("users")
+            .iter()
+            .any(|u| u["userId"] == FRANK),
+        "frank was forgotten: {body}"
+    );
+    // His answered login stands, and the host system is not asked again.
+    common::session_id_with(&srv.http, &frank, "phone");
+    assert_eq!(up.seen().len(), asked);
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&config.data_dir);
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn the_log_holds_no_password_and_no_token_of_a_delegated_login() {
+    let up = host_system();
+    up.token("host-token-in-log-check-1", FRANK);
+    let (config, file) = served_config(&up, "delegated-log");
     let mut srv = Served::start(&file, Some("debug"));
     let http = srv.http.clone();
     let post = |path: &str, user: &str, pass: &str| {
