@@ -682,7 +682,7 @@ fn the_database_is_edgeim_db_in_the_data_dir() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 6, "schema version");
+    assert_eq!(version, 7, "schema version");
 }
 
 #[test]
