@@ -75,15 +75,21 @@ impl Host {
     }
 }
 
+/// The default port of an origin's or URL's scheme (80 or 443).
+fn default_port(origin: &str) -> Option<u16> {
+    let (scheme, _) = origin.split_once("://")?;
+    match scheme.to_ascii_lowercase().as_str() {
+        "http" | "ws" => Some(80),
+        "https" | "wss" => Some(443),
+        _ => None,
+    }
+}
+
 /// The (host, port) of an origin or URL such as `https://chat.lan:8443`
 /// (a path after it is ignored), with the scheme's default port.
 pub fn origin_authority(origin: &str) -> Option<(String, u16)> {
-    let (scheme, rest) = origin.split_once("://")?;
-    let default_port = match scheme.to_ascii_lowercase().as_str() {
-        "http" | "ws" => 80,
-        "https" | "wss" => 443,
-        _ => return None,
-    };
+    let default_port = default_port(origin)?;
+    let (_, rest) = origin.split_once("://")?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     if authority.contains('@') {
         return None;
@@ -92,8 +98,8 @@ pub fn origin_authority(origin: &str) -> Option<(String, u16)> {
 }
 
 /// Whether a request to a cookie endpoint comes from another site.
-/// `host` is the request's validated Host; `scheme_port` is the port a
-/// Host without one means (80: edgeim speaks plain HTTP); `public` is the
+/// `host` is the request's validated Host (without a port: the default
+/// port of the Origin's scheme, 443 behind a TLS proxy); `public` is the
 /// configured public URL, whose origin is also this site's.
 pub fn is_cross_site(
     origin: Option<&str>,
@@ -112,7 +118,11 @@ pub fn is_cross_site(
         // `null` (a sandboxed frame, a file) or garbage.
         return true;
     };
-    let here = host.map(|h| h.authority(80));
+    // A browser leaves the port out of `Host` exactly when it is the
+    // default of the scheme it used, which is the Origin's scheme: behind a
+    // TLS proxy on 443 that passes `Host` on, `https://chat.lan` and a
+    // `Host` of `chat.lan` are the same site.
+    let here = host.map(|h| h.authority(default_port(origin).unwrap_or(80)));
     let public = public.and_then(origin_authority);
     Some(&from) != here.as_ref() && Some(&from) != public.as_ref()
 }
@@ -173,6 +183,23 @@ mod tests {
         assert!(is_cross_site(Some("http://evil.example"), None, h, None));
         assert!(is_cross_site(Some("http://chat.lan:8081"), None, h, None));
         assert!(is_cross_site(Some("null"), None, h, None));
+        // Behind a TLS proxy on 443 that passes a Host without a port.
+        let bare = Host::parse("chat.lan");
+        let bare = bare.as_ref();
+        assert!(!is_cross_site(Some("https://chat.lan"), None, bare, None));
+        assert!(!is_cross_site(Some("http://chat.lan"), None, bare, None));
+        assert!(is_cross_site(
+            Some("https://chat.lan:8443"),
+            None,
+            bare,
+            None
+        ));
+        assert!(is_cross_site(
+            Some("https://evil.example"),
+            None,
+            bare,
+            None
+        ));
         assert!(!is_cross_site(
             Some("http://chat.lan"),
             None,
