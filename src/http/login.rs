@@ -251,7 +251,10 @@ pub fn who(env: &HttpEnv, req: &HttpRequest, creds: Creds, now: u64) -> Result<U
 }
 
 /// The name the throttle counts bad pass-through tokens under, per client
-/// address: no user id has a space.
+/// address: no user id has a space. One name for all of a client's
+/// tokens: five bad ones and its address waits (a name per token would
+/// allow twenty, the per-address allowance); a good token clears the name's
+/// record, but never the address's count of the bad ones.
 const TOKEN_NAME: &str = "(host token)";
 
 /// A token that is not edgeim's, checked by the host system when
