@@ -546,6 +546,24 @@ fn behind_proxy(trusted: &str, adjust: impl FnOnce(&mut Config)) -> TestServer {
 }
 
 #[test]
+fn behind_a_trusted_proxy_the_websocket_url_answer_names_the_user_for_the_page() {
+    let srv = behind_proxy("127.0.0.1/32", |_| {});
+    let url = format!("{}/api/websocket/url", srv.http);
+    let (status, body) = get(&url, &[("X-Remote-User", FRANK)]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"], FRANK, "the page skips its login form");
+    let (_, body) = get(&url, &[]);
+    assert!(body.get("user").is_none(), "no header, no user: {body}");
+    // From an untrusted peer the header names nobody.
+    let elsewhere = behind_proxy("10.9.9.9/32", |_| {});
+    let (_, body) = get(
+        &format!("{}/api/websocket/url", elsewhere.http),
+        &[("X-Remote-User", FRANK)],
+    );
+    assert!(body.get("user").is_none(), "{body}");
+}
+
+#[test]
 fn header_login_from_a_trusted_proxy_logs_in_as_the_named_user() {
     // The test connects from 127.0.0.1: the proxy.
     let srv = behind_proxy("127.0.0.1/32", |_| {});

@@ -1439,6 +1439,14 @@ ui.logout.addEventListener("click", async () => {
 async function boot() {
   const stored = store.get(KEY_USER);
   if (!stored) {
+    // Behind a single-sign-on proxy (auth.mode = "header") the server
+    // already knows who this is and says so here; otherwise it is the
+    // login form. This endpoint needs no login, so it never logs a 401.
+    const sso = await ssoUser();
+    if (sso) {
+      startSession(sso);
+      return;
+    }
     showLogin("");
     return;
   }
@@ -1460,6 +1468,16 @@ async function boot() {
     }
     // The server is not reachable right now: show the chat and keep trying.
     startSession(stored);
+  }
+}
+
+/** The user a trusted single-sign-on proxy names, if the server says so. */
+async function ssoUser() {
+  try {
+    const data = await api("GET", "/api/websocket/url");
+    return typeof data.user === "string" && data.user ? data.user : null;
+  } catch (e) {
+    return null;
   }
 }
 

@@ -147,7 +147,7 @@ fn remember(env: &HttpEnv, user: &UserId) {
 
 /// The user a trusted single-sign-on proxy names in `auth.header.user`
 /// (mode `header` only; the header is ignored from any other peer).
-fn header_user(env: &HttpEnv, req: &HttpRequest) -> Option<UserId> {
+pub(super) fn header_user(env: &HttpEnv, req: &HttpRequest) -> Option<UserId> {
     if env.auth.mode != AuthMode::Header {
         return None;
     }

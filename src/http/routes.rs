@@ -112,7 +112,15 @@ pub fn handle(env: &HttpEnv, req: &HttpRequest) -> Reply {
                 Reply::error(503, "a listener has stopped")
             }
         }
-        Route::WebSocketUrl => Reply::ok(json!({ "url": page::ws_url(env, req) })),
+        Route::WebSocketUrl => {
+            let mut answer = json!({ "url": page::ws_url(env, req) });
+            // Behind a single-sign-on proxy the page learns who it is here,
+            // and needs no login form.
+            if let (Some(user), Some(o)) = (login::header_user(env, req), answer.as_object_mut()) {
+                o.insert("user".into(), json!(user.as_str()));
+            }
+            Reply::ok(answer)
+        }
         Route::ApiLogin | Route::AppLogin => login::login(env, req, route == Route::AppLogin, now),
         Route::ApiLogout => login::api_logout(env, req),
         Route::AppLogout => login::app_logout(env, req),
