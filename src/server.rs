@@ -193,7 +193,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         &db_path,
         store_limits(config, {
             let users = users.clone();
-            Known::by(move |u| users.exists(u))
+            Known::by(move |u| users.knows(u))
         }),
         Some(Watch::new("store", &health)),
     )

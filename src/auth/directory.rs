@@ -133,6 +133,15 @@ impl Directory {
             .unwrap_or(false)
     }
 
+    /// Whether a user is in the users file as last read, or delegated login
+    /// vouched for it: no parse, no look at the file (the store asks this
+    /// for every member of a group on each group text). A user added to the
+    /// file a moment ago is known once anything has refreshed the file
+    /// (a login, a logged-in request, a recipient check).
+    pub fn knows(&self, user: &UserId) -> bool {
+        self.contains(user) || self.is_delegated(user)
+    }
+
     /// The users delegated login remembered (at start, from the database).
     pub fn set_delegated(&self, users: impl IntoIterator<Item = UserId>) {
         if let Ok(mut d) = self.delegated.write() {

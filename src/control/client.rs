@@ -93,7 +93,7 @@ fn offline(config: &Config, req: &Request) -> Result<Answer, String> {
     };
     std::fs::create_dir_all(&config.data_dir).map_err(|e| e.to_string())?;
     let dir = Arc::new(dir);
-    let known = Known::by(move |u| dir.exists(u));
+    let known = Known::by(move |u| dir.knows(u));
     let opened = Store::open_watched(
         &store::path_in(&config.data_dir),
         store_limits(config, known),

@@ -75,8 +75,10 @@ pub struct StoreLimits {
 #[derive(Clone)]
 pub struct Known(Option<Arc<UserExists>>);
 
-/// Whether the users file has this user id.
-pub type UserExists = dyn Fn(&str) -> bool + Send + Sync;
+/// Whether the users file (or delegated login) knows this user. Asked for
+/// every member of a group on each group text, on the store thread: it
+/// must not allocate or look at the file.
+pub type UserExists = dyn Fn(&UserId) -> bool + Send + Sync;
 
 impl Known {
     /// Everyone exists (tests).
@@ -84,11 +86,11 @@ impl Known {
     pub fn everyone() -> Known {
         Known(None)
     }
-    pub fn by(f: impl Fn(&str) -> bool + Send + Sync + 'static) -> Known {
+    pub fn by(f: impl Fn(&UserId) -> bool + Send + Sync + 'static) -> Known {
         Known(Some(Arc::new(f)))
     }
     pub fn has(&self, user: &UserId) -> bool {
-        self.0.as_ref().is_none_or(|f| f(user.as_str()))
+        self.0.as_ref().is_none_or(|f| f(user))
     }
 }
 
