@@ -120,6 +120,16 @@ impl Upstream {
         }
     }
 
+    /// A permit to call the host system, returned when dropped; `None` at
+    /// once when all are taken (the client gets 503, not a wait).
+    fn permit(&self) -> Option<Permit<'_>> {
+        self.permits
+            .1
+            .try_recv()
+            .ok()
+            .map(|()| Permit(&self.permits.0))
+    }
+
     /// Whether token pass-through is configured.
     pub fn has_token_url(&self) -> bool {
         self.token.is_some()
@@ -161,18 +171,6 @@ impl Upstream {
             super::lock(&self.cache).put(key, v.clone(), now_ms + keep.as_millis() as u64);
         }
         v
-    }
-}
-
-impl Upstream {
-    /// A permit to call the host system, returned when dropped; `None` at
-    /// once when all are taken (the client gets 503, not a wait).
-    fn permit(&self) -> Option<Permit<'_>> {
-        self.permits
-            .1
-            .try_recv()
-            .ok()
-            .map(|()| Permit(&self.permits.0))
     }
 }
 

@@ -485,7 +485,7 @@ impl Db {
                 after_seq,
                 PAGE_FRAMES as i64 + 1
             ],
-            |r| Ok((r.get::<_, i64>(0)?, stored(r)?)),
+            stored,
         )?;
         let mut page = Page {
             messages: Vec::new(),
@@ -494,7 +494,7 @@ impl Db {
         };
         let mut bytes = 0;
         for row in rows {
-            let (seq, m) = row?;
+            let m = row?;
             if page.messages.len() == PAGE_FRAMES
                 || (bytes >= PAGE_BYTES && !page.messages.is_empty())
             {
@@ -502,7 +502,7 @@ impl Db {
                 break;
             }
             bytes += m.body.len();
-            page.last_seq = seq;
+            page.last_seq = m.seq;
             page.messages.push(m);
         }
         Ok(page)
