@@ -7,31 +7,23 @@ mod common;
 use std::path::PathBuf;
 use std::process::Output;
 
-use common::served::{Served, run_to_end};
-use common::{Client, send_ok, temp_dir};
-use edgeim::users;
+use common::served::{Served, run_to_end, write_config};
+use common::{Client, send_ok};
 
+/// A data dir with the test users, and a config file for the binary
+/// beside it (the shared harness's).
 struct Setup {
-    dir: PathBuf,
+    data: PathBuf,
     config: PathBuf,
 }
 
 impl Setup {
     fn new(tag: &str) -> Setup {
-        let dir = temp_dir(tag);
-        let data = dir.join("data");
-        let config = dir.join("edgeim.toml");
-        let text = format!(
-            "data_dir = {:?}\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[websocket]\nlisten = \"127.0.0.1:0\"\n",
-            data.to_str().expect("utf-8 temp path")
-        );
-        std::fs::write(&config, text).expect("write config");
-        let file = users::path_in(&data);
-        std::fs::create_dir_all(&data).expect("data dir");
-        for u in ["alice", "bob", "carol"] {
-            users::add(&file, u, &format!("pw-{u}-group")).expect("add user");
+        let c = common::test_config(tag);
+        Setup {
+            config: write_config(&c),
+            data: c.data_dir,
         }
-        Setup { dir, config }
     }
 
     /// `edgeim group ARGS --config FILE`.
@@ -39,18 +31,19 @@ impl Setup {
         let mut all = vec!["group"];
         all.extend_from_slice(args);
         all.extend_from_slice(&["--config", self.config.to_str().expect("utf-8")]);
-        run_to_end(&self.dir, &all, "")
+        run_to_end(&self.data, &all, "")
     }
 }
 
 impl Drop for Setup {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.data);
+        let _ = std::fs::remove_file(&self.config);
     }
 }
 
 fn connect(srv: &Served, user: &str) -> Client {
-    let token = common::login(&srv.http, user, &format!("pw-{user}-group"));
+    let token = common::login(&srv.http, user, &common::password(user));
     let sid = common::session_id_with(&srv.http, &token, "cli-test");
     common::registered(&srv.ws, user, "cli-test", &sid)
 }
