@@ -239,7 +239,7 @@ pub struct Groups {
 
 impl Groups {
     pub fn insert(&mut self, g: Group) {
-        self.remove(&g.name.clone());
+        self.remove(&g.name);
         for u in g.members.keys() {
             *self.per_user.entry(u.clone()).or_default() += 1;
         }
